@@ -1,0 +1,154 @@
+"""django-mailer-jobs: queue email in the database, send it from cron.
+
+The public API has django-mailer's names and signatures, so switching is an
+import change. Imports happen inside the functions: ``import mailer`` loads no
+models, and settings can import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "send_mail",
+    "send_html_mail",
+    "send_mass_mail",
+    "mail_admins",
+    "mail_managers",
+]
+
+
+def send_mail(
+    subject: str,
+    message: str,
+    from_email: str | None,
+    recipient_list: Sequence[str],
+    priority: str | int | None = None,
+    fail_silently: bool = False,
+    auth_user: str | None = None,
+    auth_password: str | None = None,
+) -> int:
+    """Queue a plain-text email; return 1 (or 0 if ``fail_silently`` swallowed
+    an invalid email). ``auth_user``/``auth_password`` are accepted for
+    django-mailer compatibility and ignored: credentials belong to the sending
+    backend's settings."""
+    from django.core.mail import EmailMessage
+
+    return _queue(
+        [
+            EmailMessage(
+                subject=subject, body=message, from_email=from_email, to=recipient_list
+            )
+        ],
+        priority,
+        fail_silently,
+    )
+
+
+def send_html_mail(
+    subject: str,
+    message: str,
+    message_html: str,
+    from_email: str | None,
+    recipient_list: Sequence[str],
+    priority: str | int | None = None,
+    fail_silently: bool = False,
+    auth_user: str | None = None,
+    auth_password: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> int:
+    """Queue an email with a text and an HTML version; return 1."""
+    from django.core.mail import EmailMultiAlternatives
+
+    email = EmailMultiAlternatives(
+        subject=subject,
+        body=message,
+        from_email=from_email,
+        to=recipient_list,
+        headers=dict(headers or {}),
+    )
+    email.attach_alternative(message_html, "text/html")
+    return _queue([email], priority, fail_silently)
+
+
+def send_mass_mail(
+    datatuple: Iterable[tuple[str, str, str | None, Sequence[str]]],
+    fail_silently: bool = False,
+    auth_user: str | None = None,
+    auth_password: str | None = None,
+    connection: Any = None,
+    priority: str | int | None = None,
+) -> int:
+    """Queue one email per ``(subject, message, from_email, recipient_list)``;
+    all are checked before any is queued. Return how many were queued."""
+    from django.core.mail import EmailMessage
+
+    emails = [
+        EmailMessage(subject=subject, body=body, from_email=sender, to=recipients)
+        for subject, body, sender, recipients in datatuple
+    ]
+    return _queue(emails, priority, fail_silently)
+
+
+def mail_admins(
+    subject: str,
+    message: str,
+    fail_silently: bool = False,
+    connection: Any = None,
+    priority: str | int | None = None,
+) -> int:
+    """Queue an email to ``settings.ADMINS``."""
+    return _mail_staff("ADMINS", subject, message, fail_silently, priority)
+
+
+def mail_managers(
+    subject: str,
+    message: str,
+    fail_silently: bool = False,
+    connection: Any = None,
+    priority: str | int | None = None,
+) -> int:
+    """Queue an email to ``settings.MANAGERS``."""
+    return _mail_staff("MANAGERS", subject, message, fail_silently, priority)
+
+
+def _mail_staff(
+    setting: str,
+    subject: str,
+    message: str,
+    fail_silently: bool,
+    priority: str | int | None,
+) -> int:
+    from email.utils import formataddr
+
+    from django.conf import settings
+    from django.core.mail import EmailMessage
+
+    recipients = [
+        entry if isinstance(entry, str) else formataddr(tuple(entry))
+        for entry in getattr(settings, setting)
+    ]
+    if not recipients:
+        return 0
+    email = EmailMessage(
+        subject=f"{settings.EMAIL_SUBJECT_PREFIX}{subject}",
+        body=message,
+        from_email=settings.SERVER_EMAIL,
+        to=recipients,
+    )
+    return _queue([email], priority, fail_silently)
+
+
+def _queue(emails: list, priority: str | int | None, fail_silently: bool) -> int:
+    from mailer.exceptions import InvalidEmail
+    from mailer.queue import enqueue_many
+
+    try:
+        return len(enqueue_many(emails, priority=priority))
+    except InvalidEmail:
+        if fail_silently:
+            return 0
+        raise

@@ -1,0 +1,53 @@
+"""Email address parsing, validation and normalisation, in one place."""
+
+from __future__ import annotations
+
+from email.utils import getaddresses
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils.encoding import punycode
+
+from mailer.exceptions import InvalidAddress
+
+
+def normalize(address: str) -> str:
+    """The form stored in the don't-send list and compared against it.
+
+    Lower-cased as a whole: strictly only the domain is case-insensitive, but
+    every mailbox provider that matters treats the local part so too, and a
+    reader who unsubscribed as ``Ann@X`` must not get mail as ``ann@x``.
+    """
+    return address.strip().lower()
+
+
+def addr_spec(address: str) -> str:
+    """Return the bare ``local@domain`` of ``address`` (which may carry a display
+    name), validated, or raise :class:`InvalidAddress`."""
+    if not isinstance(address, str):
+        raise InvalidAddress(f"Invalid address {address!r}: not a string")
+    if "\n" in address or "\r" in address:
+        raise InvalidAddress(f"Invalid address {address!r}: contains a line break")
+    parsed = getaddresses([address])
+    if len(parsed) != 1 or not parsed[0][1]:
+        raise InvalidAddress(f"Invalid address {address!r}: not a single address")
+    spec = parsed[0][1]
+    try:
+        validate_email(spec)
+    except ValidationError:
+        raise InvalidAddress(f"Invalid address {address!r}") from None
+    return spec
+
+
+def envelope_address(address: str) -> str:
+    """``addr_spec`` with an internationalised domain in punycode, as the SMTP
+    envelope needs it (``RCPT TO:<user@xn--...>``)."""
+    spec = addr_spec(address)
+    local, _, domain = spec.rpartition("@")
+    if domain and not domain.isascii():
+        domain = punycode(domain)
+    if not local.isascii():
+        raise InvalidAddress(
+            f"Invalid address {address!r}: non-ASCII local part needs SMTPUTF8"
+        )
+    return f"{local}@{domain}"

@@ -1,0 +1,45 @@
+"""A Django email backend that queues instead of sending.
+
+Django 5.2/6.0::
+
+    EMAIL_BACKEND = "mailer.backend.DbBackend"
+    MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+Django 6.1 (``MAILERS``)::
+
+    MAILERS = {
+        "default": {"BACKEND": "mailer.backend.DbBackend"},
+        "smtp": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                 "OPTIONS": {"host": "mail.example.com", "port": 587, ...}},
+    }
+    MAILER_SEND_USING = "smtp"
+
+Mail queued this way (password resets, registration) gets
+``MAILER_BACKEND_PRIORITY`` (default high), so it overtakes a newsletter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.core.mail import EmailMessage
+from django.core.mail.backends.base import BaseEmailBackend
+
+from mailer.conf import settings
+
+
+class DbBackend(BaseEmailBackend):
+    def __init__(self, *, priority: str | int | None = None, **kwargs: Any) -> None:
+        # ``priority`` is an OPTIONS entry under MAILERS; everything else goes
+        # to Django's base class, which reports unknown options itself.
+        super().__init__(**kwargs)
+        self.priority = priority
+
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        from mailer.queue import enqueue_many
+
+        if not email_messages:
+            return 0
+        priority = self.priority or settings.BACKEND_PRIORITY
+        return len(enqueue_many(email_messages, priority=priority))

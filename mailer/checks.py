@@ -1,0 +1,83 @@
+"""System checks, with stable ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import Error, Tags, Warning, register
+
+from mailer.conf import QUEUE_BACKEND, settings
+from mailer.connections import mailers_configured, sending_backend_path
+
+
+@register(Tags.compatibility)
+def check_sending_backend(app_configs: Any = None, **kwargs: Any) -> list:
+    errors = []
+    if sending_backend_path() == QUEUE_BACKEND:
+        errors.append(
+            Error(
+                "The mail queue is configured as its own sending backend: "
+                "send_mail would queue every email again instead of sending it.",
+                hint=(
+                    "Point MAILER_SEND_USING at a MAILERS alias whose BACKEND "
+                    "really sends (e.g. Django's SMTP backend)."
+                    if mailers_configured()
+                    else "Set MAILER_EMAIL_BACKEND to a backend that really sends, "
+                    "e.g. 'django.core.mail.backends.smtp.EmailBackend'."
+                ),
+                id="mailer.E001",
+            )
+        )
+    if mailers_configured():
+        from django.conf import settings as django_settings
+
+        if settings.SEND_USING not in django_settings.MAILERS:
+            errors.append(
+                Error(
+                    f"MAILER_SEND_USING is {settings.SEND_USING!r}, which is not "
+                    "an alias in MAILERS.",
+                    hint="Add that alias to MAILERS or set MAILER_SEND_USING.",
+                    id="mailer.E002",
+                )
+            )
+    return errors
+
+
+@register(Tags.database)
+def check_site_url(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list:
+    """Unsubscribe links need an absolute URL; warn once jobs exist without it.
+
+    Tagged ``database``: Django runs it from ``migrate`` and ``check
+    --database``, never touching the database during ordinary checks."""
+    if settings.SITE_URL:
+        if not settings.SITE_URL.startswith(("https://", "http://")):
+            return [
+                Error(
+                    "MAILER_SITE_URL must be an absolute http(s) URL.",
+                    id="mailer.E003",
+                )
+            ]
+        return []
+    if not databases:
+        return []
+    from django.db import DatabaseError
+
+    from mailer.models import MessageJob
+
+    try:
+        has_jobs = MessageJob.objects.exists()
+    except DatabaseError:
+        # Before migrations, or a database that is not reachable during checks.
+        return []
+    if has_jobs:
+        return [
+            Warning(
+                "MAILER_SITE_URL is not set, so job mail goes out without "
+                "one-click unsubscribe links (RFC 8058).",
+                hint="Set MAILER_SITE_URL = 'https://news.example.com'.",
+                id="mailer.W001",
+            )
+        ]
+    return []

@@ -1,0 +1,80 @@
+"""Claiming batches of due messages safely across processes and hosts.
+
+A claim stamps ``claim_token`` (unique per batch) and pushes ``due_at`` to the
+end of the lease. The claim rule is therefore the plain "due" filter: a claimed
+message is not due until its lease expires, and a worker that died (kill -9,
+power cut) needs no cleanup: its messages become due again by themselves.
+
+Every write a worker makes afterwards (sent, deferred, released) is guarded by
+its ``claim_token``, so a worker that overran its lease cannot clobber the
+state written by the worker that took the message over.
+
+How the claim is made atomic depends on the database:
+
+- PostgreSQL (and any backend with ``SKIP LOCKED``): ``SELECT ... FOR UPDATE
+  SKIP LOCKED`` inside a transaction, then one UPDATE. Concurrent workers skip
+  each other's locked rows instead of waiting on them or taking them twice.
+- SQLite: one ``UPDATE ... WHERE id IN (SELECT ... LIMIT n)`` statement.
+  SQLite runs a write statement under its database-wide write lock, so the
+  subquery and the update cannot interleave with another worker's. (A
+  SELECT-then-UPDATE transaction would start as a reader and could fail with
+  "database is locked" when upgrading to a writer.)
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from django.db import connections, router, transaction
+from django.utils import timezone
+
+from mailer.conf import settings
+from mailer.models import Message
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def claim_batch(size: int, *, now: datetime | None = None) -> tuple[str, list[int]]:
+    """Claim up to ``size`` due messages; return the claim token and the ids."""
+    now = now or timezone.now()
+    token = new_token()
+    lease_end = now + settings.LEASE
+    db = router.db_for_write(Message)
+    due = Message.objects.using(db).due(now)
+    if connections[db].features.has_select_for_update_skip_locked:
+        with transaction.atomic(using=db):
+            ids = list(
+                due.select_for_update(skip_locked=True).values_list("id", flat=True)[
+                    :size
+                ]
+            )
+            if ids:
+                Message.objects.using(db).filter(id__in=ids).update(
+                    claim_token=token, due_at=lease_end
+                )
+        return token, ids
+    claimed = (
+        Message.objects.using(db)
+        .filter(id__in=due.values("id")[:size])
+        .update(claim_token=token, due_at=lease_end)
+    )
+    if not claimed:
+        return token, []
+    ids = list(
+        Message.objects.using(db)
+        .filter(claim_token=token)
+        .order_by("priority", "id")
+        .values_list("id", flat=True)
+    )
+    return token, ids
+
+
+def release(token: str, ids: list[int] | None = None) -> int:
+    """Give claimed messages back, due at once, without burning an attempt."""
+    qs = Message.objects.pending().filter(claim_token=token)
+    if ids is not None:
+        qs = qs.filter(id__in=ids)
+    return qs.update(claim_token=None, due_at=timezone.now())

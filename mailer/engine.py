@@ -1,0 +1,430 @@
+"""The send loop: plain Python, called by ``manage.py send_mail`` (and tests,
+benchmarks, or your own worker). No Django admin or command code in here.
+
+One run claims small batches in priority order, sends each message over one
+reused connection, and records each outcome the moment the server answers, so
+a ``kill -9`` can re-send at most the one message in flight and loses none.
+Batches are small on purpose: a password reset queued while a newsletter
+drains is claimed by the very next batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.core.mail.utils import DNS_NAME
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from mailer import outcomes
+from mailer.addresses import envelope_address, normalize
+from mailer.claim import claim_batch, release
+from mailer.compose import JobTemplate
+from mailer.conf import settings
+from mailer.connections import SendingConnection
+from mailer.models import (
+    DontSendEntry,
+    LogResult,
+    Message,
+    MessageJob,
+    MessageLog,
+    MessageStatus,
+    SuppressionReason,
+)
+from mailer.outcomes import Outcome, Verdict
+from mailer.unsubscribe import UnsubscribeLinks, site_domain
+
+logger = logging.getLogger("mailer.engine")
+
+#: Reconnects tried for one message before it is deferred instead.
+MAX_RECONNECTS_PER_MESSAGE = 2
+
+
+@dataclass
+class SendResult:
+    """What one run did; ``summary()`` is the line cron sees."""
+
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    batches: int = 0
+    connections: int = 0
+    stop_reason: str = "queue empty"
+    error: str | None = None
+    released: int = 0
+    messages: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def attempted(self) -> int:
+        return self.sent + self.deferred + self.failed
+
+    @property
+    def rate(self) -> float:
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def summary(self) -> str:
+        line = (
+            f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}, "
+            f"suppressed {self.suppressed} in {self.seconds:.2f}s "
+            f"({self.rate:.1f}/s); stopped: {self.stop_reason}"
+        )
+        if self.error:
+            line += f"; error: {self.error}"
+        return line
+
+
+@dataclass
+class Limits:
+    max_messages: int | None = None
+    max_seconds: float | None = None
+    throttle: float | None = None
+    batch_size: int | None = None
+
+    @classmethod
+    def from_settings(cls, **overrides) -> Limits:
+        limits = cls(
+            max_messages=settings.EMAIL_MAX_BATCH,
+            max_seconds=settings.EMAIL_MAX_SECONDS,
+            throttle=settings.EMAIL_THROTTLE,
+            batch_size=settings.BATCH_SIZE,
+        )
+        for name, value in overrides.items():
+            if value is not None:
+                setattr(limits, name, value)
+        return limits
+
+
+class _Stop(Exception):
+    """Leave the run: ``reason`` says why, claims are released by the caller."""
+
+    def __init__(self, reason: str, error: str | None = None) -> None:
+        self.reason = reason
+        self.error = error
+
+
+class Sender:
+    """One run of the send loop. Use :func:`send_queued` unless you need the
+    object (``send_mail --loop`` keeps one per iteration)."""
+
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_progress: Callable[[SendResult], None] | None = None,
+    ) -> None:
+        self.limits = limits or Limits.from_settings()
+        self.should_stop = should_stop
+        self.on_progress = on_progress
+        self.connection = SendingConnection()
+        self.templates: dict[int, JobTemplate | Exception] = {}
+        self.links = UnsubscribeLinks()
+        self.domain = site_domain() or DNS_NAME.get_fqdn()
+        self.result = SendResult()
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self) -> SendResult:
+        started, cpu_started = time.monotonic(), time.process_time()
+        limits = self.limits
+        deadline = started + limits.max_seconds if limits.max_seconds else None
+        batch_size = max(1, limits.batch_size or settings.BATCH_SIZE)
+        result = self.result
+        try:
+            while True:
+                self._check_limits(deadline)
+                size = batch_size
+                if limits.max_messages is not None:
+                    size = min(size, limits.max_messages - self._counted())
+                token, ids = claim_batch(size)
+                if not ids:
+                    result.stop_reason = "queue empty"
+                    break
+                result.batches += 1
+                self._send_batch(token, ids, deadline, started)
+                if self.on_progress:
+                    self.on_progress(result)
+        except _Stop as stop:
+            result.stop_reason = stop.reason
+            result.error = stop.error
+        finally:
+            self.connection.close()
+            result.connections = self.connection.opened
+            result.seconds = time.monotonic() - started
+            result.cpu_seconds = time.process_time() - cpu_started
+        return result
+
+    def _counted(self) -> int:
+        r = self.result
+        return r.sent + r.deferred + r.failed + r.suppressed
+
+    def _check_limits(self, deadline: float | None) -> None:
+        if self.should_stop():
+            raise _Stop("stop requested")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise _Stop("time limit")
+        if (
+            self.limits.max_messages is not None
+            and self._counted() >= self.limits.max_messages
+        ):
+            raise _Stop("message limit")
+
+    def _send_batch(
+        self, token: str, ids: list[int], deadline: float | None, started: float
+    ) -> None:
+        by_id = {
+            m.id: m
+            for m in Message.objects.filter(id__in=ids, claim_token=token).defer(
+                "created_at"
+            )
+        }
+        batch = [by_id[i] for i in ids if i in by_id]
+        suppressed = self._suppressed_among(batch)
+        for index, message in enumerate(batch):
+            try:
+                if index:
+                    self._check_limits(deadline)
+                self._throttle(started, deadline)
+            except _Stop:
+                self.result.released += release(token, [m.id for m in batch[index:]])
+                raise
+            if suppressed and normalize(message.to_address) in suppressed:
+                self._record(message, token, LogResult.SUPPRESSED, None)
+                continue
+            try:
+                envelope_from, recipients, data, message_id = self._build(message)
+            except Exception as error:  # noqa: BLE001 - any build error fails one message
+                outcome = Outcome(
+                    Verdict.FAILED, None, f"cannot build message: {error}"
+                )
+                self._record(message, token, LogResult.FAILED, outcome)
+                continue
+            outcome = self._deliver(envelope_from, recipients, data)
+            if outcome.verdict is Verdict.STOP:
+                self.result.released += release(token, [m.id for m in batch[index:]])
+                raise _Stop("mail server unreachable", outcome.reply)
+            self._record(message, token, None, outcome, message_id=message_id)
+
+    def _throttle(self, started: float, deadline: float | None) -> None:
+        if not self.limits.throttle:
+            return
+        next_slot = started + self.result.attempted / self.limits.throttle
+        pause = next_slot - time.monotonic()
+        if deadline is not None:
+            pause = min(pause, deadline - time.monotonic())
+        if pause > 0:
+            time.sleep(pause)
+
+    # -- one message ------------------------------------------------------------
+
+    def _suppressed_among(self, batch: list[Message]) -> set[str]:
+        """Checked right before sending, one query per batch: an unsubscribe
+        that arrived after the job was expanded still stops the email."""
+        addresses = {normalize(m.to_address) for m in batch}
+        return set(
+            DontSendEntry.objects.filter(address__in=addresses).values_list(
+                "address", flat=True
+            )
+        )
+
+    def _template(self, job_id: int) -> JobTemplate:
+        template = self.templates.get(job_id)
+        if template is None:
+            job = MessageJob.objects.defer("recipients").get(pk=job_id)
+            headers = dict(job.headers or {})
+            if job.list_id:
+                headers.setdefault("List-Id", f"<{job.list_id}.{self.domain}>")
+            if self.links.enabled:
+                headers.setdefault(
+                    "List-Unsubscribe-Post", "List-Unsubscribe=One-Click"
+                )
+            try:
+                template = JobTemplate(
+                    subject=job.subject,
+                    from_email=job.from_email,
+                    body_text=job.body_text,
+                    body_html=job.body_html,
+                    headers=headers,
+                    message_id_domain=self.domain,
+                )
+            except Exception as error:  # noqa: BLE001 - remembered, fails each message
+                template = error
+            self.templates[job_id] = template
+        if isinstance(template, Exception):
+            raise template
+        return template
+
+    def _build(self, message: Message) -> tuple[str, list[str], bytes, str]:
+        if message.job_id is None:
+            return (
+                message.envelope_from,
+                list(message.envelope_to or [message.to_address]),
+                bytes(message.mime),
+                message.message_id,
+            )
+        template = self._template(message.job_id)
+        to = envelope_address(message.to_address)
+        url = self.links.url(message.to_address, message.job_id)
+        values = {**(message.context or {}), "email": message.to_address}
+        values["unsubscribe_url"] = url
+        data, message_id = template.render(
+            message.to_address, values, extra_headers=self.links.headers(url)
+        )
+        return template.envelope_from, [to], data, message_id
+
+    def _deliver(
+        self, envelope_from: str, recipients: list[str], data: bytes
+    ) -> Outcome:
+        last: Outcome | None = None
+        for _ in range(MAX_RECONNECTS_PER_MESSAGE + 1):
+            if self.connection.backend is None or (
+                self.connection.is_smtp and self.connection.backend.connection is None
+            ):
+                try:
+                    self.connection.open()
+                except Exception as error:  # noqa: BLE001 - judged below
+                    reason = outcomes.connect_failure(error)
+                    if reason is None:
+                        raise
+                    return Outcome(Verdict.STOP, None, reason)
+            try:
+                refused = self.connection.send(envelope_from, recipients, data)
+            except Exception as error:  # noqa: BLE001 - every error is classified
+                last = outcomes.classify(error)
+                if last.verdict is Verdict.RECONNECT:
+                    logger.info("reconnecting after: %s", last.reply)
+                    self.connection.close()
+                    if self.connection.is_smtp:
+                        self.connection.backend.connection = None
+                    else:
+                        self.connection.backend = None
+                    continue
+                return last
+            return outcomes.sent(refused)
+        return Outcome(
+            Verdict.DEFERRED,
+            last.code if last else None,
+            f"connection dropped {MAX_RECONNECTS_PER_MESSAGE + 1} times while sending: "
+            f"{last.reply if last else ''}",
+        )
+
+    def _record(
+        self,
+        message: Message,
+        token: str,
+        result: LogResult | None,
+        outcome: Outcome | None,
+        *,
+        message_id: str = "",
+    ) -> None:
+        """Write the outcome of one attempt: one short transaction."""
+        now = timezone.now()
+        attempt = message.attempts + (0 if result is LogResult.SUPPRESSED else 1)
+        changes: dict = {"claim_token": None, "attempts": F("attempts") + 1}
+        if result is LogResult.SUPPRESSED:
+            changes = {"claim_token": None, "status": MessageStatus.SUPPRESSED}
+            self.result.suppressed += 1
+        elif outcome.verdict is Verdict.SENT:
+            result = LogResult.SENT
+            changes["status"] = MessageStatus.SENT
+            self.result.sent += 1
+        elif outcome.verdict is Verdict.DEFERRED and attempt < settings.MAX_ATTEMPTS:
+            result = LogResult.DEFERRED
+            changes["status"] = MessageStatus.DEFERRED
+            changes["due_at"] = now + outcomes.backoff(attempt)
+            self.result.deferred += 1
+        else:
+            result = LogResult.FAILED
+            changes["status"] = MessageStatus.FAILED
+            if outcome.verdict is Verdict.DEFERRED:
+                outcome = Outcome(
+                    Verdict.FAILED,
+                    outcome.code,
+                    f"gave up after {attempt} attempts: {outcome.reply}",
+                )
+            self.result.failed += 1
+        if message_id:
+            changes["message_id"] = message_id[:255]
+        with transaction.atomic():
+            Message.objects.filter(pk=message.pk, claim_token=token).update(**changes)
+            MessageLog.objects.create(
+                message_pk=message.pk,
+                job_id=message.job_id,
+                recipient=message.to_address,
+                subject=message.subject[:255],
+                result=result,
+                smtp_code=outcome.code if outcome else None,
+                reply=(outcome.reply if outcome else "")[:2000],
+                attempt=attempt,
+                message_id=(message_id or message.message_id)[:255],
+                created_at=now,
+            )
+            if (
+                outcome is not None
+                and outcome.no_such_user
+                and message.job_id is not None
+                and settings.SUPPRESS_ON_NO_SUCH_USER
+            ):
+                DontSendEntry.objects.get_or_create(
+                    address=normalize(message.to_address),
+                    defaults={
+                        "reason": SuppressionReason.BOUNCED,
+                        "note": f"{outcome.code} {outcome.reply}"[:500],
+                    },
+                )
+
+
+def send_queued(
+    *,
+    max_messages: int | None = None,
+    max_seconds: float | None = None,
+    throttle: float | None = None,
+    batch_size: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_progress: Callable[[SendResult], None] | None = None,
+) -> SendResult:
+    """Send due mail until the queue is empty or a limit is reached.
+
+    Limits left as ``None`` come from the ``MAILER_*`` settings.
+    """
+    limits = Limits.from_settings(
+        max_messages=max_messages,
+        max_seconds=max_seconds,
+        throttle=throttle,
+        batch_size=batch_size,
+    )
+    return Sender(limits, should_stop=should_stop, on_progress=on_progress).run()
+
+
+def retry_deferred(*, now=None) -> int:
+    """Make every deferred message due now (and give held ones their turn)."""
+    now = now or timezone.now()
+    # A deferred message that a worker holds right now (token set, lease not
+    # over) is left alone: making it due would let a second worker take it.
+    unclaimed = Q(claim_token__isnull=True) | Q(due_at__lte=now)
+    return (
+        Message.objects.deferred()
+        .filter(unclaimed)
+        .update(status=MessageStatus.QUEUED, due_at=now)
+    )
+
+
+def purge_log(days: float, *, result: int | None = None) -> int:
+    cutoff = timezone.now() - timedelta(days=days)
+    qs = MessageLog.objects.filter(created_at__lt=cutoff)
+    if result is not None:
+        qs = qs.filter(result=result)
+    deleted, _ = qs.delete()
+    return deleted

@@ -1,0 +1,220 @@
+"""Job -> one ``Message`` per recipient, in bulk, resumable.
+
+The job's recipient snapshot is walked in chunks. Each chunk's messages are
+inserted in the same transaction that advances the job's cursor
+(``expanded_count``), so after a ``kill -9`` the rerun starts exactly where the
+last commit ended: no recipient is skipped and none gets two rows. The unique
+constraint on (job, address) is the backstop behind that.
+
+The cursor update is also the lock: it only succeeds if the cursor is still
+where this process read it, so two overlapping ``process_mail_jobs`` runs
+cannot both expand one chunk; the loser stops quietly.
+
+Duplicates (case-insensitive), invalid and suppressed addresses are skipped
+and logged, never a crash: one typo must not stop a newsletter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from mailer.addresses import envelope_address, normalize
+from mailer.conf import settings
+from mailer.exceptions import InvalidAddress
+from mailer.models import (
+    DontSendEntry,
+    JobStatus,
+    LogResult,
+    Message,
+    MessageJob,
+    MessageLog,
+    MessageStatus,
+)
+
+
+@dataclass
+class ExpandResult:
+    jobs: int = 0
+    queued: int = 0
+    skipped: int = 0
+    finished: int = 0
+    seconds: float = 0.0
+    stop_reason: str = "nothing to expand"
+    per_job: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.queued / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (
+            f"expanded {self.jobs} job(s): {self.queued} message(s) queued, "
+            f"{self.skipped} skipped in {self.seconds:.2f}s ({self.rate:.0f}/s); "
+            f"{self.finished} job(s) done"
+        )
+
+
+class _Abandon(Exception):
+    """Another process advanced the cursor first; it owns this job now."""
+
+
+def expand_job(
+    job_id: int,
+    *,
+    chunk_size: int | None = None,
+    deadline: float | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> tuple[int, int]:
+    """Expand one job from its cursor. Return (queued, skipped)."""
+    chunk_size = chunk_size or settings.EXPAND_CHUNK_SIZE
+    job = MessageJob.objects.get(pk=job_id)
+    if job.status not in (JobStatus.PENDING, JobStatus.EXPANDING):
+        return 0, 0
+    entries = job.recipients or []
+    cursor = job.expanded_count
+    # Addresses in the part already expanded count as seen, so a duplicate
+    # that straddles a crash is still caught.
+    seen = {normalize(_address(entry)) for entry in entries[:cursor]}
+    suppressed = _suppressed_in(entries[cursor:])
+    queued = skipped = 0
+    while cursor < len(entries):
+        if should_stop() or (deadline is not None and time.monotonic() >= deadline):
+            return queued, skipped
+        chunk = entries[cursor : cursor + chunk_size]
+        now = timezone.now()
+        messages: list[Message] = []
+        skips: list[MessageLog] = []
+        for entry in chunk:
+            address = _address(entry)
+            key = normalize(address)
+            reason = None
+            if key in seen:
+                reason = "duplicate address"
+            else:
+                seen.add(key)
+                try:
+                    envelope_address(address)
+                except InvalidAddress as error:
+                    reason = str(error)
+                else:
+                    if key in suppressed:
+                        reason = "on the don't-send list"
+            if reason:
+                skips.append(
+                    MessageLog(
+                        job_id=job.pk,
+                        recipient=address[:320],
+                        result=LogResult.SKIPPED,
+                        reply=reason[:2000],
+                        created_at=now,
+                    )
+                )
+                continue
+            messages.append(
+                Message(
+                    job_id=job.pk,
+                    priority=job.priority,
+                    status=MessageStatus.QUEUED,
+                    due_at=now,
+                    to_address=address,
+                    context=_context(entry),
+                    created_at=now,
+                )
+            )
+        with transaction.atomic():
+            advanced = MessageJob.objects.filter(
+                pk=job.pk,
+                expanded_count=cursor,
+                status__in=[JobStatus.PENDING, JobStatus.EXPANDING],
+            ).update(
+                expanded_count=cursor + len(chunk),
+                skipped_count=F("skipped_count") + len(skips),
+                status=JobStatus.EXPANDING,
+            )
+            if not advanced:
+                raise _Abandon
+            Message.objects.bulk_create(messages, ignore_conflicts=True)
+            MessageLog.objects.bulk_create(skips)
+        cursor += len(chunk)
+        queued += len(messages)
+        skipped += len(skips)
+        if on_chunk:
+            on_chunk(cursor, len(entries))
+    MessageJob.objects.filter(pk=job.pk, status=JobStatus.EXPANDING).update(
+        status=JobStatus.QUEUED
+    )
+    MessageJob.objects.filter(pk=job.pk, status=JobStatus.PENDING).update(
+        status=JobStatus.QUEUED
+    )
+    return queued, skipped
+
+
+def expand_pending_jobs(
+    *,
+    max_seconds: float | None = None,
+    chunk_size: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_chunk: Callable[[int, int], None] | None = None,
+) -> ExpandResult:
+    """Expand every pending job, oldest first; mark finished jobs done."""
+    from mailer.jobs import finish_jobs
+
+    started = time.monotonic()
+    deadline = started + max_seconds if max_seconds else None
+    result = ExpandResult()
+    job_ids = list(
+        MessageJob.objects.filter(status__in=[JobStatus.PENDING, JobStatus.EXPANDING])
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)
+    )
+    for job_id in job_ids:
+        if should_stop() or (deadline is not None and time.monotonic() >= deadline):
+            result.stop_reason = "time limit" if not should_stop() else "stop requested"
+            break
+        try:
+            queued, skipped = expand_job(
+                job_id,
+                chunk_size=chunk_size,
+                deadline=deadline,
+                should_stop=should_stop,
+                on_chunk=on_chunk,
+            )
+        except _Abandon:
+            continue
+        result.jobs += 1
+        result.queued += queued
+        result.skipped += skipped
+        result.per_job[job_id] = queued
+    else:
+        result.stop_reason = "done"
+    result.finished = finish_jobs()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _address(entry: str | list) -> str:
+    return entry if isinstance(entry, str) else str(entry[0])
+
+
+def _context(entry: str | list) -> dict | None:
+    return None if isinstance(entry, str) else (entry[1] or None)
+
+
+def _suppressed_in(entries: list) -> set[str]:
+    """The don't-send entries among ``entries``, in a few big queries."""
+    addresses = [normalize(_address(e)) for e in entries]
+    found: set[str] = set()
+    for start in range(0, len(addresses), 5000):
+        found.update(
+            DontSendEntry.objects.filter(
+                address__in=addresses[start : start + 5000]
+            ).values_list("address", flat=True)
+        )
+    return found

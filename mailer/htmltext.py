@@ -1,0 +1,80 @@
+"""A readable text part from an HTML email, for jobs with only an HTML template.
+
+Mailbox providers score HTML-only bulk mail as spam, and some readers read
+text only. This is deliberately simple: block elements become line breaks,
+links keep their target, scripts and styles vanish, entities are decoded.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+_BLOCK = {
+    "address",
+    "article",
+    "blockquote",
+    "br",
+    "div",
+    "footer",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "ol",
+    "p",
+    "section",
+    "table",
+    "tr",
+    "ul",
+}
+_SKIP = {"script", "style", "head", "title"}
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.skip_depth = 0
+        self.links: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in _SKIP:
+            self.skip_depth += 1
+        elif tag in _BLOCK:
+            self.out.append("\n")
+            if tag == "li":
+                self.out.append("* ")
+            elif tag == "hr":
+                self.out.append("-" * 20 + "\n")
+        elif tag == "a":
+            self.links.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP:
+            self.skip_depth = max(0, self.skip_depth - 1)
+        elif tag in _BLOCK:
+            self.out.append("\n")
+        elif tag == "a" and self.links:
+            href = self.links.pop()
+            if href and not href.startswith(("#", "mailto:")):
+                self.out.append(f" ({href})")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip_depth:
+            self.out.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.out)
+    lines = [line.strip() for line in text.splitlines()]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"

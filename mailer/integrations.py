@@ -1,0 +1,40 @@
+"""Optional integrations, each active only when its package is installed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def connect_anymail() -> None:
+    """Learn from django-anymail's tracking webhooks: bounces, complaints and
+    unsubscribes reported by the ESP put the address on the don't-send list."""
+    try:
+        from anymail.signals import tracking
+    except ImportError:
+        return
+    tracking.connect(on_anymail_tracking, dispatch_uid="mailer.anymail.tracking")
+
+
+#: anymail event types that mean "never mail this address again".
+ANYMAIL_SUPPRESSING_EVENTS = {
+    "bounced": "bounced",
+    "complained": "complained",
+    "unsubscribed": "unsubscribed",
+}
+
+
+def on_anymail_tracking(sender: Any, event: Any, esp_name: str, **kwargs: Any) -> None:
+    from mailer.addresses import normalize
+    from mailer.models import DontSendEntry
+
+    reason = ANYMAIL_SUPPRESSING_EVENTS.get(getattr(event, "event_type", None))
+    recipient = getattr(event, "recipient", None)
+    if reason is None or not recipient:
+        return
+    DontSendEntry.objects.get_or_create(
+        address=normalize(recipient),
+        defaults={
+            "reason": reason,
+            "note": f"{esp_name}: {event.event_type} {event.description or ''}"[:500],
+        },
+    )

@@ -1,0 +1,264 @@
+"""Making, cancelling and inspecting jobs: one newsletter, many recipients.
+
+``create_job`` is what the admin action calls when the editor confirms. It
+renders the templates once (per-recipient values stay placeholders, see
+``personalize.py``), snapshots the recipients, and writes one row. It sends
+nothing and creates no per-recipient rows: that is ``process_mail_jobs``'s
+work, out of band, so the editor's request returns at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, transaction
+from django.db.models import Count, Q
+from django.template import TemplateDoesNotExist, TemplateSyntaxError
+from django.template.loader import render_to_string
+from django.utils import timezone
+
+from mailer.addresses import addr_spec
+from mailer.conf import settings
+from mailer.exceptions import HeaderInjection, InvalidEmail, TemplateProblem
+from mailer.htmltext import html_to_text
+from mailer.models import (
+    PENDING_STATUSES,
+    JobStatus,
+    LogResult,
+    Message,
+    MessageJob,
+    MessageLog,
+    MessageStatus,
+)
+from mailer.personalize import RecipientPlaceholders
+from mailer.queue import parse_priority
+
+#: What a recipients callable may yield: an address, (address, context), or
+#: a mapping with "email" and any other per-recipient values ("name", ...).
+RecipientLike = str | tuple[str, Mapping[str, Any]] | Mapping[str, Any]
+
+
+@dataclass
+class RenderedEmail:
+    subject: str
+    body_text: str
+    body_html: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def render_email(
+    *,
+    subject: str | Callable[[Any], str],
+    text_template: str | None,
+    html_template: str | None = None,
+    context: Mapping[str, Any] | None = None,
+    obj: Any = None,
+) -> RenderedEmail:
+    """Render a job's content once. Raises :class:`TemplateProblem` with a
+    message an editor can act on when a template is missing or broken."""
+    if not text_template and not html_template:
+        raise TemplateProblem("A job needs a text template, an HTML template or both")
+    ctx = {"object": obj, "recipient": RecipientPlaceholders(), **(context or {})}
+    try:
+        subject_text = str(subject(obj) if callable(subject) else subject)
+        body_html = render_to_string(html_template, ctx) if html_template else ""
+        body_text = (
+            render_to_string(text_template, ctx)
+            if text_template
+            else html_to_text(body_html)
+        )
+    except TemplateDoesNotExist as error:
+        raise TemplateProblem(f"Email template not found: {error}") from error
+    except TemplateSyntaxError as error:
+        raise TemplateProblem(f"Email template has an error: {error}") from error
+    except TemplateProblem:
+        raise
+    except Exception as error:
+        raise TemplateProblem(
+            f"Rendering the email failed: {type(error).__name__}: {error}"
+        ) from error
+    subject_text = " ".join(subject_text.split())
+    if not subject_text:
+        raise TemplateProblem("The email subject is empty")
+    for name, value in (
+        ("subject", subject_text),
+        ("text body", body_text),
+        ("HTML body", body_html),
+    ):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise TemplateProblem(
+                f"The {name} is not valid text (it cannot be encoded as UTF-8 "
+                f"at position {error.start})"
+            ) from error
+    return RenderedEmail(subject=subject_text, body_text=body_text, body_html=body_html)
+
+
+def snapshot_recipients(recipients: Iterable[RecipientLike]) -> list:
+    """Normalise recipients into the stored snapshot, dropping case-insensitive
+    duplicates (the first wins). Addresses are validated at expansion, where
+    an invalid one is logged and skipped: a single typo among 100,000
+    subscribers must not stop a newsletter."""
+    seen: set[str] = set()
+    snapshot: list = []
+    for item in recipients:
+        if isinstance(item, str):
+            address, context = item, None
+        elif isinstance(item, Mapping):
+            context = {k: v for k, v in item.items() if k != "email"} or None
+            address = item.get("email", "")
+        else:
+            address, context = item[0], (dict(item[1]) if item[1] else None)
+        address = str(address).strip()
+        key = address.lower()
+        if not address or key in seen:
+            continue
+        seen.add(key)
+        snapshot.append([address, context] if context else address)
+    return snapshot
+
+
+def create_job(
+    *,
+    content: RenderedEmail,
+    recipients: Iterable[RecipientLike],
+    from_email: str | None = None,
+    priority: str | int | None = "medium",
+    announced_object: models.Model | None = None,
+    created_by: Any = None,
+    list_id: str = "",
+) -> MessageJob:
+    """Queue a newsletter for the given recipients; return the job.
+
+    Raises :class:`InvalidEmail` (nothing saved) for a bad sender or headers,
+    and when there is nobody to send to.
+    """
+    from django.conf import settings as django_settings
+
+    from_email = from_email or django_settings.DEFAULT_FROM_EMAIL
+    addr_spec(from_email)
+    for name, value in [("Subject", content.subject), *content.headers.items()]:
+        if "\n" in str(value) or "\r" in str(value):
+            raise HeaderInjection(f"Header {name!r} contains a line break: {value!r}")
+    level, _held = parse_priority(priority, settings.DEFAULT_PRIORITY)
+    snapshot = snapshot_recipients(recipients)
+    if not snapshot:
+        raise InvalidEmail("There are no recipients to send this email to")
+    if announced_object is not None and not list_id:
+        list_id = announced_object._meta.model_name
+    job = MessageJob(
+        subject=content.subject,
+        from_email=from_email,
+        body_text=content.body_text,
+        body_html=content.body_html,
+        headers=content.headers,
+        priority=level,
+        recipients=snapshot,
+        recipient_count=len(snapshot),
+        list_id=list_id,
+        created_by=created_by if getattr(created_by, "pk", None) else None,
+    )
+    if announced_object is not None:
+        job.content_type = ContentType.objects.get_for_model(announced_object)
+        job.object_id = str(announced_object.pk)
+    job.save(force_insert=True)
+    return job
+
+
+def recent_job_for(
+    obj: models.Model, *, now: datetime | None = None
+) -> MessageJob | None:
+    """The newest job announcing ``obj`` within ``MAILER_RESEND_GUARD``."""
+    since = (now or timezone.now()) - settings.RESEND_GUARD
+    return (
+        MessageJob.objects.defer("recipients")
+        .filter(
+            content_type=ContentType.objects.get_for_model(obj),
+            object_id=str(obj.pk),
+            created_at__gte=since,
+        )
+        .exclude(status=JobStatus.CANCELLED)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def job_progress(job: MessageJob) -> dict[str, int]:
+    """Messages of ``job`` by status name (queued, sent, deferred, ...)."""
+    counts = {status.name.lower(): 0 for status in MessageStatus}
+    for status, n in (
+        Message.objects.filter(job=job)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    ):
+        counts[MessageStatus(status).name.lower()] = n
+    return counts
+
+
+def cancel_jobs(jobs: models.QuerySet) -> tuple[int, int]:
+    """Cancel jobs; their pending messages leave the queue, each logged as
+    cancelled. Return (jobs cancelled, messages cancelled)."""
+    now = timezone.now()
+    job_count = message_count = 0
+    for job in jobs.defer("recipients").exclude(
+        status__in=[JobStatus.CANCELLED, JobStatus.DONE]
+    ):
+        with transaction.atomic():
+            pending = Message.objects.filter(job=job, status__in=PENDING_STATUSES)
+            rows = list(pending.values_list("id", "to_address"))
+            # Clearing the token makes a worker's later "sent" write a no-op;
+            # a message already on the wire cannot be called back.
+            pending.update(status=MessageStatus.CANCELLED, claim_token=None)
+            MessageLog.objects.bulk_create(
+                [
+                    MessageLog(
+                        message_pk=pk,
+                        job=job,
+                        recipient=address,
+                        result=LogResult.CANCELLED,
+                        reply="job cancelled",
+                        created_at=now,
+                    )
+                    for pk, address in rows
+                ],
+                batch_size=2000,
+            )
+            MessageJob.objects.filter(pk=job.pk).update(
+                status=JobStatus.CANCELLED, finished_at=now
+            )
+        job_count += 1
+        message_count += len(rows)
+    return job_count, message_count
+
+
+def retry_failed(jobs: models.QuerySet) -> int:
+    """Queue the failed messages of ``jobs`` again, with fresh attempts."""
+    count = Message.objects.filter(
+        job__in=jobs.exclude(status=JobStatus.CANCELLED), status=MessageStatus.FAILED
+    ).update(status=MessageStatus.QUEUED, due_at=timezone.now(), attempts=0)
+    if count:
+        jobs.filter(status=JobStatus.DONE).update(
+            status=JobStatus.QUEUED, finished_at=None
+        )
+    return count
+
+
+def finish_jobs() -> int:
+    """Mark fully expanded jobs with nothing pending as done."""
+    done = 0
+    for job_id in MessageJob.objects.filter(status=JobStatus.QUEUED).values_list(
+        "id", flat=True
+    ):
+        if not Message.objects.filter(
+            job_id=job_id, status__in=PENDING_STATUSES
+        ).exists():
+            done += MessageJob.objects.filter(
+                ~Q(status=JobStatus.CANCELLED), pk=job_id, status=JobStatus.QUEUED
+            ).update(status=JobStatus.DONE, finished_at=timezone.now())
+    return done

@@ -1,0 +1,263 @@
+"""The queue's data. No sending logic lives here: see ``engine.py``.
+
+The queue table (``Message``) holds one row per email; a job's messages share
+the job's content instead of storing a copy each. Every attempt is a
+``MessageLog`` row, which never holds a body.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from mailer.querysets import MessageQuerySet
+
+
+class Priority(models.IntegerChoices):
+    """Lower sorts first: the claim query orders by priority ascending."""
+
+    HIGH = 1, _("high")
+    MEDIUM = 2, _("medium")
+    LOW = 3, _("low")
+
+
+class MessageStatus(models.IntegerChoices):
+    QUEUED = 0, _("queued")
+    DEFERRED = 1, _("deferred")
+    SENT = 2, _("sent")
+    FAILED = 3, _("failed")
+    SUPPRESSED = 4, _("suppressed")
+    CANCELLED = 5, _("cancelled")
+
+
+#: Statuses still waiting to go out; the claim index covers only these rows.
+PENDING_STATUSES = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", _("pending")
+    EXPANDING = "expanding", _("expanding")
+    QUEUED = "queued", _("queued")
+    DONE = "done", _("done")
+    CANCELLED = "cancelled", _("cancelled")
+
+
+class LogResult(models.IntegerChoices):
+    SENT = 1, _("sent")
+    DEFERRED = 2, _("deferred")
+    FAILED = 3, _("failed")
+    SUPPRESSED = 4, _("suppressed")
+    CANCELLED = 5, _("cancelled")
+    SKIPPED = 6, _("skipped at expansion")
+
+
+class MessageJob(models.Model):
+    """One newsletter: content rendered once, plus who gets it.
+
+    The recipients are a snapshot taken when the editor confirms (see
+    ``mailer.jobs.create_job``): the count the editor confirmed is exactly the
+    audience, and the cron process never needs to import or re-run the site's
+    recipient query. Unsubscribes after the click are still honoured, because
+    the don't-send list is checked at expansion and again right before sending.
+    """
+
+    subject = models.TextField(_("subject"))
+    from_email = models.CharField(_("from"), max_length=320)
+    body_text = models.TextField(_("text body"))
+    body_html = models.TextField(_("HTML body"), blank=True)
+    headers = models.JSONField(_("extra headers"), default=dict, blank=True)
+    list_id = models.CharField(
+        _("list id"),
+        max_length=100,
+        blank=True,
+        help_text=_("Kind of mailing, used in the List-Id header (e.g. 'issue')."),
+    )
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), choices=Priority.choices, default=Priority.MEDIUM
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=JobStatus.choices, default=JobStatus.PENDING
+    )
+    # The snapshot: a JSON list, each item an address or [address, {context}].
+    recipients = models.JSONField(_("recipients"), default=list, blank=True)
+    recipient_count = models.PositiveIntegerField(_("recipients"), default=0)
+    expanded_count = models.PositiveIntegerField(
+        _("expanded"),
+        default=0,
+        help_text=_("Expansion cursor: snapshot entries already turned into mail."),
+    )
+    skipped_count = models.PositiveIntegerField(
+        _("skipped"),
+        default=0,
+        help_text=_("Duplicates, invalid and suppressed addresses not queued."),
+    )
+    content_type = models.ForeignKey(
+        ContentType, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    object_id = models.CharField(max_length=64, blank=True)
+    announced_object = GenericForeignKey("content_type", "object_id")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("message job")
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["content_type", "object_id", "created_at"]),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status__in=["pending", "expanding"]),
+                name="mailer_job_to_expand",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} ({self.get_status_display()})"
+
+
+class Message(models.Model):
+    """One email to send.
+
+    Either its own content (``mime``: the RFC 5322 bytes Django's
+    ``EmailMessage.message()`` produced, plus the envelope), or a ``job`` whose
+    content it shares, with ``to_address`` and ``context`` for personalisation.
+
+    ``due_at`` doubles as the claim lease: claiming a message pushes ``due_at``
+    to the lease's end and stamps ``claim_token``. A worker that dies simply
+    lets the lease run out, and the message is due again for anyone.
+    """
+
+    job = models.ForeignKey(
+        MessageJob,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="messages",
+    )
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), choices=Priority.choices, default=Priority.MEDIUM
+    )
+    status = models.PositiveSmallIntegerField(
+        _("status"), choices=MessageStatus.choices, default=MessageStatus.QUEUED
+    )
+    due_at = models.DateTimeField(_("due"), default=timezone.now)
+    claim_token = models.CharField(max_length=32, null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    to_address = models.CharField(
+        _("to"),
+        max_length=320,
+        db_index=True,
+        help_text=_("The job recipient, or the first envelope recipient."),
+    )
+    envelope_from = models.CharField(max_length=320, blank=True)
+    envelope_to = models.JSONField(null=True, blank=True)
+    subject = models.CharField(_("subject"), max_length=255, blank=True)
+    mime = models.BinaryField(null=True, blank=True, editable=False)
+    context = models.JSONField(null=True, blank=True)
+    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    provider_id = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    objects = MessageQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("message")
+        constraints = [
+            # Backs resumable expansion: a rerun after kill -9 can never
+            # queue a second email to the same recipient of a job.
+            models.UniqueConstraint(
+                fields=["job", "to_address"],
+                condition=Q(job__isnull=False),
+                name="mailer_one_message_per_job_recipient",
+            ),
+        ]
+        indexes = [
+            # The claim query: pending rows only, in send order. Sent and
+            # failed rows never enter this index, so it stays small however
+            # long the history grows.
+            models.Index(
+                fields=["priority", "due_at", "id"],
+                condition=Q(status__in=PENDING_STATUSES),
+                name="mailer_message_claim",
+            ),
+            models.Index(fields=["claim_token"], name="mailer_message_claim_token"),
+            models.Index(fields=["message_id"], name="mailer_message_message_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject or self.job_id} -> {self.to_address}"
+
+    @property
+    def recipients(self) -> list[str]:
+        return list(self.envelope_to or [self.to_address])
+
+
+class MessageLog(models.Model):
+    """One row per attempt (or per skip). Never holds a body by default."""
+
+    message_pk = models.BigIntegerField(_("message"), null=True, db_index=True)
+    job = models.ForeignKey(
+        MessageJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    recipient = models.CharField(_("recipient"), max_length=320, db_index=True)
+    subject = models.CharField(_("subject"), max_length=255, blank=True)
+    result = models.PositiveSmallIntegerField(_("result"), choices=LogResult.choices)
+    smtp_code = models.PositiveSmallIntegerField(_("SMTP code"), null=True)
+    reply = models.TextField(_("reply"), blank=True)
+    attempt = models.PositiveSmallIntegerField(_("attempt"), default=0)
+    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+
+    class Meta:
+        verbose_name = _("message log")
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_result_display()}: {self.recipient}"
+
+
+class SuppressionReason(models.TextChoices):
+    UNSUBSCRIBED = "unsubscribed", _("unsubscribed")
+    BOUNCED = "bounced", _("bounced")
+    COMPLAINED = "complained", _("complained")
+    MANUAL = "manual", _("manual")
+
+
+class DontSendEntry(models.Model):
+    """An address we must not mail. Stored lower-cased (see ``normalize``)."""
+
+    address = models.CharField(_("address"), max_length=320, unique=True)
+    reason = models.CharField(
+        _("reason"),
+        max_length=12,
+        choices=SuppressionReason.choices,
+        default=SuppressionReason.MANUAL,
+    )
+    note = models.TextField(_("note"), blank=True)
+    created_at = models.DateTimeField(_("when"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("don't-send entry")
+        verbose_name_plural = _("don't-send list")
+        ordering = ["address"]
+
+    def __str__(self) -> str:
+        return self.address
+
+    def save(self, *args, **kwargs) -> None:
+        from mailer.addresses import normalize
+
+        self.address = normalize(self.address)
+        super().save(*args, **kwargs)

@@ -1,0 +1,141 @@
+"""What an SMTP reply (or exception) means for a message, and the retry backoff.
+
+Every sending error is judged here and nowhere else:
+
+- 2xx: sent (some recipients of a multi-recipient message may have been
+  refused; that is noted in the log, the message is still sent).
+- 4xx: deferred, due again after an exponential backoff; after
+  ``MAILER_MAX_ATTEMPTS`` it fails for good.
+- 5xx: failed for good. A 5.1.1 "no such user" may also suppress the address.
+- 421, or the server dropping the connection mid-message: the *connection* is
+  bad, not the message. Reconnect and try the same message again; no attempt
+  is burned.
+- The server cannot be reached at all (refused, timed out, TLS or login
+  failure): stop the run and give every claim back; no attempt is burned.
+- Anything else a non-SMTP backend raises: deferred (we cannot tell a
+  permanent API error from a passing one, and retrying a few times is cheaper
+  than losing an email).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+from datetime import timedelta
+
+from mailer.conf import settings
+
+
+class Verdict(enum.Enum):
+    SENT = "sent"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+    RECONNECT = "reconnect"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: Verdict
+    code: int | None = None
+    reply: str = ""
+    no_such_user: bool = False
+
+
+_NO_SUCH_USER = re.compile(
+    r"\b5\.1\.1\b|no such (user|mailbox)|user unknown|unknown user|"
+    r"mailbox (not found|unavailable|does not exist)",
+    re.IGNORECASE,
+)
+
+
+def _text(reply: bytes | str) -> str:
+    if isinstance(reply, bytes):
+        return reply.decode("utf-8", "replace")
+    return str(reply)
+
+
+def from_code(code: int, reply: bytes | str) -> Outcome:
+    text = _text(reply)
+    if code == 421:
+        return Outcome(Verdict.RECONNECT, code, text)
+    if 200 <= code < 300:
+        return Outcome(Verdict.SENT, code, text)
+    if 400 <= code < 500:
+        return Outcome(Verdict.DEFERRED, code, text)
+    if 500 <= code < 600:
+        return Outcome(
+            Verdict.FAILED, code, text, no_such_user=bool(_NO_SUCH_USER.search(text))
+        )
+    return Outcome(Verdict.DEFERRED, code, text)
+
+
+def sent(refused: dict[str, tuple[int, bytes]]) -> Outcome:
+    """The server accepted the message, perhaps refusing some recipients."""
+    if not refused:
+        return Outcome(Verdict.SENT, 250)
+    notes = "; ".join(
+        f"{rcpt} refused: {code} {_text(reply)}"
+        for rcpt, (code, reply) in refused.items()
+    )
+    return Outcome(Verdict.SENT, 250, notes)
+
+
+def classify(error: BaseException) -> Outcome:
+    """Judge an exception raised while sending one message."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        # Every recipient was refused. The mildest reply decides: if any
+        # recipient might be accepted later, the message is worth retrying.
+        replies = list(error.recipients.values())
+        outcomes = [from_code(code, reply) for code, reply in replies] or [
+            Outcome(Verdict.DEFERRED, None, str(error))
+        ]
+        for verdict in (Verdict.RECONNECT, Verdict.DEFERRED):
+            for outcome in outcomes:
+                if outcome.verdict is verdict:
+                    return outcome
+        return outcomes[0]
+    if isinstance(error, smtplib.SMTPResponseException):
+        # SMTPSenderRefused, SMTPDataError and friends carry the server's reply.
+        return from_code(error.smtp_code, error.smtp_error)
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return Outcome(Verdict.RECONNECT, None, str(error) or "server disconnected")
+    if isinstance(error, (ConnectionError, socket.timeout, ssl.SSLError)):
+        # Mid-message: the link broke. Reconnecting decides whether the server
+        # is really gone (then ``connect_failure`` stops the run).
+        return Outcome(Verdict.RECONNECT, None, f"{type(error).__name__}: {error}")
+    if isinstance(error, ValueError):
+        # Django raises ValueError for addresses it cannot encode.
+        return Outcome(Verdict.FAILED, None, f"cannot send: {error}")
+    return Outcome(Verdict.DEFERRED, None, f"{type(error).__name__}: {error}")
+
+
+def connect_failure(error: BaseException) -> str | None:
+    """If ``error`` (raised while opening a connection) means the server
+    cannot be reached, return a one-line reason; else ``None``."""
+    if isinstance(
+        error,
+        (
+            OSError,  # refused, unreachable, timed out, DNS, TLS
+            smtplib.SMTPConnectError,
+            smtplib.SMTPAuthenticationError,
+            smtplib.SMTPServerDisconnected,
+            smtplib.SMTPHeloError,
+            smtplib.SMTPNotSupportedError,
+        ),
+    ):
+        detail = str(error) or type(error).__name__
+        return f"cannot connect to the mail server: {detail}"
+    return None
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before the next try after ``attempts`` failed tries (1, 2, ...):
+    the base delay doubled each time, capped."""
+    base = settings.RETRY_BACKOFF
+    delay = base * (2 ** max(attempts - 1, 0))
+    return min(delay, settings.RETRY_BACKOFF_MAX)

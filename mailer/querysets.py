@@ -1,0 +1,34 @@
+"""Chainable filters over the queue, shared by the engine, admin and commands."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models
+from django.utils import timezone
+
+
+class MessageQuerySet(models.QuerySet):
+    def pending(self) -> MessageQuerySet:
+        """Waiting to go out (queued or deferred), claimed or not."""
+        from mailer.models import PENDING_STATUSES
+
+        return self.filter(status__in=PENDING_STATUSES)
+
+    def due(self, now: datetime | None = None) -> MessageQuerySet:
+        """Pending and due now, in the order they must go out.
+
+        A claimed message has ``due_at`` at its lease's end, so it is not due
+        until the lease runs out: this one filter is the whole claim rule, and
+        it matches the partial index ``mailer_message_claim``.
+        """
+        return (
+            self.pending()
+            .filter(due_at__lte=now or timezone.now())
+            .order_by("priority", "due_at", "id")
+        )
+
+    def deferred(self) -> MessageQuerySet:
+        from mailer.models import MessageStatus
+
+        return self.filter(status=MessageStatus.DEFERRED)

@@ -1,0 +1,120 @@
+"""The only way single emails enter the queue.
+
+Everything is checked at the door, before anything is written: an invalid
+address, a line break in a header, a message over ``MAILER_MAX_MESSAGE_BYTES``
+raise an :class:`~mailer.exceptions.InvalidEmail` naming the problem, and
+nothing is queued. What is stored is exactly what Django would have sent: the
+bytes of ``EmailMessage.message()`` and the envelope (so Bcc survives too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.utils import timezone
+
+from mailer.addresses import envelope_address
+from mailer.conf import settings
+from mailer.connections import serialize
+from mailer.exceptions import HeaderInjection, InvalidEmail, MessageTooLarge
+from mailer.models import Message, MessageStatus, Priority
+
+#: django-mailer's priority names. "deferred" queues the message held: it is
+#: sent only after ``manage.py retry_deferred`` releases it.
+PRIORITY_NAMES = {
+    "high": Priority.HIGH,
+    "medium": Priority.MEDIUM,
+    "low": Priority.LOW,
+    "deferred": Priority.MEDIUM,
+}
+
+#: A held message's due time: far enough never to come due by itself.
+HELD_UNTIL = datetime(9999, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def parse_priority(priority: str | int | None, default: str) -> tuple[Priority, bool]:
+    """Return the priority and whether the message is held ("deferred")."""
+    if priority is None:
+        priority = default
+    if isinstance(priority, str):
+        key = priority.strip().lower()
+        if key in PRIORITY_NAMES:
+            return PRIORITY_NAMES[key], key == "deferred"
+        if key.isdigit():
+            priority = int(key)
+    if isinstance(priority, int) and priority in Priority.values:
+        return Priority(priority), False
+    raise ValueError(
+        f"Unknown priority {priority!r}: use 'high', 'medium', 'low' or 'deferred'"
+    )
+
+
+def _check_headers(email_message: EmailMessage) -> None:
+    values = {"Subject": str(email_message.subject), "From": email_message.from_email}
+    values.update({str(k): str(v) for k, v in email_message.extra_headers.items()})
+    for name, value in values.items():
+        if "\n" in name or "\r" in name or "\n" in value or "\r" in value:
+            raise HeaderInjection(
+                f"Header {name!r} contains a line break (header injection?): {value!r}"
+            )
+
+
+def build(email_message: EmailMessage, *, priority: str | int | None = None) -> Message:
+    """Check ``email_message`` and return an unsaved ``Message`` for it."""
+    level, held = parse_priority(priority, settings.DEFAULT_PRIORITY)
+    _check_headers(email_message)
+    recipients = [envelope_address(r) for r in email_message.recipients()]
+    if not recipients:
+        raise InvalidEmail("The email has no recipients (to, cc and bcc are empty)")
+    envelope_from = envelope_address(email_message.from_email or _default_from())
+    for address in [*email_message.reply_to]:
+        envelope_address(address)
+    try:
+        data, message_id = serialize(email_message)
+    except ValueError as error:
+        raise InvalidEmail(f"The email cannot be built: {error}") from error
+    if len(data) > settings.MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(
+            f"The email is {len(data):,} bytes, over MAILER_MAX_MESSAGE_BYTES "
+            f"({settings.MAX_MESSAGE_BYTES:,})"
+        )
+    return Message(
+        priority=level,
+        status=MessageStatus.DEFERRED if held else MessageStatus.QUEUED,
+        due_at=HELD_UNTIL if held else timezone.now(),
+        to_address=recipients[0],
+        envelope_from=envelope_from,
+        envelope_to=recipients,
+        subject=" ".join(str(email_message.subject).split())[:255],
+        mime=data,
+        message_id=message_id[:255],
+    )
+
+
+def _default_from() -> str:
+    from django.conf import settings as django_settings
+
+    return django_settings.DEFAULT_FROM_EMAIL
+
+
+def enqueue(
+    email_message: EmailMessage, *, priority: str | int | None = None
+) -> Message:
+    """Queue one email; return its ``Message``."""
+    message = build(email_message, priority=priority)
+    message.save(force_insert=True)
+    return message
+
+
+def enqueue_many(
+    email_messages: Iterable[EmailMessage], *, priority: str | int | None = None
+) -> list[Message]:
+    """Queue several emails, all or none: every one is checked before any is
+    written."""
+    messages = [build(m, priority=priority) for m in email_messages]
+    with transaction.atomic():
+        return Message.objects.bulk_create(messages)
