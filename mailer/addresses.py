@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email.utils import getaddresses
 
 from django.core.exceptions import ValidationError
@@ -9,6 +10,16 @@ from django.core.validators import validate_email
 from django.utils.encoding import punycode
 
 from mailer.exceptions import InvalidAddress
+
+
+#: The everyday address (ASCII dot-atom local part, letters-only TLD): a strict
+#: subset of what Django's ``validate_email`` accepts, checked in a microsecond
+#: instead of tens. Expansion validates every recipient of a 100,000-reader
+#: newsletter; anything unusual still goes through Django's validator.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
 
 
 def normalize(address: str) -> str:
@@ -42,6 +53,8 @@ def addr_spec(address: str) -> str:
 def envelope_address(address: str) -> str:
     """``addr_spec`` with an internationalised domain in punycode, as the SMTP
     envelope needs it (``RCPT TO:<user@xn--...>``)."""
+    if len(address) <= 254 and _PLAIN_ADDRESS.fullmatch(address):
+        return address
     spec = addr_spec(address)
     local, _, domain = spec.rpartition("@")
     if domain and not domain.isascii():

@@ -138,12 +138,15 @@ class JobTemplate:
         *,
         extra_headers: Mapping[str, str] | None = None,
     ) -> tuple[bytes, str]:
-        """One recipient's message: the bytes and its ``Message-ID``."""
+        """One recipient's message: the bytes and its ``Message-ID``.
+
+        ``to_address`` must be a valid bare address, with an internationalised
+        domain already in punycode (see ``addresses.envelope_address``)."""
         message_id = make_msgid(domain=self.message_id_domain)
         name = values.get("name") or ""
         lines = [
             self.static_headers,
-            header_line("To", formataddr((str(name), envelope_address(to_address)))),
+            header_line("To", formataddr((str(name), to_address))),
             self.static_subject
             or header_line("Subject", " ".join(self.subject.render(values).split())),
             header_line("Date", formatdate()),

@@ -76,6 +76,9 @@ class SendingConnection:
     def __init__(self) -> None:
         self.backend: BaseEmailBackend | None = None
         self.opened = 0
+        #: The ESP's id for the last message, when the backend reports one
+        #: (django-anymail's ``anymail_status.message_id``).
+        self.provider_id: str | None = None
 
     @property
     def is_smtp(self) -> bool:
@@ -107,15 +110,18 @@ class SendingConnection:
         ``outcomes.classify`` to judge."""
         if self.backend is None:
             self.open()
+        self.provider_id = None
         if self.is_smtp:
             if self.backend.connection is None:
                 self.open()
             return self.backend.connection.sendmail(envelope_from, recipients, data)
-        sent = self.backend.send_messages(
-            [PreparedEmail(data, envelope_from, recipients)]
-        )
+        email_message = PreparedEmail(data, envelope_from, recipients)
+        sent = self.backend.send_messages([email_message])
         if not sent:
             raise smtplib.SMTPException("the email backend reported nothing sent")
+        status = getattr(email_message, "anymail_status", None)
+        provider_id = getattr(status, "message_id", None)
+        self.provider_id = str(provider_id)[:255] if provider_id else None
         return {}
 
 

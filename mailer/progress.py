@@ -1,35 +1,27 @@
 """Progress reporting to django-chroniker, when a command runs under it.
 
-chroniker runs a management command in-process and exposes the running
-``Job``; reporting is best-effort and never breaks sending.
+chroniker (the maintained Python 3 fork of django-chronograph) runs management
+commands in-process and keeps the running job in a thread-local;
+``Job.update_progress`` updates it, and does nothing when the command was run
+by hand or from crontab. Without chroniker installed this is a no-op.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any
+import logging
 
+from django.apps import apps
 
-def current_chroniker_job() -> Any | None:
-    """The chroniker ``Job`` running this process, if any."""
-    try:
-        from chroniker.models import Job
-    except (ImportError, RuntimeError):
-        return None
-    job_id = os.environ.get("CHRONIKER_JOB_ID")
-    try:
-        if job_id:
-            return Job.objects.filter(pk=job_id).first()
-        return Job.objects.filter(is_running=True, current_pid=str(os.getpid())).first()
-    except Exception:  # noqa: BLE001 - progress must never stop the mail
-        return None
+logger = logging.getLogger("mailer.progress")
 
 
 def report_progress(done: int, total: int | None = None) -> None:
-    job = current_chroniker_job()
-    if job is None:
+    """Tell chroniker that ``done`` of ``total`` parts are complete."""
+    if not apps.is_installed("chroniker"):
         return
+    from chroniker.models import Job
+
     try:
-        job.update_progress(done, total or max(done, 1))
-    except Exception:  # noqa: BLE001
-        pass
+        Job.update_progress(total or max(done, 1), done)
+    except Exception:  # noqa: BLE001 - progress must never stop the mail
+        logger.warning("could not report progress to chroniker", exc_info=True)

@@ -26,13 +26,19 @@ class UnsubscribeRequest:
     job_id: int | None
 
 
-def make_token(address: str, job_id: int | None = None) -> str:
-    return signing.dumps([address.lower(), job_id], salt=SALT, compress=True)
+def _signer() -> signing.Signer:
+    return signing.Signer(salt=SALT)
+
+
+def make_token(
+    address: str, job_id: int | None = None, *, signer: signing.Signer | None = None
+) -> str:
+    return (signer or _signer()).sign_object([address.lower(), job_id])
 
 
 def read_token(token: str) -> UnsubscribeRequest:
     """Raise ``signing.BadSignature`` for a forged or damaged token."""
-    value = signing.loads(token, salt=SALT)
+    value = _signer().unsign_object(token)
     if (
         not isinstance(value, list)
         or len(value) != 2
@@ -50,6 +56,7 @@ class UnsubscribeLinks:
     def __init__(self) -> None:
         self.base = settings.SITE_URL
         self.mailto = settings.UNSUBSCRIBE_MAILTO
+        self.signer = _signer()
         try:
             path = reverse("mailer:unsubscribe", args=[_TOKEN_MARK])
         except NoReverseMatch:
@@ -65,7 +72,7 @@ class UnsubscribeLinks:
     def url(self, address: str, job_id: int | None) -> str:
         if not self.enabled:
             return ""
-        return f"{self.base}{self.prefix}{make_token(address, job_id)}{self.suffix}"
+        return f"{self.base}{self.prefix}{make_token(address, job_id, signer=self.signer)}{self.suffix}"
 
     def headers(self, url: str) -> dict[str, str]:
         """``List-Unsubscribe`` for one recipient (the ``-Post`` companion is

@@ -40,6 +40,13 @@ TEMPLATES = [
     }
 ]
 DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL"), "tests")}
+# Worker processes started by a test connect to that test's database.
+if os.environ.get("MAILER_TEST_DB_NAME"):
+    DATABASES["default"]["NAME"] = os.environ["MAILER_TEST_DB_NAME"]
+
+# Where the sending backend connects: the tests' SMTP server, whose port the
+# fixtures set (override_settings in-process, this variable for subprocesses).
+SMTP_PORT = int(os.environ.get("MAILER_TEST_SMTP_PORT", "1"))
 
 # The queue is the default way to send; the SMTP test server's port is set by
 # the fixtures (tests/conftest.py) through override_settings.
@@ -48,7 +55,7 @@ if django.VERSION >= (6, 1):
         "default": {"BACKEND": "mailer.backend.DbBackend"},
         "smtp": {
             "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": 1, "timeout": 10},
+            "OPTIONS": {"host": "127.0.0.1", "port": SMTP_PORT, "timeout": 10},
         },
     }
     MAILER_SEND_USING = "smtp"
@@ -56,9 +63,10 @@ else:
     EMAIL_BACKEND = "mailer.backend.DbBackend"
     MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     EMAIL_HOST = "127.0.0.1"
-    EMAIL_PORT = 1
+    EMAIL_PORT = SMTP_PORT
     EMAIL_TIMEOUT = 10
 
+MAILER_LEASE_SECONDS = int(os.environ.get("MAILER_TEST_LEASE_SECONDS", "300"))
 MAILER_SITE_URL = "https://news.example.com"
 DEFAULT_FROM_EMAIL = "The Daily <news@example.com>"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

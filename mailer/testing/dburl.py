@@ -3,6 +3,8 @@ the example project (sqlite:///path or postgres://user@host:port/name)."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -25,8 +27,13 @@ def database_from_url(url: str | None, default_sqlite_name: str) -> dict[str, An
                 "transaction_mode": "IMMEDIATE",
             },
             # A file, never ":memory:", so that worker processes started by the
-            # tests see the same test database.
-            "TEST": {"NAME": f"{name}.test"},
+            # tests see the same test database; one per test run, so that runs
+            # side by side do not share it.
+            "TEST": {
+                "NAME": os.path.join(
+                    tempfile.gettempdir(), f"mailer-test-{os.getpid()}.sqlite3"
+                )
+            },
         }
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):

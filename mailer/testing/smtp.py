@@ -1,0 +1,778 @@
+"""A controllable SMTP server for tests, benchmarks and local development.
+
+We test against a real SMTP conversation instead of Django's locmem backend
+because the interesting failures of a mail queue happen on the wire: a 550 for
+one recipient of a batch, a 451 that turns into success on the next run, a
+server that hangs up after N messages or answers 421, a relay that is down and
+comes back on the same port. :class:`SMTPTestServer` plays all of these on
+demand, so the app's tests, its benchmarks, the example project and users' own
+test suites can use one implementation.
+
+It runs aiosmtpd's threaded ``Controller`` (an asyncio loop in a background
+thread), so plain synchronous code can talk to it::
+
+    from mailer.testing.smtp import SMTPTestServer
+
+    with SMTPTestServer() as smtp:
+        smtp.reject(["gone@example.com"])
+        smtp.defer(["busy@example.com"], times=1)
+        ...  # point EMAIL_HOST / EMAIL_PORT at smtp.host / smtp.port, send
+        assert smtp.wait_for(2, timeout=5)
+        assert smtp.messages[0].message["Subject"] == "Hello"
+
+For benchmarks in another process, run it from the command line::
+
+    python -m mailer.testing.smtp --port 1025 --count-only --quiet \\
+        --exit-after 100000 --max-seconds 600 --ready-file /tmp/smtp.port \\
+        --stats-file /tmp/smtp.json
+
+aiosmtpd is an optional dependency (the ``testing`` extra), so it is imported
+only here and never from ``mailer.testing``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import concurrent.futures
+import email
+import email.policy
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.parser import BytesHeaderParser
+from types import FrameType, TracebackType
+from typing import Any, cast
+
+try:
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP, Envelope, Session
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    raise ImportError(
+        "mailer.testing.smtp needs aiosmtpd, which is optional: "
+        'pip install "django-mailer-jobs[testing]" (or pip install aiosmtpd)'
+    ) from exc
+
+__all__ = ["ReceivedEmail", "SMTPTestServer", "main"]
+
+logger = logging.getLogger(__name__)
+
+#: Messages bigger than this get aiosmtpd's 552; large enough for attachments.
+DATA_SIZE_LIMIT = 50 * 1024 * 1024
+
+#: Upper bound for closing client connections and joining the loop thread.
+STOP_TIMEOUT = 5.0
+
+#: Name in the 220 banner and EHLO reply. Passing one matters: aiosmtpd's
+#: default is socket.getfqdn(), a DNS lookup per connection, which stalls for
+#: seconds on machines without working DNS (CI sandboxes).
+SERVER_HOSTNAME = "smtp-test-server.localhost"
+
+
+@dataclass(frozen=True)
+class ReceivedEmail:
+    """One message the server accepted (replied 250 to DATA)."""
+
+    mail_from: str
+    #: Only the recipients that were accepted at RCPT TO.
+    rcpt_tos: list[str]
+    #: Exactly the bytes received after DATA, with SMTP dot-stuffing undone.
+    data: bytes
+    #: 1 for the first SMTP session (connection) since start or reset(), 2 for
+    #: the next, ...: lets a test see that a client reconnected.
+    session_id: int
+    #: time.monotonic() when the message was accepted.
+    received_at: float
+
+    @property
+    def message(self) -> EmailMessage:
+        """The parsed message; ``email.policy.default`` decodes headers for us."""
+        return cast(
+            EmailMessage,
+            email.message_from_bytes(self.data, policy=email.policy.default),
+        )
+
+
+@dataclass
+class _Refusal:
+    code: int
+    reply: str
+    #: How many more RCPTs to refuse; None means forever.
+    remaining: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.reply}"
+
+
+def _as_addresses(addresses: str | Iterable[str]) -> list[str]:
+    # A bare string is one address, not an iterable of characters.
+    if isinstance(addresses, str):
+        return [addresses.lower()]
+    return [address.lower() for address in addresses]
+
+
+class _Session(SMTP):
+    """aiosmtpd's per-connection protocol, plus the counters our behaviours need."""
+
+    def __init__(self, owner: SMTPTestServer, handler: _Handler, **kwargs: Any):
+        # aiosmtpd keeps command_size_limits on the SMTP *class*: every new
+        # connection clear()s it and every EHLO raises the MAIL limit in it, so
+        # concurrent sessions reset each other's limits (and it grows on every
+        # EHLO). One dict per connection; set before SMTP.__init__ clears it.
+        self.command_size_limits = collections.defaultdict(
+            lambda: SMTP.command_size_limit
+        )
+        super().__init__(handler, **kwargs)
+        self.owner = owner
+        #: 0 until the client greets; see SMTPTestServer._greeted().
+        self.session_id = 0
+        #: Messages accepted in this session, for disconnect_after / 421.
+        self.accepted = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.owner._live_sessions.add(self)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self.owner._live_sessions.discard(self)
+        super().connection_lost(error)
+
+    def hang_up_soon(self) -> None:
+        """Close the connection once the reply being sent has been written.
+
+        Handler hooks return their reply and aiosmtpd writes it afterwards,
+        without yielding to the loop in between, so a call_soon() callback
+        runs after the write; transport.close() then flushes it and sends FIN.
+        """
+        asyncio.get_running_loop().call_soon(self._close_transport)
+
+    def _close_transport(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class _Handler:
+    """aiosmtpd hooks; the decisions live in SMTPTestServer.
+
+    A separate object because aiosmtpd inspects every attribute of the handler
+    (looking for handle_* and auth_*) on each connection, which would evaluate
+    SMTPTestServer's properties.
+    """
+
+    def __init__(self, owner: SMTPTestServer) -> None:
+        self.owner = owner
+
+    async def handle_HELO(
+        self, server: _Session, session: Session, envelope: Envelope, hostname: str
+    ) -> str:
+        session.host_name = hostname
+        self.owner._greeted(server)
+        return f"250 {server.hostname}"
+
+    # The five-argument form: aiosmtpd warns (DeprecationWarning) about four.
+    async def handle_EHLO(
+        self,
+        server: _Session,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        self.owner._greeted(server)
+        return responses
+
+    async def handle_MAIL(
+        self,
+        server: _Session,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if self.owner._closing_with_421(server):
+            server.hang_up_soon()
+            return "421 4.7.0 Closing connection"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self,
+        server: _Session,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        # Refusing = replying without adding the address to the envelope.
+        refusal = self.owner._refusal(address)
+        if refusal is not None:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    async def handle_DATA(
+        self, server: _Session, session: Session, envelope: Envelope
+    ) -> str:
+        delay = self.owner._delay_seconds
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if self.owner._accept(server, envelope):
+            server.hang_up_soon()
+        return "250 OK"
+
+
+class _Controller(Controller):
+    """aiosmtpd's threaded Controller, serving on a socket we bound ourselves.
+
+    Binding in SMTPTestServer.start() (in the caller's thread) lets port 0 pick
+    a free port that we know before the Controller's readiness probe connects,
+    makes "address already in use" fail at once instead of after the ready
+    timeout, and lets start() after stop() take the same port again.
+    """
+
+    def __init__(
+        self,
+        owner: SMTPTestServer,
+        sock: socket.socket,
+        handler: _Handler,
+        **kwargs: Any,
+    ) -> None:
+        self._owner = owner
+        self._sock = sock
+        super().__init__(handler, **kwargs)
+
+    def factory(self) -> _Session:
+        return _Session(self._owner, self.handler, loop=self.loop, **self.SMTP_kwargs)
+
+    def _create_server(self) -> Any:
+        # Overriding this hook is how aiosmtpd's own controllers choose where
+        # to listen (its docstring invites subclasses to do so).
+        return self.loop.create_server(
+            self._factory_invoker, sock=self._sock, ssl=self.ssl_context
+        )
+
+
+class SMTPTestServer:
+    """An SMTP server in a background thread whose replies tests can script.
+
+    Thread safety: behaviours can be changed from any thread while mail is
+    flowing; they take effect at the next SMTP command. Everything the loop
+    thread and callers share is guarded by one lock.
+
+    ``keep_data=False`` is the benchmark "sink": messages are counted (``count``,
+    ``counts``) but not stored, so 100,000 of them don't fill memory.
+    ``on_message`` is called in the server thread for every accepted message
+    (stored or not); exceptions from it are logged and ignored, so a broken
+    callback does not turn into SMTP errors.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        keep_data: bool = True,
+        on_message: Callable[[ReceivedEmail], object] | None = None,
+        ready_timeout: float = 5.0,
+    ) -> None:
+        self.host = host
+        #: 0 until start() binds; then the real port, kept across stop()/start().
+        self.port = port
+        self.keep_data = keep_data
+        self.on_message = on_message
+        self.ready_timeout = ready_timeout
+        self._cond = threading.Condition(threading.Lock())
+        self._control = threading.Lock()
+        self._controller: _Controller | None = None
+        self._handler = _Handler(self)
+        # Only touched from the loop thread (and by stop() through the loop).
+        self._live_sessions: set[_Session] = set()
+        self._clear_received()
+        self._clear_behaviours()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Listen on ``host:port`` (a free port the first time if port is 0)."""
+        with self._control:
+            if self._controller is not None:
+                raise RuntimeError("SMTPTestServer is already running")
+            sock = self._bind()
+            controller = _Controller(
+                self,
+                sock,
+                self._handler,
+                hostname=self.host,
+                port=self.port,
+                ready_timeout=self.ready_timeout,
+                server_hostname=SERVER_HOSTNAME,
+                data_size_limit=DATA_SIZE_LIMIT,
+                enable_SMTPUTF8=True,
+            )
+            try:
+                controller.start()
+            except BaseException:
+                sock.close()
+                if controller._thread is None and not controller.loop.is_closed():
+                    controller.loop.close()
+                raise
+            self._controller = controller
+
+    def stop(self) -> None:
+        """Stop listening and close every client connection; idempotent.
+
+        aiosmtpd's Controller.stop() cancels the loop's tasks, then joins its
+        thread without a timeout, and that thread then waits in
+        Server.wait_closed(), which on Python 3.12+ waits for every open
+        connection. So first, inside the loop and bounded, we stop listening
+        and close each session ourselves (clients see a clean FIN, like a
+        relay going away); by the time the Controller stops, nothing is left
+        that could keep it waiting.
+        """
+        with self._control:
+            controller = self._controller
+            if controller is None:
+                return
+            self._controller = None
+            future = asyncio.run_coroutine_threadsafe(
+                self._close_everything(controller), controller.loop
+            )
+            try:
+                future.result(timeout=STOP_TIMEOUT)
+            except concurrent.futures.TimeoutError:
+                future.cancel()
+            controller.stop()
+
+    def down(self) -> None:
+        """Simulate the relay going away: connections are refused until up()."""
+        self.stop()
+
+    def up(self) -> None:
+        """Bring the relay back on the same port after down()."""
+        self.start()
+
+    @property
+    def is_running(self) -> bool:
+        return self._controller is not None
+
+    def __enter__(self) -> SMTPTestServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def email_settings(self) -> dict[str, Any]:
+        """Django EMAIL_* settings pointing at this server, for override_settings."""
+        return {
+            "EMAIL_HOST": self.host,
+            "EMAIL_PORT": self.port,
+            "EMAIL_HOST_USER": "",
+            "EMAIL_HOST_PASSWORD": "",
+            "EMAIL_USE_TLS": False,
+            "EMAIL_USE_SSL": False,
+        }
+
+    # -- what was received --------------------------------------------------
+
+    @property
+    def messages(self) -> list[ReceivedEmail]:
+        """A copy of the accepted messages, oldest first (empty if not keep_data)."""
+        with self._cond:
+            return list(self._messages)
+
+    @property
+    def count(self) -> int:
+        """Messages accepted since start or reset(), kept or not."""
+        with self._cond:
+            return self._count
+
+    @property
+    def counts(self) -> collections.Counter[str]:
+        """A copy of accepted deliveries per recipient address (as sent)."""
+        with self._cond:
+            return collections.Counter(self._counts)
+
+    @property
+    def connections(self) -> int:
+        """SMTP sessions opened so far (clients that said EHLO/HELO)."""
+        with self._cond:
+            return self._connections
+
+    @property
+    def first_at(self) -> float | None:
+        """time.monotonic() of the first accepted message, or None."""
+        with self._cond:
+            return self._first_at
+
+    @property
+    def last_at(self) -> float | None:
+        """time.monotonic() of the latest accepted message, or None."""
+        with self._cond:
+            return self._last_at
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and times as JSON-ready data, for another process to read.
+
+        ``first_at``/``last_at`` are time.monotonic() values (one clock for
+        all processes on a machine, so a benchmark can compare them with its
+        own); the ``*_wall`` twins are time.time() for humans.
+        """
+        with self._cond:
+            return {
+                "count": self._count,
+                "connections": self._connections,
+                "first_at": self._first_at,
+                "last_at": self._last_at,
+                "first_at_wall": self._first_wall,
+                "last_at_wall": self._last_wall,
+            }
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> bool:
+        """Block until at least ``count`` messages were accepted, or timeout.
+
+        Returns whether they arrived, so tests can ``assert server.wait_for(3)``.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: self._count >= count, timeout)
+
+    def reset(self) -> None:
+        """Forget received messages and counters, and accept everything again."""
+        with self._cond:
+            self._clear_received()
+            self._clear_behaviours()
+
+    # -- behaviours ----------------------------------------------------------
+
+    def reject(
+        self,
+        addresses: str | Iterable[str],
+        code: int = 550,
+        reply: str = "5.1.1 No such user",
+    ) -> None:
+        """Refuse these recipients at RCPT TO, every time (case-insensitive)."""
+        with self._cond:
+            for address in _as_addresses(addresses):
+                self._defers.pop(address, None)
+                self._rejects[address] = _Refusal(code, reply)
+
+    def defer(
+        self,
+        addresses: str | Iterable[str],
+        code: int = 451,
+        reply: str = "4.3.0 Try again later",
+        times: int | None = None,
+    ) -> None:
+        """Answer a temporary failure at RCPT TO for these recipients.
+
+        ``times=N`` defers only the first N attempts per address, then accepts
+        (a greylisting relay); ``None`` defers forever.
+        """
+        if times is not None and times < 0:
+            raise ValueError("times must be None or >= 0")
+        with self._cond:
+            for address in _as_addresses(addresses):
+                self._rejects.pop(address, None)
+                self._defers[address] = _Refusal(code, reply, times)
+
+    def disconnect_after(self, k: int | None) -> None:
+        """After accepting k messages in one session, drop that connection.
+
+        The k-th message gets its 250; the client's next command finds the
+        connection closed (smtplib raises SMTPServerDisconnected). None clears.
+        """
+        if k is not None and k < 1:
+            raise ValueError("disconnect_after needs k >= 1 (or None)")
+        with self._cond:
+            self._disconnect_after = k
+
+    def reply_421_after(self, k: int | None) -> None:
+        """After k messages in one session, answer MAIL FROM with 421 and close.
+
+        k=0 refuses the first message of every session. None clears.
+        """
+        if k is not None and k < 0:
+            raise ValueError("reply_421_after needs k >= 0 (or None)")
+        with self._cond:
+            self._reply_421_after = k
+
+    def delay(self, seconds: float) -> None:
+        """Wait this long before answering each DATA (0 for no delay)."""
+        if seconds < 0:
+            raise ValueError("delay must be >= 0")
+        with self._cond:
+            self._delay = float(seconds)
+
+    def accept_all(self) -> None:
+        """Clear every behaviour; received messages are kept."""
+        with self._cond:
+            self._clear_behaviours()
+
+    # -- internals (loop thread) -----------------------------------------------
+
+    def _clear_received(self) -> None:
+        self._messages: list[ReceivedEmail] = []
+        self._count = 0
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._connections = 0
+        self._first_at: float | None = None
+        self._last_at: float | None = None
+        self._first_wall: float | None = None
+        self._last_wall: float | None = None
+
+    def _clear_behaviours(self) -> None:
+        self._rejects: dict[str, _Refusal] = {}
+        self._defers: dict[str, _Refusal] = {}
+        self._disconnect_after: int | None = None
+        self._reply_421_after: int | None = None
+        self._delay = 0.0
+
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            # Rebinding the same port right after stop() must work even though
+            # the previous sessions' sockets sit in TIME_WAIT.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+        except BaseException:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        return sock
+
+    async def _close_everything(self, controller: _Controller) -> None:
+        if controller.server is not None:
+            controller.server.close()
+        for session in list(self._live_sessions):
+            session._close_transport()
+        # connection_lost() runs on a later loop iteration; 100 x 10 ms bound.
+        for _ in range(100):
+            if not self._live_sessions:
+                break
+            await asyncio.sleep(0.01)
+
+    def _greeted(self, session: _Session) -> None:
+        # Sessions are counted at EHLO/HELO, not at connect: the Controller's
+        # own readiness probe connects on every start() and never greets.
+        if session.session_id == 0:
+            with self._cond:
+                self._connections += 1
+                session.session_id = self._connections
+
+    def _closing_with_421(self, session: _Session) -> bool:
+        with self._cond:
+            limit = self._reply_421_after
+        return limit is not None and session.accepted >= limit
+
+    def _refusal(self, address: str) -> str | None:
+        key = address.lower()
+        with self._cond:
+            rule = self._rejects.get(key)
+            if rule is not None:
+                return str(rule)
+            rule = self._defers.get(key)
+            if rule is None:
+                return None
+            if rule.remaining is None:
+                return str(rule)
+            if rule.remaining > 0:
+                rule.remaining -= 1
+                return str(rule)
+            return None
+
+    @property
+    def _delay_seconds(self) -> float:
+        with self._cond:
+            return self._delay
+
+    def _accept(self, session: _Session, envelope: Envelope) -> bool:
+        """Record one message; return whether to hang up after replying 250."""
+        session.accepted += 1
+        received = ReceivedEmail(
+            # aiosmtpd spells the null reverse-path (bounces) "<>" (and needs
+            # it truthy in the envelope); record it as smtplib and Django do.
+            mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
+            rcpt_tos=list(envelope.rcpt_tos),
+            data=envelope.original_content or b"",
+            session_id=session.session_id,
+            received_at=time.monotonic(),
+        )
+        with self._cond:
+            if self.keep_data:
+                self._messages.append(received)
+            self._count += 1
+            self._counts.update(received.rcpt_tos)
+            wall = time.time()
+            if self._first_at is None:
+                self._first_at, self._first_wall = received.received_at, wall
+            self._last_at, self._last_wall = received.received_at, wall
+            hang_up = (
+                self._disconnect_after is not None
+                and session.accepted >= self._disconnect_after
+            )
+            self._cond.notify_all()
+        if self.on_message is not None:
+            try:
+                self.on_message(received)
+            except Exception:
+                logger.exception("on_message callback failed")
+        return hang_up
+
+
+# -- command line -----------------------------------------------------------
+
+
+def _summary_line(received: ReceivedEmail) -> str:
+    headers = BytesHeaderParser(policy=email.policy.default).parsebytes(received.data)
+    subject = headers.get("Subject", "")
+    return f"{received.mail_from} -> {', '.join(received.rcpt_tos)}: {subject}"
+
+
+def _write_atomically(path: str, text: str) -> None:
+    # Readers polling the file (benchmark scripts) must never see it half
+    # written, so write a sibling and rename it over.
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".smtp-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m mailer.testing.smtp",
+        description="Run a local SMTP server that accepts and records all mail.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=1025, help="0 picks a free port")
+    parser.add_argument(
+        "--quiet", action="store_true", help="no line per received message"
+    )
+    parser.add_argument(
+        "--count-only", action="store_true", help="count messages, keep nothing"
+    )
+    parser.add_argument(
+        "--exit-after", type=int, metavar="N", help="stop after N messages"
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="stop after S seconds (default 3600; always bounded)",
+    )
+    parser.add_argument(
+        "--ready-file", metavar="PATH", help="write the port here once listening"
+    )
+    parser.add_argument(
+        "--stats-file",
+        metavar="PATH",
+        help='write {"count", "first_at", "last_at", ...} JSON every second and '
+        "on exit (times are time.monotonic())",
+    )
+    args = parser.parse_args(argv)
+    if args.exit_after is not None and args.exit_after < 1:
+        parser.error("--exit-after must be at least 1")
+    if not args.max_seconds > 0:
+        parser.error("--max-seconds must be positive")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server in the foreground until N messages, S seconds or a signal.
+
+    Exits 0, or 1 when --exit-after was given and --max-seconds ran out first
+    (so a benchmark notices lost mail), or 2 when the port can't be bound.
+    """
+    args = _parse_args(argv)
+    finished = threading.Event()
+    reason = "max-seconds"
+
+    def on_message(received: ReceivedEmail) -> None:
+        if not args.quiet:
+            print(_summary_line(received), flush=True)
+        if args.exit_after is not None and server.count >= args.exit_after:
+            finished.set()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal reason
+        reason = signal.Signals(signum).name
+        finished.set()
+
+    def write_stats() -> None:
+        if args.stats_file:
+            _write_atomically(args.stats_file, json.dumps(server.stats()) + "\n")
+
+    if args.ready_file and os.path.exists(args.ready_file):
+        # A stale file from an earlier run would hand out the wrong port.
+        os.unlink(args.ready_file)
+    server = SMTPTestServer(
+        args.host, args.port, keep_data=not args.count_only, on_message=on_message
+    )
+    previous = {
+        sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        try:
+            server.start()
+        except OSError as error:
+            print(f"cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+            return 2
+        try:
+            write_stats()
+            if args.ready_file:
+                _write_atomically(args.ready_file, f"{server.port}\n")
+            print(
+                f"SMTP test server on {server.host}:{server.port} "
+                f"(stops after {args.max_seconds:g} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+            deadline = time.monotonic() + args.max_seconds
+            while not finished.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if finished.wait(min(1.0, remaining)):
+                    break
+                write_stats()
+            if args.exit_after is not None and server.count >= args.exit_after:
+                reason = f"{args.exit_after} messages"
+        finally:
+            server.stop()
+            write_stats()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"received {server.count} messages (stopped: {reason})", file=sys.stderr)
+    timed_out = args.exit_after is not None and server.count < args.exit_after
+    return 1 if timed_out and reason == "max-seconds" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

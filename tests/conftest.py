@@ -1,0 +1,91 @@
+"""Fixtures shared by the suite: a real SMTP server on 127.0.0.1, settings
+pointing the sending backend at it, and worker processes running the real
+management commands against the test database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import django
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def smtp_server() -> Iterator:
+    from mailer.testing.smtp import SMTPTestServer
+
+    server = SMTPTestServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def point_mail_at(settings, port: int) -> None:
+    """Make the sending backend connect to 127.0.0.1:port (5.2 or 6.1 style)."""
+    if django.VERSION >= (6, 1):
+        mailers = {alias: dict(config) for alias, config in settings.MAILERS.items()}
+        mailers["smtp"] = {
+            **mailers["smtp"],
+            "OPTIONS": {**mailers["smtp"]["OPTIONS"], "port": port},
+        }
+        settings.MAILERS = mailers
+    else:
+        settings.EMAIL_PORT = port
+
+
+@pytest.fixture
+def mailserver(settings, smtp_server):
+    """The SMTP server, with this process's sending backend pointed at it."""
+    point_mail_at(settings, smtp_server.port)
+    return smtp_server
+
+
+@pytest.fixture
+def worker_env(smtp_server) -> dict[str, str]:
+    """Environment for a ``manage.py`` subprocess that must see this test's
+    database and send to this test's SMTP server. Use with ``transactional_db``
+    so the subprocess sees committed rows."""
+    from django.db import connection
+
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "example_project")]),
+        "MAILER_TEST_DB_NAME": str(connection.settings_dict["NAME"]),
+        "MAILER_TEST_SMTP_PORT": str(smtp_server.port),
+        "PYTHONWARNINGS": "error::DeprecationWarning",
+    }
+
+
+def start_command(env: dict[str, str], *args: str) -> subprocess.Popen:
+    """Start ``django-admin <args>`` as a separate process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_command(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run ``django-admin <args>`` in a separate process and wait (bounded)."""
+    return subprocess.run(
+        [sys.executable, "-m", "django", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
