@@ -11,7 +11,6 @@ from django.utils.encoding import punycode
 
 from mailer.exceptions import InvalidAddress
 
-
 #: The everyday address (ASCII dot-atom local part, letters-only TLD): a strict
 #: subset of what Django's ``validate_email`` accepts, checked in a microsecond
 #: instead of tens. Expansion validates every recipient of a 100,000-reader

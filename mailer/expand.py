@@ -225,7 +225,7 @@ class MessageInserter:
         self.connection = connections[self.db]
         ops = self.connection.ops
         fields = [Message._meta.get_field(name) for name in self.COLUMNS]
-        self.fields = dict(zip(self.COLUMNS, fields))
+        self.fields = dict(zip(self.COLUMNS, fields, strict=True))
         columns = ", ".join(ops.quote_name(f.column) for f in fields)
         placeholders = ", ".join(["%s"] * len(fields))
         self.sql = (

@@ -72,7 +72,8 @@ class UnsubscribeLinks:
     def url(self, address: str, job_id: int | None) -> str:
         if not self.enabled:
             return ""
-        return f"{self.base}{self.prefix}{make_token(address, job_id, signer=self.signer)}{self.suffix}"
+        token = make_token(address, job_id, signer=self.signer)
+        return f"{self.base}{self.prefix}{token}{self.suffix}"
 
     def headers(self, url: str) -> dict[str, str]:
         """``List-Unsubscribe`` for one recipient (the ``-Post`` companion is

@@ -4,6 +4,7 @@ management commands against the test database."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -29,15 +30,17 @@ def smtp_server() -> Iterator:
 
 
 def point_mail_at(settings, port: int) -> None:
-    """Make the sending backend connect to 127.0.0.1:port (5.2 or 6.1 style)."""
+    """Queue through ``DbBackend`` and send to 127.0.0.1:port, as configured in
+    tests/settings.py (5.2 or 6.1 style). Django's test environment swaps every
+    email backend for locmem; this puts the real configuration back."""
+    import tests.settings as configured
+
     if django.VERSION >= (6, 1):
-        mailers = {alias: dict(config) for alias, config in settings.MAILERS.items()}
-        mailers["smtp"] = {
-            **mailers["smtp"],
-            "OPTIONS": {**mailers["smtp"]["OPTIONS"], "port": port},
-        }
+        mailers = copy.deepcopy(configured.MAILERS)
+        mailers["smtp"]["OPTIONS"]["port"] = port
         settings.MAILERS = mailers
     else:
+        settings.EMAIL_BACKEND = configured.EMAIL_BACKEND
         settings.EMAIL_PORT = port
 
 
