@@ -86,19 +86,32 @@ class EmailUpdate:
 
 
 class EmailUpdateAdminMixin:
-    """Adds the "Send email update" action, for users who may add jobs."""
+    """Adds the "Send email update" action, for users who may add jobs.
+
+    The action goes through Django's own action machinery (``permissions``
+    on ``@admin.action``), so it works unchanged across Django versions and
+    appears wherever the admin lists actions.
+    """
 
     email_update: EmailUpdate | None = None
 
-    def get_actions(self, request: HttpRequest) -> dict:
-        actions = super().get_actions(request)
-        if self.email_update is not None and request.user.has_perm(PERMISSION):
-            actions[ACTION_NAME] = (
-                send_email_update,
-                ACTION_NAME,
-                self.email_update.description,
-            )
-        return actions
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.email_update is not None and self.actions is not None:
+            self.actions = [*self.actions, _action(self.email_update.description)]
+
+    def has_mailer_send_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PERMISSION)
+
+
+def _action(description: str) -> Callable:
+    @admin.action(permissions=["mailer_send"], description=description)
+    def send_email_update(
+        modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: models.QuerySet
+    ) -> HttpResponse | None:
+        return email_update_action(modeladmin, request, queryset)
+
+    return send_email_update
 
 
 @dataclass
@@ -154,7 +167,7 @@ def send_test(config: EmailUpdate, preview: _Preview, request: HttpRequest) -> s
     return address
 
 
-def send_email_update(
+def email_update_action(
     modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: models.QuerySet
 ) -> HttpResponse | None:
     """The action: confirmation page first, jobs on "Yes, I'm sure"."""
