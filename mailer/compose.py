@@ -165,5 +165,8 @@ class JobTemplate:
         for part in self.parts:
             lines.append(delimiter)
             lines.append(part.encode(values, long_values))
+            # The CRLF before a delimiter belongs to the delimiter (RFC 2046),
+            # so the part's own final line break needs one more.
+            lines.append(b"\r\n")
         lines.append(f"--{self.boundary}--{CRLF}".encode("ascii"))
         return b"".join(lines), message_id
