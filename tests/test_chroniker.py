@@ -1,0 +1,80 @@
+"""django-chroniker integration: commands run by chroniker report progress."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+import mailer
+from mailer.jobs import RenderedEmail, create_job
+
+
+@pytest.fixture
+def chroniker_job(transactional_db):
+    from chroniker.models import Job
+
+    def make(command: str) -> Job:
+        return Job.objects.create(
+            name=command, command=command, frequency="MINUTELY", next_run=timezone.now()
+        )
+
+    return make
+
+
+@pytest.fixture
+def progress_reports(monkeypatch) -> list[tuple[int, int]]:
+    """What chroniker's heartbeat was told, as (total, complete). (At the end
+    of a run chroniker itself rewrites ``total_parts_complete`` from the
+    previous run's success, so the row alone can't show what was reported.)"""
+    from chroniker.models import JobHeartbeatThread
+
+    reports: list[tuple[int, int]] = []
+    original = JobHeartbeatThread.update_progress
+
+    def recording(self, total_parts, total_parts_complete, lock=True):
+        reports.append((total_parts, total_parts_complete))
+        return original(self, total_parts, total_parts_complete, lock=lock)
+
+    monkeypatch.setattr(JobHeartbeatThread, "update_progress", recording)
+    return reports
+
+
+def test_send_mail_reports_its_progress_to_chroniker(
+    chroniker_job, progress_reports, mailserver, settings
+):
+    settings.MAILER_BATCH_SIZE = 2
+    for i in range(5):
+        mailer.send_mail("Hi", "Body", "news@example.com", [f"r{i}@example.com"])
+    job = chroniker_job("send_mail")
+
+    job.handle_run()
+
+    job.refresh_from_db()
+    assert mailserver.count == 5
+    assert [done for _total, done in progress_reports] == [2, 4, 5]
+    assert job.total_parts == 5
+    assert job.last_run_successful
+
+
+def test_process_mail_jobs_reports_its_progress_to_chroniker(
+    chroniker_job, progress_reports, settings
+):
+    settings.MAILER_EXPAND_CHUNK_SIZE = 3
+    create_job(
+        content=RenderedEmail(subject="Hi", body_text="Hello"),
+        recipients=[f"r{i}@example.com" for i in range(7)],
+    )
+    job = chroniker_job("process_mail_jobs")
+
+    job.handle_run()
+
+    assert progress_reports == [(7, 3), (7, 6), (7, 7)]
+    job.refresh_from_db()
+    assert job.last_run_successful
+
+
+def test_without_chroniker_running_progress_is_a_no_op(db, progress_reports):
+    from mailer.progress import report_progress
+
+    report_progress(3, 10)  # run by hand or cron: no chroniker job in this thread
+    assert progress_reports == []
