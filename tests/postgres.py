@@ -449,13 +449,15 @@ def _parse_argv(argv: Sequence[str]) -> tuple[float, list[str]]:
         elif args[0].startswith("--timeout="):
             timeout = float(args.pop(0).partition("=")[2])
         elif args[0] in ("-h", "--help"):
-            raise SystemExit(USAGE)
+            print(USAGE, end="")
+            raise SystemExit(0)
         else:
             break
     if args and args[0] == "--":
         del args[0]
     if not args or not timeout > 0:
-        raise SystemExit(USAGE)
+        print(USAGE, end="", file=sys.stderr)
+        raise SystemExit(2)
     return timeout, args
 
 
