@@ -461,6 +461,10 @@ def _parse_argv(argv: Sequence[str]) -> tuple[float, list[str]]:
     return timeout, args
 
 
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    pass
+
+
 def run_with_postgres(command: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> int:
     """Run ``command`` with DATABASE_URL set to a fresh server; its exit code.
 
@@ -484,7 +488,9 @@ def run_with_postgres(command: Sequence[str], timeout: float = COMMAND_TIMEOUT) 
         print(f"PostgreSQL {pg.version} on {pg.host}:{pg.port}", file=sys.stderr)
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGHUP, forward)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A do-nothing handler, not SIG_IGN: an ignored SIGINT would be
+        # inherited by the command, and Ctrl-C would no longer stop it.
+        signal.signal(signal.SIGINT, _ignore)
         try:
             child = subprocess.Popen(
                 list(command), env={**os.environ, "DATABASE_URL": pg.url}

@@ -325,8 +325,11 @@ class SMTPTestServer:
             try:
                 controller.start()
             except BaseException:
+                # Joins the loop thread if it still runs (which closes the
+                # listening socket and the loop); else we close them here.
+                controller.stop(no_assert=True)
                 sock.close()
-                if controller._thread is None and not controller.loop.is_closed():
+                if not controller.loop.is_closed():
                     controller.loop.close()
                 raise
             self._controller = controller
