@@ -363,7 +363,7 @@ class Sender:
             status=status,
             attempts_added=attempts_added,
             due_at=due_at,
-            message_id=message_id[:255] or None,
+            message_id=(message_id or "")[:255] or None,
             provider_id=self.connection.provider_id,
             result=result,
             smtp_code=outcome.code if outcome else None,

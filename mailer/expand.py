@@ -249,7 +249,7 @@ class MessageInserter:
             "attempts": 0,
             "envelope_from": "",
             "subject": "",
-            "message_id": "",
+            "message_id": None,
             "provider_id": "",
             "created_at": self._prep("created_at", now),
         }

@@ -214,7 +214,9 @@ def cancel_jobs(jobs: models.QuerySet) -> tuple[int, int]:
             rows = list(pending.values_list("id", "to_address"))
             # Clearing the token makes a worker's later "sent" write a no-op;
             # a message already on the wire cannot be called back.
-            pending.update(status=MessageStatus.CANCELLED, claim_token=None)
+            pending.update(
+                status=MessageStatus.CANCELLED, claim_token=None, due_at=None
+            )
             MessageLog.objects.bulk_create(
                 [
                     MessageLog(

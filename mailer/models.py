@@ -152,7 +152,12 @@ class Message(models.Model):
     status = models.PositiveSmallIntegerField(
         _("status"), choices=MessageStatus.choices, default=MessageStatus.QUEUED
     )
-    due_at = models.DateTimeField(_("due"), default=timezone.now)
+    # When a pending message is due; NULL once it has left the queue (sent,
+    # failed, suppressed, cancelled). The claim query is then just
+    # "due_at <= now", which every database can answer from the partial
+    # index below: a condition on bound parameters (status IN (%s, %s)) is
+    # one SQLite cannot match to a partial index, and it would scan the table.
+    due_at = models.DateTimeField(_("due"), null=True, blank=True, default=timezone.now)
     claim_token = models.CharField(max_length=32, null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     to_address = models.CharField(
@@ -165,7 +170,9 @@ class Message(models.Model):
     subject = models.CharField(_("subject"), max_length=255, blank=True)
     mime = models.BinaryField(null=True, blank=True, editable=False)
     context = models.JSONField(null=True, blank=True)
-    message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
+    message_id = models.CharField(
+        _("Message-ID"), max_length=255, null=True, blank=True
+    )
     provider_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
@@ -183,12 +190,12 @@ class Message(models.Model):
             ),
         ]
         indexes = [
-            # The claim query: pending rows only, in send order. Sent and
-            # failed rows never enter this index, so it stays small however
-            # long the history grows.
+            # The claim query: pending rows only (due_at is NULL otherwise), in
+            # send order. Sent and failed rows never enter this index, so it
+            # stays small however long the history grows.
             models.Index(
                 fields=["priority", "due_at", "id"],
-                condition=Q(status__in=PENDING_STATUSES),
+                condition=Q(due_at__isnull=False),
                 name="mailer_message_claim",
             ),
             # Partial indexes: only rows that have the value take space, which
@@ -200,7 +207,7 @@ class Message(models.Model):
             ),
             models.Index(
                 fields=["message_id"],
-                condition=~Q(message_id=""),
+                condition=Q(message_id__isnull=False),
                 name="mailer_message_message_id",
             ),
         ]

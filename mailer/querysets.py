@@ -19,13 +19,12 @@ class MessageQuerySet(models.QuerySet):
         """Pending and due now, in the order they must go out.
 
         A claimed message has ``due_at`` at its lease's end, so it is not due
-        until the lease runs out: this one filter is the whole claim rule, and
-        it matches the partial index ``mailer_message_claim``.
+        until the lease runs out; a message that left the queue has no
+        ``due_at``. This one filter is the whole claim rule, and it matches
+        the partial index ``mailer_message_claim`` on every database.
         """
-        return (
-            self.pending()
-            .filter(due_at__lte=now or timezone.now())
-            .order_by("priority", "due_at", "id")
+        return self.filter(due_at__lte=now or timezone.now()).order_by(
+            "priority", "due_at", "id"
         )
 
     def deferred(self) -> MessageQuerySet:

@@ -91,7 +91,7 @@ def build(email_message: EmailMessage, *, priority: str | int | None = None) -> 
         envelope_to=recipients,
         subject=" ".join(str(email_message.subject).split())[:255],
         mime=data,
-        message_id=message_id[:255],
+        message_id=message_id[:255] or None,
     )
 
 

@@ -50,7 +50,7 @@ class OutcomeWriter:
             f"UPDATE {quote(Message._meta.db_table)} SET "
             f"{m['status']} = %s, {m['claim_token']} = NULL, "
             f"{m['attempts']} = {m['attempts']} + %s, "
-            f"{m['due_at']} = COALESCE(%s, {m['due_at']}), "
+            f"{m['due_at']} = %s, "
             f"{m['message_id']} = COALESCE(%s, {m['message_id']}), "
             f"{m['provider_id']} = COALESCE(%s, {m['provider_id']}) "
             f"WHERE {m['id']} = %s AND {m['claim_token']} = %s"
