@@ -92,3 +92,13 @@ def run_command(
         text=True,
         timeout=timeout,
     )
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """pytest-django removes the SQLite test database but not its WAL files."""
+    from django.conf import settings
+
+    name = str(settings.DATABASES["default"].get("TEST", {}).get("NAME") or "")
+    if name.endswith(".sqlite3"):
+        for suffix in ("-wal", "-shm"):
+            Path(name + suffix).unlink(missing_ok=True)
