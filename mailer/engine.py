@@ -134,6 +134,7 @@ class Sender:
         self.writer = OutcomeWriter()
         self.domain = site_domain() or DNS_NAME.get_fqdn()
         self.result = SendResult()
+        self._first_send_at: float | None = None
 
     # -- the loop -------------------------------------------------------------
 
@@ -221,7 +222,11 @@ class Sender:
     def _throttle(self, started: float, deadline: float | None) -> None:
         if not self.limits.throttle:
             return
-        next_slot = started + self.result.attempted / self.limits.throttle
+        # Slots are counted from the first message, not from the run's start
+        # (which includes the first claim), so the spacing is exact.
+        if self._first_send_at is None:
+            self._first_send_at = time.monotonic()
+        next_slot = self._first_send_at + self.result.attempted / self.limits.throttle
         pause = next_slot - time.monotonic()
         if deadline is not None:
             pause = min(pause, deadline - time.monotonic())
