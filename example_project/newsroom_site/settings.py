@@ -1,0 +1,94 @@
+"""Settings for the example newsroom: a student daily mailing its readers.
+
+SQLite file by default; ``DATABASE_URL=postgres://...`` for PostgreSQL. Mail
+goes to ``SMTP_HOST:SMTP_PORT`` (default 127.0.0.1:1025: run
+``manage.py smtp_sink`` there to watch it arrive).
+"""
+
+import os
+from importlib.util import find_spec
+from pathlib import Path
+
+import django
+
+from mailer.testing.dburl import database_from_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "example-only-not-secret")
+DEBUG = os.environ.get("DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.sites",
+    "mailer",
+    "newsroom",
+]
+# django-chroniker (pip install django-mailer-jobs[chroniker]) runs the three
+# mail commands every minute from the admin; without it, use crontab.
+if find_spec("chroniker"):
+    INSTALLED_APPS.insert(-2, "chroniker")
+SITE_ID = 1
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "newsroom_site.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+WSGI_APPLICATION = "newsroom_site.wsgi.application"
+DATABASES = {
+    "default": database_from_url(os.environ.get("DATABASE_URL"), str(BASE_DIR / "db"))
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "Europe/London"
+STATIC_URL = "static/"
+
+# -- mail ---------------------------------------------------------------------
+SMTP_HOST = os.environ.get("SMTP_HOST", "127.0.0.1")
+SMTP_PORT = int(os.environ.get("SMTP_PORT", "1025"))
+if django.VERSION >= (6, 1):
+    MAILERS = {
+        "default": {"BACKEND": "mailer.backend.DbBackend"},
+        "smtp": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": SMTP_HOST, "port": SMTP_PORT, "timeout": 30},
+        },
+    }
+    MAILER_SEND_USING = "smtp"
+else:
+    EMAIL_BACKEND = "mailer.backend.DbBackend"
+    MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = SMTP_HOST
+    EMAIL_PORT = SMTP_PORT
+    EMAIL_TIMEOUT = 30
+
+DEFAULT_FROM_EMAIL = "The Daily Bugle <news@bugle.example>"
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+MAILER_SITE_URL = os.environ.get("MAILER_SITE_URL", "http://127.0.0.1:8000")
+MAILER_LIST_ID_DOMAIN = "bugle.example"
