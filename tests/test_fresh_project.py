@@ -16,8 +16,6 @@ from pathlib import Path
 import django
 import pytest
 
-pytestmark = pytest.mark.slow
-
 
 def content(part) -> str:
     """A part's text, CRLF line endings made plain and the final line break
