@@ -143,10 +143,11 @@ class JobTemplate:
         ``to_address`` must be a valid bare address, with an internationalised
         domain already in punycode (see ``addresses.envelope_address``)."""
         message_id = make_msgid(domain=self.message_id_domain)
-        name = values.get("name") or ""
+        # Header values from per-recipient data: line breaks fold to spaces.
+        name = " ".join(str(values.get("name") or "").split())
         lines = [
             self.static_headers,
-            header_line("To", formataddr((str(name), to_address))),
+            header_line("To", formataddr((name, to_address))),
             self.static_subject
             or header_line("Subject", " ".join(self.subject.render(values).split())),
             header_line("Date", formatdate()),
