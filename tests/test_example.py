@@ -1,0 +1,255 @@
+"""The example newsroom, run as its users run it: ``example_project/manage.py``
+in child processes, each test on its own SQLite file. (The suite's settings
+are not the example's, so nothing here imports the newsroom app.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MANAGE = ROOT / "example_project" / "manage.py"
+
+
+@pytest.fixture
+def example_env(tmp_path: Path) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH", "DATABASE_URL")
+    }
+    env.update(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'newsroom.sqlite3'}",
+        # Nothing listens here: a test that sends by mistake fails loudly.
+        SMTP_PORT="1",
+        PYTHONWARNINGS="error::DeprecationWarning",
+    )
+    return env
+
+
+def manage(
+    env: dict[str, str], *args: str, python: tuple[str, ...] = (), check: bool = True
+) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, *python, str(MANAGE), *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if check:
+        assert done.returncode == 0, f"{args}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def shell(env: dict[str, str], code: str) -> dict:
+    """Run ``code`` in ``manage.py shell``; it prints one JSON line last."""
+    done = manage(env, "shell", "-v", "0", "-c", textwrap.dedent(code))
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def query(env: dict[str, str], sql: str) -> list[tuple]:
+    path = env["DATABASE_URL"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def summary(output: str) -> dict[str, str]:
+    """The demo's "Name: value" report lines."""
+    return dict(re.findall(r"^([A-Z][a-z ]+):\s+(\S.*)$", output, re.MULTILINE))
+
+
+def test_demo_gives_every_reader_exactly_one_email_and_runs_again(example_env):
+    first = manage(example_env, "demo", "--subscribers", "30")
+    assert summary(first.stdout) | {"Send rate": "-"} == {
+        "Recipients queued": "30",
+        "Skipped at expansion": "0",
+        "Marked sent": "30",
+        "Not sent": "0",
+        "Emails received": "30",
+        "Distinct recipients": "30",
+        "Duplicates": "0",
+        "Readers without email": "0",
+        "Send rate": "-",
+    }
+    assert "Admin: Email update queued for 30 recipients." in first.stdout
+    assert re.search(
+        r"^Seconds per phase: seed [\d.]+, confirmation page [\d.]+, "
+        r"confirm \(queue job\) [\d.]+, process_mail_jobs [\d.]+, send_mail [\d.]+$",
+        first.stdout,
+        re.MULTILINE,
+    )
+    assert first.stdout.rstrip().endswith(
+        "Every one of the 30 readers got exactly one email."
+    )
+
+    # Again, with fewer readers: a new issue (no resend guard in the way),
+    # the existing readers reused, the surplus ones switched off.
+    second = manage(example_env, "demo", "--subscribers", "20")
+    assert summary(second.stdout)["Emails received"] == "20"
+    assert "Every one of the 20 readers got exactly one email." in second.stdout
+    assert query(
+        example_env, "SELECT count(*), sum(active) FROM newsroom_subscriber"
+    ) == [(30, 20)]
+    assert query(example_env, "SELECT count(*) FROM newsroom_issue") == [(2,)]
+    assert query(example_env, "SELECT username FROM auth_user") == [("editor",)]
+
+
+def test_demo_fails_when_mail_does_not_arrive(example_env):
+    """Nothing listens on port 1: the run must not claim success."""
+    done = manage(
+        example_env, "demo", "--subscribers", "3", "--smtp", "127.0.0.1:1", check=False
+    )
+    assert done.returncode != 0
+    assert "Not every one of the 3 readers got exactly one email" in done.stderr
+
+
+def test_readers_are_subscribers_and_opted_in_users_once_each_fast(example_env):
+    manage(example_env, "migrate", "-v", "0")
+    result = shell(
+        example_env,
+        """
+        import json, time
+        from django.contrib.auth import get_user_model
+        from newsroom.models import Profile, Subscriber
+        from newsroom.recipients import email_edition_readers
+
+        Subscriber.objects.bulk_create(
+            [Subscriber(email=f"s{i}@example.com", name=f"S {i}")
+             for i in range(100_000)],
+            batch_size=5000,
+        )
+        Subscriber.objects.create(email="S8@EXAMPLE.COM", name="Shouting")
+        Subscriber.objects.create(email="gone@example.com", active=False)
+
+        def user(name, email, subscribed, active=True):
+            account = get_user_model().objects.create_user(
+                name, email, first_name=name.title(), last_name="Reader",
+                is_active=active,
+            )
+            Profile.objects.create(user=account, subscribed=subscribed)
+
+        user("ada", "ada@example.com", True)
+        user("sam", "S7@Example.com", True)  # also a subscriber
+        user("quiet", "quiet@example.com", False)
+        user("left", "left@example.com", True, active=False)
+        user("anon", "", True)
+
+        timings = []
+        for _ in range(3):
+            started = time.perf_counter()
+            readers = email_edition_readers(None)
+            timings.append(time.perf_counter() - started)
+        emails = [r["email"].lower() for r in readers]
+        print(json.dumps({
+            "count": len(readers),
+            "distinct": len(set(emails)),
+            "seconds": min(timings),
+            "first": readers[0],
+            "last": readers[-1],
+            "s7": [r for r in readers if r["email"].lower() == "s7@example.com"],
+            "s8": [r for r in readers if r["email"].lower() == "s8@example.com"],
+            "absent": sorted({"gone@example.com", "quiet@example.com",
+                              "left@example.com", ""} & set(emails)),
+        }))
+        """,
+    )
+    assert result["count"] == result["distinct"] == 100_001
+    assert result["first"] == {"email": "s0@example.com", "name": "S 0"}
+    assert result["last"] == {"email": "ada@example.com", "name": "Ada Reader"}
+    assert result["s7"] == [{"email": "s7@example.com", "name": "S 7"}]
+    assert result["s8"] == [{"email": "s8@example.com", "name": "S 8"}]
+    assert result["absent"] == []
+    assert result["seconds"] < 1.0, result["seconds"]
+
+
+def test_one_click_unsubscribe_stops_the_subscription_and_the_profile(example_env):
+    manage(example_env, "migrate", "-v", "0")
+    result = shell(
+        example_env,
+        """
+        import json
+        from django.contrib.auth import get_user_model
+        from django.test import Client
+        from mailer.unsubscribe import make_token
+        from newsroom.models import Profile, Subscriber
+
+        Subscriber.objects.create(email="Reader@Example.com", name="Reader")
+        account = get_user_model().objects.create_user("ada", "ADA@example.com")
+        Profile.objects.create(user=account, subscribed=True)
+        client = Client()
+        for address in ["reader@example.com", "ada@example.com"]:
+            url = f"/mail/unsubscribe/{make_token(address)}/"
+            client.get(url)  # a mail scanner following the link: no change
+            assert Subscriber.objects.filter(active=True).count() == 1
+            assert client.post(url).status_code == 200
+        print(json.dumps({
+            "subscriber": Subscriber.objects.get().active,
+            "profile": Profile.objects.get().subscribed,
+        }))
+        """,
+    )
+    assert result == {"subscriber": False, "profile": False}
+
+
+def test_newsroom_migrations_match_the_models(example_env):
+    manage(example_env, "makemigrations", "--check", "--dry-run", "newsroom")
+
+
+def test_chroniker_runs_the_three_mail_commands_every_minute(example_env):
+    manage(example_env, "migrate", "-v", "0")
+    assert query(
+        example_env,
+        "SELECT command, args, frequency, params, enabled FROM chroniker_job "
+        "ORDER BY command",
+    ) == [
+        ("process_mail_jobs", "--max-seconds 50", "MINUTELY", "interval:1", 1),
+        ("retry_deferred", "", "MINUTELY", "interval:1", 1),
+        ("send_mail", "--max-seconds 55", "MINUTELY", "interval:1", 1),
+    ]
+    # chroniker's own runner, as "manage.py cron" would call it: the args
+    # must reach the commands parsed.
+    shell(
+        example_env,
+        """
+        import json
+        from chroniker.models import Job
+        for job in Job.objects.all():
+            job.handle_run()
+        print(json.dumps(None))
+        """,
+    )
+    assert query(
+        example_env,
+        "SELECT j.command, l.success FROM chroniker_log l "
+        "JOIN chroniker_job j ON j.id = l.job_id ORDER BY j.command",
+    ) == [("process_mail_jobs", 1), ("retry_deferred", 1), ("send_mail", 1)]
+
+
+def test_the_example_works_without_chroniker(example_env):
+    """chroniker is an optional extra: hide it and migrate from scratch."""
+    without = (
+        "-c",
+        "import runpy, sys; sys.modules['chroniker'] = None; "
+        "sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')",
+    )
+    manage(example_env, "migrate", "-v", "0", python=without)
+    manage(example_env, "check", "--fail-level", "WARNING", python=without)
+    assert query(
+        example_env,
+        "SELECT name FROM django_migrations WHERE app = 'newsroom' ORDER BY name",
+    ) == [("0001_initial",), ("0002_mail_jobs_every_minute",)]
+    assert not query(
+        example_env,
+        "SELECT name FROM sqlite_master WHERE name LIKE 'chroniker%'",
+    )
