@@ -1,0 +1,1 @@
+"""Benchmarks for django-mailer-jobs: ``python benchmarks/run.py [--quick]``."""

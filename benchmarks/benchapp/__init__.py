@@ -1,0 +1,1 @@
+"""A newsletter site in miniature: issues, subscribers, the admin action."""

@@ -1,0 +1,132 @@
+"""Where the time goes: cProfile one benchmarked operation, print the top.
+
+    python benchmarks/profiling.py send|expand|admin [--postgres] [--count N]
+
+``send``: ``send_queued()`` in-process for N queued job messages (default
+3,000) to the SMTP sink; ``expand``: ``expand_pending_jobs()`` for a job of N
+recipients (default 100,000); ``admin``: the "Yes, I'm sure" POST of the admin
+action with N subscribers (default 100,000). SQLite on a temporary file, or a
+throwaway PostgreSQL with ``--postgres``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_COUNT = {"send": 3_000, "expand": 100_000, "admin": 100_000}
+
+
+def profile(what: str, count: int) -> cProfile.Profile:
+    import datetime
+
+    from django.core.management import call_command
+
+    from benchmarks.benchapp.admin import ISSUE_EMAIL
+    from benchmarks.benchapp.models import Issue
+    from benchmarks.procs import Sink
+    from benchmarks.suite import Sizes, Suite
+
+    call_command("migrate", verbosity=0)
+    out = os.path.join(tempfile.gettempdir(), f"mailer-profile-{os.getpid()}.json")
+    suite = Suite("profile", Sizes.quick(), out)
+    suite.issue = Issue.objects.create(
+        headline="Harbour bridge reopens after two years",
+        date=datetime.date(2026, 11, 28),
+    )
+    suite.content = ISSUE_EMAIL.render(suite.issue)
+    profiler = cProfile.Profile()
+    if what == "send":
+        from mailer.engine import send_queued
+
+        suite.queue_job(count)
+        with Sink(max_seconds=suite.send_timeout(count) + 60) as sink:
+            with suite.smtp_port(sink.port):
+                profiler.enable()
+                result = send_queued(max_seconds=suite.send_timeout(count))
+                profiler.disable()
+            sink.stop()
+        print(result.summary())
+    elif what == "expand":
+        from mailer.expand import expand_pending_jobs
+
+        suite.reset_queue()
+        suite.create_job(count)
+        profiler.enable()
+        result = expand_pending_jobs()
+        profiler.disable()
+        print(result.summary())
+    else:
+        from django.contrib.auth.models import User
+        from django.test import Client
+        from django.urls import reverse
+
+        from benchmarks.benchapp.models import Subscriber
+        from benchmarks.workload import subscribers
+
+        Subscriber.objects.bulk_create(
+            (Subscriber(**s) for s in subscribers(count)), batch_size=5000
+        )
+        client = Client()
+        client.force_login(
+            User.objects.create_superuser("editor", "editor@example.com", "pw")
+        )
+        url = reverse("admin:benchapp_issue_changelist")
+        data = {"action": "send_email_update", "_selected_action": [suite.issue.pk]}
+        client.post(url, data)  # warm up
+        profiler.enable()
+        response = client.post(url, {**data, "post": "yes"})
+        profiler.disable()
+        print(f"'Yes, I'm sure' answered {response.status_code}")
+    suite.reset_queue()
+    return profiler
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python benchmarks/profiling.py")
+    parser.add_argument("what", choices=sorted(DEFAULT_COUNT))
+    parser.add_argument("--count", type=int)
+    parser.add_argument("--postgres", action="store_true")
+    parser.add_argument("--top", type=int, default=35)
+    args = parser.parse_args(argv)
+    count = args.count or DEFAULT_COUNT[args.what]
+    if "DJANGO_SETTINGS_MODULE" not in os.environ:
+        # Start again in a child with the database chosen: settings cannot
+        # change databases once Django is set up.
+        command = [sys.executable, __file__, args.what, "--count", str(count)]
+        command += ["--top", str(args.top)]
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+            "PYTHONPATH": str(ROOT),
+        }
+        if args.postgres:
+            from tests.postgres import TemporaryPostgres
+
+            with TemporaryPostgres() as pg:
+                env["DATABASE_URL"] = pg.url
+                return subprocess.run(command, env=env, timeout=1800).returncode
+        with tempfile.TemporaryDirectory(prefix="mailer-profile-") as tmp:
+            env["DATABASE_URL"] = f"sqlite:///{tmp}/profile.sqlite3"
+            return subprocess.run(command, env=env, timeout=1800).returncode
+    import django
+
+    django.setup()
+    stats = pstats.Stats(profile(args.what, count))
+    stats.sort_stats("cumulative").print_stats(args.top)
+    stats.sort_stats("tottime").print_stats(args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""Settings for the benchmarks: tests.settings' choices, without chroniker,
+plus the benchmark's own newsletter app. The database comes from
+``DATABASE_URL`` (SQLite file or the throwaway PostgreSQL of ``run.py``),
+the SMTP sink's port from ``MAILER_BENCH_SMTP_PORT``."""
+
+import os
+
+import django
+
+from mailer.testing.dburl import database_from_url
+
+SECRET_KEY = "benchmarks-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "mailer",
+    "benchmarks.benchapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "benchmarks.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL"), "bench")}
+
+SMTP_PORT = int(os.environ.get("MAILER_BENCH_SMTP_PORT", "1"))
+if django.VERSION >= (6, 1):
+    MAILERS = {
+        "default": {"BACKEND": "mailer.backend.DbBackend"},
+        "smtp": {
+            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+            "OPTIONS": {"host": "127.0.0.1", "port": SMTP_PORT, "timeout": 10},
+        },
+    }
+    MAILER_SEND_USING = "smtp"
+else:
+    EMAIL_BACKEND = "mailer.backend.DbBackend"
+    MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = "127.0.0.1"
+    EMAIL_PORT = SMTP_PORT
+    EMAIL_TIMEOUT = 10
+
+# Every job message carries its own List-Unsubscribe link.
+MAILER_SITE_URL = "https://news.example.com"
+DEFAULT_FROM_EMAIL = "The Daily <news@example.com>"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
