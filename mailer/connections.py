@@ -121,7 +121,7 @@ class SendingConnection:
             raise smtplib.SMTPException("the email backend reported nothing sent")
         status = getattr(email_message, "anymail_status", None)
         provider_id = getattr(status, "message_id", None)
-        self.provider_id = str(provider_id)[:255] if provider_id else None
+        self.provider_id = str(provider_id)[:255] if provider_id is not None else None
         return {}
 
 
@@ -172,12 +172,17 @@ class PreparedEmail(mail.EmailMultiAlternatives):
             if part.is_multipart():
                 continue
             ctype = part.get_content_type()
+            content = part.get_content()
+            if isinstance(content, str):
+                # Text came off the wire with CRLF line endings; an API-based
+                # backend expects Python's own.
+                content = content.replace("\r\n", "\n")
             if part.get_filename():
-                self.attach(part.get_filename(), part.get_content(), ctype)
+                self.attach(part.get_filename(), content, ctype)
             elif ctype == "text/plain" and not self.body:
-                self.body = part.get_content()
+                self.body = content
             else:
-                self.attach_alternative(part.get_content(), ctype)
+                self.attach_alternative(content, ctype)
 
     def message(self, **kwargs: Any) -> StdlibMessage:
         return self._parsed
