@@ -3,12 +3,13 @@
 from django.conf import settings
 from django.db import models
 from django.urls import reverse
+from django.utils.formats import date_format
 
 
 class Issue(models.Model):
     """One day's paper."""
 
-    date = models.DateField()
+    date = models.DateField(unique=True)
     title = models.CharField(max_length=200, blank=True)
     published = models.BooleanField(default=True)
 
@@ -16,7 +17,7 @@ class Issue(models.Model):
         ordering = ["-date", "-id"]
 
     def __str__(self) -> str:
-        return self.title or f"Issue of {self.date:%A %d %B %Y}"
+        return self.title or f"Issue of {date_format(self.date, 'l j F Y')}"
 
     @property
     def lead(self) -> "Article | None":

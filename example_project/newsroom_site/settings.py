@@ -1,8 +1,14 @@
 """Settings for the example newsroom: a student daily mailing its readers.
 
-SQLite file by default; ``DATABASE_URL=postgres://...`` for PostgreSQL. Mail
-goes to ``SMTP_HOST:SMTP_PORT`` (default 127.0.0.1:1025: run
-``manage.py smtp_sink`` there to watch it arrive).
+Environment variables (all optional):
+
+- ``DATABASE_URL``: ``sqlite:////abs/path.sqlite3`` or ``postgres://user@host/db``;
+  default ``example_project/db.sqlite3``.
+- ``SMTP_HOST`` / ``SMTP_PORT``: where ``send_mail`` delivers; default
+  127.0.0.1:1025, where ``manage.py smtp_sink`` listens.
+- ``MAILER_SITE_URL``: the public address used in email links and one-click
+  unsubscribe links; default http://127.0.0.1:8000 (``runserver``).
+- ``SECRET_KEY``, ``DEBUG`` (``1`` by default: this is a local example).
 """
 
 import os
@@ -26,15 +32,19 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django.contrib.sites",
     "mailer",
     "newsroom",
 ]
-# django-chroniker (pip install django-mailer-jobs[chroniker]) runs the three
-# mail commands every minute from the admin; without it, use crontab.
+# django-chroniker (pip install "django-mailer-jobs[chroniker]") runs the three
+# mail commands every minute, scheduled from the admin (migration 0002 of
+# newsroom creates the jobs); crontab then runs only "manage.py cron". Without
+# it, put the three commands in crontab. chroniker's models need the sites app.
 if find_spec("chroniker"):
-    INSTALLED_APPS.insert(-2, "chroniker")
-SITE_ID = 1
+    INSTALLED_APPS[-2:-2] = [
+        "django.contrib.sites",
+        "newsroom_site.apps.ChronikerConfig",
+    ]
+    SITE_ID = 1
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

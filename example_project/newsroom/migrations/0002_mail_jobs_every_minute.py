@@ -1,14 +1,23 @@
 """With django-chroniker installed, schedule the three mail commands every
-minute (Admin > Chroniker > Jobs). Without it, this migration does nothing:
-use crontab instead (see the README)."""
+minute (Admin > Chroniker > Jobs; crontab then runs only ``manage.py cron``).
+Without chroniker this migration does nothing: put the three commands in
+crontab instead (see the README).
 
-from django.conf import settings
+If chroniker is installed after this migration ran, add the jobs in its admin:
+command ``send_mail``, args ``--max-seconds 55``, frequency minutely.
+"""
+
+from django.apps import apps as global_apps
 from django.db import migrations
 from django.utils import timezone
 
+# Spelled "--option value", not "--option=value": chroniker turns any word
+# with "=" into a call_command keyword ("--max-seconds" is then an unknown
+# option, and "max_seconds=55" would arrive as the string "55", unparsed).
+# Plain words go through the command's own argparse, as in a crontab line.
 COMMANDS = [
-    ("Expand mail jobs", "process_mail_jobs", "--max-seconds=50"),
-    ("Send queued mail", "send_mail", "--max-seconds=55"),
+    ("Expand mail jobs", "process_mail_jobs", "--max-seconds 50"),
+    ("Send queued mail", "send_mail", "--max-seconds 55"),
     ("Retry deferred mail", "retry_deferred", ""),
 ]
 
@@ -42,7 +51,7 @@ def unschedule(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [("newsroom", "0001_initial")]
-    if "chroniker" in settings.INSTALLED_APPS:
+    if global_apps.is_installed("chroniker"):
         dependencies.append(("chroniker", "__latest__"))
 
-    operations = [migrations.RunPython(schedule, unschedule)]
+    operations = [migrations.RunPython(schedule, unschedule, elidable=True)]
