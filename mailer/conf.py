@@ -108,12 +108,6 @@ class MailerSettings:
         reply to job (newsletter) mail."""
         return bool(self._get("MAILER_SUPPRESS_ON_NO_SUCH_USER", True))
 
-    @property
-    def LOG_BODIES(self) -> bool:
-        """Keep nothing of the message body in MessageLog. A password-reset link
-        in a log is a live credential, so this stays off unless you insist."""
-        return bool(self._get("MAILER_LOG_BODIES", False))
-
     # -- jobs ---------------------------------------------------------------------
 
     @property

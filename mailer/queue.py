@@ -32,6 +32,9 @@ PRIORITY_NAMES = {
     "deferred": Priority.MEDIUM,
 }
 
+#: django-mailer's ``PRIORITY_DEFERRED`` ("4"), as a number.
+DJANGO_MAILER_DEFERRED = 4
+
 #: A held message's due time: far enough never to come due by itself.
 HELD_UNTIL = datetime(9999, 1, 1, tzinfo=dt_timezone.utc)
 
@@ -40,16 +43,22 @@ def parse_priority(priority: str | int | None, default: str) -> tuple[Priority, 
     """Return the priority and whether the message is held ("deferred")."""
     if priority is None:
         priority = default
+    given = priority
     if isinstance(priority, str):
         key = priority.strip().lower()
         if key in PRIORITY_NAMES:
             return PRIORITY_NAMES[key], key == "deferred"
         if key.isdigit():
             priority = int(key)
+    # django-mailer's PRIORITY_HIGH/MEDIUM/LOW/DEFERRED constants are "1" to
+    # "4"; "4" (deferred) has no level of its own here, it holds the message.
+    if priority == DJANGO_MAILER_DEFERRED and not isinstance(priority, bool):
+        return PRIORITY_NAMES["deferred"], True
     if isinstance(priority, int) and priority in Priority.values:
         return Priority(priority), False
+    # The value as given, not as converted: "Unknown priority '5'".
     raise ValueError(
-        f"Unknown priority {priority!r}: use 'high', 'medium', 'low' or 'deferred'"
+        f"Unknown priority {given!r}: use 'high', 'medium', 'low' or 'deferred'"
     )
 
 
