@@ -5,15 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.checks import Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from mailer.conf import QUEUE_BACKEND, settings
 from mailer.connections import mailers_configured, sending_backend_path
 
 
+def _is_queue_backend(path: str) -> bool:
+    """``path`` names the queue backend, or a subclass of it (a project's own
+    ``DbBackend`` with a fixed priority would loop mail just the same)."""
+    if path == QUEUE_BACKEND:
+        return True
+    try:
+        backend_class = import_string(path)
+    except ImportError:
+        # Not ours to report: Django fails loudly when the backend is used.
+        return False
+    from mailer.backend import DbBackend
+
+    return isinstance(backend_class, type) and issubclass(backend_class, DbBackend)
+
+
 @register(Tags.compatibility)
 def check_sending_backend(app_configs: Any = None, **kwargs: Any) -> list:
     errors = []
-    if sending_backend_path() == QUEUE_BACKEND:
+    if _is_queue_backend(sending_backend_path()):
         errors.append(
             Error(
                 "The mail queue is configured as its own sending backend: "

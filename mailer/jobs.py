@@ -99,13 +99,19 @@ def render_email(
     return RenderedEmail(subject=subject_text, body_text=body_text, body_html=body_html)
 
 
+class RecipientSnapshot(list):
+    """Recipients already normalised by :func:`snapshot_recipients`."""
+
+
 def snapshot_recipients(recipients: Iterable[RecipientLike]) -> list:
     """Normalise recipients into the stored snapshot, dropping case-insensitive
     duplicates (the first wins). Addresses are validated at expansion, where
     an invalid one is logged and skipped: a single typo among 100,000
     subscribers must not stop a newsletter."""
+    if isinstance(recipients, RecipientSnapshot):
+        return recipients
     seen: set[str] = set()
-    snapshot: list = []
+    snapshot = RecipientSnapshot()
     for item in recipients:
         if isinstance(item, str):
             address, context = item, None

@@ -50,12 +50,14 @@ def parse_priority(priority: str | int | None, default: str) -> tuple[Priority, 
             return PRIORITY_NAMES[key], key == "deferred"
         if key.isdigit():
             priority = int(key)
-    # django-mailer's PRIORITY_HIGH/MEDIUM/LOW/DEFERRED constants are "1" to
-    # "4"; "4" (deferred) has no level of its own here, it holds the message.
-    if priority == DJANGO_MAILER_DEFERRED and not isinstance(priority, bool):
-        return PRIORITY_NAMES["deferred"], True
-    if isinstance(priority, int) and priority in Priority.values:
-        return Priority(priority), False
+    # True == 1 in Python; a bool is a mistake, not the high priority.
+    if isinstance(priority, int) and not isinstance(priority, bool):
+        # django-mailer's PRIORITY_HIGH/MEDIUM/LOW/DEFERRED constants are "1"
+        # to "4"; "4" (deferred) has no level of its own, it holds the message.
+        if priority == DJANGO_MAILER_DEFERRED:
+            return PRIORITY_NAMES["deferred"], True
+        if priority in Priority.values:
+            return Priority(priority), False
     # The value as given, not as converted: "Unknown priority '5'".
     raise ValueError(
         f"Unknown priority {given!r}: use 'high', 'medium', 'low' or 'deferred'"

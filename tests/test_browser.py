@@ -22,6 +22,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -83,7 +84,8 @@ class Newsroom:
     db: Path
 
     def query(self, sql: str, *params: object) -> list[tuple]:
-        with sqlite3.connect(self.db, timeout=30) as connection:
+        # closing(): sqlite3's own context manager commits but never closes.
+        with closing(sqlite3.connect(self.db, timeout=30)) as connection:
             return connection.execute(sql, params).fetchall()
 
 

@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from datetime import date
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def shell(env: dict[str, str], code: str) -> dict:
 
 def query(env: dict[str, str], sql: str) -> list[tuple]:
     path = env["DATABASE_URL"].removeprefix("sqlite:///")
-    with sqlite3.connect(path) as connection:
+    # closing(): sqlite3's own context manager commits but never closes.
+    with closing(sqlite3.connect(path)) as connection:
         return connection.execute(sql).fetchall()
 
 

@@ -1,0 +1,36 @@
+"""The migrations match the models, and build the indexes the queue relies on."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+# makemigrations checks the migration history in the database.
+pytestmark = pytest.mark.django_db
+
+
+def test_no_model_change_is_missing_a_migration():
+    out = StringIO()
+    # The app's own models; django-chroniker's are not ours to migrate.
+    call_command("makemigrations", "mailer", "--check", "--dry-run", stdout=out)
+    assert out.getvalue() == "No changes detected in app 'mailer'\n"
+
+
+def test_the_migrated_queue_has_its_claim_index_and_constraints():
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "mailer_message")
+    claim = constraints["mailer_message_claim"]
+    assert claim["index"] and claim["columns"] == ["priority", "due_at", "id"]
+    assert constraints["mailer_message_claim_token"]["columns"] == ["claim_token"]
+    assert constraints["mailer_one_message_per_job_recipient"]["unique"]
+
+
+# Outside a transaction: SQLite's schema editor refuses to run inside one.
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_can_be_reversed():
+    out = StringIO()
+    call_command("sqlmigrate", "mailer", "0001", "--backwards", stdout=out)
+    assert 'DROP TABLE "mailer_message"' in out.getvalue()
