@@ -19,7 +19,7 @@ from django.db import connection
 from django.utils import timezone
 
 from mailer.jobs import RenderedEmail, create_job
-from mailer.models import Message, MessageStatus, Priority
+from mailer.models import Message, MessageJob, MessageStatus, Priority
 from tests.conftest import ROOT, run_command, start_command
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -148,8 +148,16 @@ def test_kill_9_during_expansion_leaves_exactly_one_message_per_recipient(env):
     rng = random.Random(7)
     kills = 0
     for _ in range(4):
-        expander = start_command(env, "process_mail_jobs", "--chunk-size", "500")
-        time.sleep(rng.uniform(0.8, 1.6))
+        before = MessageJob.objects.get(pk=job.pk).expanded_count
+        expander = start_command(env, "process_mail_jobs", "--chunk-size", "100")
+        # Kill it mid-expansion: once it has committed a chunk, at a random
+        # moment shortly after.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and expander.poll() is None:
+            if MessageJob.objects.get(pk=job.pk).expanded_count > before:
+                break
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.2))
         if expander.poll() is None:
             expander.send_signal(signal.SIGKILL)
             kills += 1
