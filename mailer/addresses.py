@@ -27,8 +27,21 @@ def normalize(address: str) -> str:
     Lower-cased as a whole: strictly only the domain is case-insensitive, but
     every mailbox provider that matters treats the local part so too, and a
     reader who unsubscribed as ``Ann@X`` must not get mail as ``ann@x``.
+
+    An internationalised domain is compared in punycode, the form the
+    envelope uses: ``ann@bücher.example`` and ``ann@xn--bcher-kva.example``
+    are one mailbox.
     """
-    return address.strip().lower()
+    address = address.strip().lower()
+    if address.isascii():
+        return address
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{punycode(domain)}"
+    except UnicodeError:
+        return address  # not a valid domain; compared as written
 
 
 def addr_spec(address: str) -> str:

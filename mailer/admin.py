@@ -118,6 +118,11 @@ class MessageLogAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        # The log is the record of what was sent; ``purge_mail_log`` trims it
+        # by age, the admin does not edit history one row at a time.
+        return False
+
 
 @admin.register(DontSendEntry)
 class DontSendEntryAdmin(admin.ModelAdmin):

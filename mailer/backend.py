@@ -39,6 +39,10 @@ class DbBackend(BaseEmailBackend):
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         from mailer.queue import enqueue_many
 
+        # Django's SMTP backend skips an email without recipients and sends
+        # the rest (send_mass_mail() relies on it); do the same rather than
+        # refusing the whole batch.
+        email_messages = [m for m in email_messages if m.recipients()]
         if not email_messages:
             return 0
         priority = self.priority or settings.BACKEND_PRIORITY

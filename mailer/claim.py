@@ -76,6 +76,24 @@ def claim_batch(size: int, *, now: datetime | None = None) -> tuple[str, list[in
     return token, ids
 
 
+def renew(token: str, ids: list[int], *, now: datetime | None = None) -> set[int]:
+    """Push the lease of ``ids`` to a full lease from now; return the ids this
+    claim still holds.
+
+    A batch can take longer than its lease (a slow server, a throttle): its
+    tail would then be due again and a second worker, a cron run started a
+    minute later, would send it while this one still does. The engine renews
+    before that happens. A message missing from the answer was taken over
+    (the renewal came too late), cancelled, or released: not ours to send.
+    """
+    now = now or timezone.now()
+    held = Message.objects.pending().filter(claim_token=token, id__in=ids)
+    renewed = held.update(due_at=now + settings.LEASE)
+    if renewed == len(ids):
+        return set(ids)
+    return set(held.values_list("id", flat=True))
+
+
 def release(token: str, ids: list[int] | None = None) -> int:
     """Give claimed messages back, due at once, without burning an attempt."""
     qs = Message.objects.pending().filter(claim_token=token)

@@ -143,6 +143,18 @@ class JobTemplate:
         ``to_address`` must be a valid bare address, with an internationalised
         domain already in punycode (see ``addresses.envelope_address``)."""
         message_id = make_msgid(domain=self.message_id_domain)
+        # A per-recipient value may hold line breaks (a postal address). In the
+        # bodies they must become CRLF, as Django would write them: a bare LF
+        # or CR on the wire is refused by many servers (SMTP smuggling
+        # defences) and is not what a parser reads back. Rarely needed, so
+        # only then is the mapping copied.
+        if any(
+            isinstance(v, str) and ("\n" in v or "\r" in v) for v in values.values()
+        ):
+            values = {
+                k: normalize_newlines(v) if isinstance(v, str) else v
+                for k, v in values.items()
+            }
         # Header values from per-recipient data: line breaks fold to spaces.
         name = " ".join(str(values.get("name") or "").split())
         lines = [

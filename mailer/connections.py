@@ -76,6 +76,9 @@ class SendingConnection:
     def __init__(self) -> None:
         self.backend: BaseEmailBackend | None = None
         self.opened = 0
+        #: Messages accepted since the connection was (re)opened; lets the
+        #: engine tell a server refusing service from a message it dislikes.
+        self.accepted = 0
         #: The ESP's id for the last message, when the backend reports one
         #: (django-anymail's ``anymail_status.message_id``).
         self.provider_id: str | None = None
@@ -89,6 +92,7 @@ class SendingConnection:
             self.backend = open_sending_backend()
         self.backend.open()
         self.opened += 1
+        self.accepted = 0
 
     def close(self) -> None:
         if self.backend is not None:
@@ -114,7 +118,9 @@ class SendingConnection:
         if self.is_smtp:
             if self.backend.connection is None:
                 self.open()
-            return self.backend.connection.sendmail(envelope_from, recipients, data)
+            refused = self.backend.connection.sendmail(envelope_from, recipients, data)
+            self.accepted += 1
+            return refused
         email_message = PreparedEmail(data, envelope_from, recipients)
         sent = self.backend.send_messages([email_message])
         if not sent:
@@ -122,6 +128,7 @@ class SendingConnection:
         status = getattr(email_message, "anymail_status", None)
         provider_id = getattr(status, "message_id", None)
         self.provider_id = str(provider_id)[:255] if provider_id is not None else None
+        self.accepted += 1
         return {}
 
 

@@ -13,16 +13,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from django.core.mail.utils import DNS_NAME
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.db.models import Q
 from django.utils import timezone
 
 from mailer import outcomes
 from mailer.addresses import envelope_address, normalize
-from mailer.claim import claim_batch, release
+from mailer.claim import claim_batch, release, renew
 from mailer.compose import JobTemplate
 from mailer.conf import settings
 from mailer.connections import SendingConnection
@@ -43,6 +44,10 @@ logger = logging.getLogger("mailer.engine")
 
 #: Reconnects tried for one message before it is deferred instead.
 MAX_RECONNECTS_PER_MESSAGE = 2
+
+#: Pauses between tries to record an outcome after the database connection
+#: broke: about 16 s in all, enough for a PostgreSQL restart or failover.
+RECORD_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 @dataclass
@@ -150,17 +155,29 @@ class Sender:
                 size = batch_size
                 if limits.max_messages is not None:
                     size = min(size, limits.max_messages - self._counted())
+                claimed_at = time.monotonic()
                 token, ids = claim_batch(size)
                 if not ids:
                     result.stop_reason = "queue empty"
                     break
                 result.batches += 1
-                self._send_batch(token, ids, deadline, started)
+                self._send_batch(token, ids, deadline, started, claimed_at)
                 if self.on_progress:
                     self.on_progress(result)
         except _Stop as stop:
             result.stop_reason = stop.reason
             result.error = stop.error
+        except DatabaseError as error:
+            # The database went away (restart, failover, network) where no
+            # retry helps. Found by test_crashes (PostgreSQL restarted
+            # mid-run): the command died with a 40-line traceback. Now the run
+            # stops with one line for cron, like for a mail server that is
+            # down. Its claims cannot be given back without a database; their
+            # leases run out by themselves. The connection is closed so that
+            # a ``--loop`` worker reconnects on its next run.
+            result.stop_reason = "database error"
+            result.error = f"database error: {_first_line(error)}"
+            _close_quietly(self.writer.db)
         finally:
             self.connection.close()
             result.connections = self.connection.opened
@@ -184,7 +201,12 @@ class Sender:
             raise _Stop("message limit")
 
     def _send_batch(
-        self, token: str, ids: list[int], deadline: float | None, started: float
+        self,
+        token: str,
+        ids: list[int],
+        deadline: float | None,
+        started: float,
+        claimed_at: float,
     ) -> None:
         by_id = {
             m.id: m
@@ -194,6 +216,13 @@ class Sender:
         }
         batch = [by_id[i] for i in ids if i in by_id]
         suppressed = self._suppressed_among(batch)
+        # Renew the lease once half of it is gone, so no message of this batch
+        # is ever due again (and claimed by another worker) while we may still
+        # send it. Found by test_workers: a batch outliving its lease on a
+        # slow server was sent twice, by this run and the next cron run.
+        lease = settings.LEASE.total_seconds()
+        renew_at = claimed_at + lease / 2
+        held = set(ids)
         for index, message in enumerate(batch):
             try:
                 if index:
@@ -202,7 +231,13 @@ class Sender:
             except _Stop:
                 self.result.released += release(token, [m.id for m in batch[index:]])
                 raise
-            if suppressed and normalize(message.to_address) in suppressed:
+            if time.monotonic() >= renew_at:
+                renew_at = time.monotonic() + lease / 2
+                held = renew(token, [m.id for m in batch[index:]])
+            if message.id not in held:
+                continue  # taken over, cancelled or released meanwhile
+            is_job_mail = message.job_id is not None
+            if is_job_mail and normalize(message.to_address) in suppressed:
                 self._record(message, token, LogResult.SUPPRESSED, None)
                 continue
             try:
@@ -213,10 +248,20 @@ class Sender:
                 )
                 self._record(message, token, LogResult.FAILED, outcome)
                 continue
+            skipped: list[str] = []
+            if not is_job_mail and suppressed:
+                recipients, skipped = _without_blocked(recipients, suppressed)
+                if not recipients:
+                    self._record(message, token, LogResult.SUPPRESSED, None)
+                    continue
             outcome = self._deliver(envelope_from, recipients, data)
             if outcome.verdict is Verdict.STOP:
                 self.result.released += release(token, [m.id for m in batch[index:]])
                 raise _Stop("mail server unreachable", outcome.reply)
+            if skipped:
+                note = f"not sent to {', '.join(skipped)} (don't-send list)"
+                reply = f"{outcome.reply}; {note}" if outcome.reply else note
+                outcome = replace(outcome, reply=reply)
             self._record(message, token, None, outcome, message_id=message_id)
 
     def _throttle(self, started: float, deadline: float | None) -> None:
@@ -235,13 +280,21 @@ class Sender:
 
     # -- one message ------------------------------------------------------------
 
-    def _suppressed_among(self, batch: list[Message]) -> set[str]:
-        """Checked right before sending, one query per batch: an unsubscribe
-        that arrived after the job was expanded still stops the email."""
-        addresses = {normalize(m.to_address) for m in batch}
-        return set(
+    def _suppressed_among(self, batch: list[Message]) -> dict[str, str]:
+        """The don't-send entries (normalised address -> reason) that concern
+        this batch: the reader of job mail, every envelope recipient of single
+        mail. Checked right before sending, one query per batch: an
+        unsubscribe that arrived after the job was expanded still stops the
+        email."""
+        addresses: set[str] = set()
+        for message in batch:
+            if message.job_id is None and message.envelope_to:
+                addresses.update(normalize(a) for a in message.envelope_to)
+            else:
+                addresses.add(normalize(message.to_address))
+        return dict(
             DontSendEntry.objects.filter(address__in=addresses).values_list(
-                "address", flat=True
+                "address", "reason"
             )
         )
 
@@ -273,18 +326,28 @@ class Sender:
         return template
 
     def _build(self, message: Message) -> tuple[str, list[str], bytes, str]:
+        # Addresses were validated at the door (or at expansion), and are
+        # validated again here, at a microsecond each: a row can reach the
+        # queue without passing the door (an older version, an edit in the
+        # database), and a relay may well take ``not-an-address`` as a local
+        # mailbox (found by tests/test_bad_input.py). An invalid one fails
+        # this message only.
         if message.job_id is None:
+            # Case-insensitive duplicates go once (the don't-send list's rule):
+            # ten thousand spellings of one address are one mailbox, not ten
+            # thousand RCPTs of the same email (found by test_bad_input.py).
+            recipients: dict[str, str] = {}
+            for address in message.envelope_to or [message.to_address]:
+                spec = envelope_address(address)
+                recipients.setdefault(normalize(spec), spec)
             return (
                 message.envelope_from,
-                list(message.envelope_to or [message.to_address]),
+                list(recipients.values()),
                 bytes(message.mime),
                 message.message_id,
             )
         template = self._template(message.job_id)
-        # Validated at expansion; only an internationalised domain needs work.
-        to = message.to_address
-        if not to.isascii():
-            to = envelope_address(to)
+        to = envelope_address(message.to_address)
         url = self.links.url(message.to_address, message.job_id)
         values = {**(message.context or {}), "email": message.to_address}
         values["unsubscribe_url"] = url
@@ -311,6 +374,14 @@ class Sender:
             try:
                 refused = self.connection.send(envelope_from, recipients, data)
             except Exception as error:  # noqa: BLE001 - every error is classified
+                # A 421 to the first MAIL FROM of a connection: the server is
+                # not taking mail; stop like for a server that is down (found
+                # by test_faults: a 421-only relay burned every attempt).
+                unavailable = outcomes.refused_service(
+                    error, fresh_connection=self.connection.accepted == 0
+                )
+                if unavailable is not None:
+                    return Outcome(Verdict.STOP, error.smtp_code, unavailable)
                 last = outcomes.classify(error)
                 if last.verdict is Verdict.RECONNECT:
                     logger.info("reconnecting after: %s", last.reply)
@@ -362,7 +433,7 @@ class Sender:
                     f"gave up after {attempt} attempts: {outcome.reply}",
                 )
             self.result.failed += 1
-        self.writer.write(
+        self._write(
             message=message,
             token=token,
             status=status,
@@ -389,6 +460,59 @@ class Sender:
                     "note": f"{outcome.code} {outcome.reply}"[:500],
                 },
             )
+
+    def _write(self, **values) -> None:
+        """Record an outcome the moment it is known, reconnecting to the
+        database if its connection broke: the server has answered (perhaps
+        accepted the email), and an outcome lost here would send the email
+        again once the lease runs out. Found by test_crashes: a PostgreSQL
+        restart mid-run cost one duplicate per worker; now the worker waits
+        for the database and goes on."""
+        db = self.writer.db
+        for delay in (*RECORD_RETRY_DELAYS, None):
+            try:
+                self.writer.write(**values)
+                return
+            except (OperationalError, InterfaceError) as error:
+                if delay is None or connections[db].in_atomic_block:
+                    raise
+                logger.warning(
+                    "recording an outcome failed (%s); retrying in %.1fs",
+                    _first_line(error),
+                    delay,
+                )
+                # Django reconnects on the next query once this is closed.
+                _close_quietly(db)
+                time.sleep(delay)
+
+
+def _without_blocked(
+    recipients: list[str], entries: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    """Split single mail's envelope into (kept, skipped) by the don't-send
+    list. An unsubscribe is from the newsletters: a reader who left them
+    still gets their password reset. A bounce, a complaint or an entry the
+    staff made stops all mail to the address."""
+    kept, skipped = [], []
+    for address in recipients:
+        reason = entries.get(normalize(address))
+        if reason is None or reason == SuppressionReason.UNSUBSCRIBED:
+            kept.append(address)
+        else:
+            skipped.append(address)
+    return kept, skipped
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _close_quietly(db: str) -> None:
+    try:
+        connections[db].close()
+    except DatabaseError:
+        pass  # it is broken already; Django forgets it either way
 
 
 def send_queued(

@@ -23,7 +23,12 @@ from django.utils import timezone
 
 from mailer.addresses import addr_spec
 from mailer.conf import settings
-from mailer.exceptions import HeaderInjection, InvalidEmail, TemplateProblem
+from mailer.exceptions import (
+    HeaderInjection,
+    InvalidEmail,
+    MessageTooLarge,
+    TemplateProblem,
+)
 from mailer.htmltext import html_to_text
 from mailer.models import (
     PENDING_STATUSES,
@@ -84,19 +89,30 @@ def render_email(
     subject_text = " ".join(subject_text.split())
     if not subject_text:
         raise TemplateProblem("The email subject is empty")
+    content = RenderedEmail(
+        subject=subject_text, body_text=body_text, body_html=body_html
+    )
+    _check_text(content, TemplateProblem)
+    return content
+
+
+def _check_text(content: RenderedEmail, error_class: type[InvalidEmail]) -> int:
+    """Refuse content that cannot be sent as UTF-8 (a lone surrogate from
+    badly decoded data); return its size in bytes."""
+    size = 0
     for name, value in (
-        ("subject", subject_text),
-        ("text body", body_text),
-        ("HTML body", body_html),
+        ("subject", content.subject),
+        ("text body", content.body_text),
+        ("HTML body", content.body_html),
     ):
         try:
-            value.encode("utf-8")
+            size += len(value.encode("utf-8"))
         except UnicodeEncodeError as error:
-            raise TemplateProblem(
+            raise error_class(
                 f"The {name} is not valid text (it cannot be encoded as UTF-8 "
                 f"at position {error.start})"
             ) from error
-    return RenderedEmail(subject=subject_text, body_text=body_text, body_html=body_html)
+    return size
 
 
 class RecipientSnapshot(list):
@@ -151,6 +167,17 @@ def create_job(
     for name, value in [("Subject", content.subject), *content.headers.items()]:
         if "\n" in str(value) or "\r" in str(value):
             raise HeaderInjection(f"Header {name!r} contains a line break: {value!r}")
+    # The door for job mail, as queue.build is for single mail (found by
+    # tests/test_bad_input.py): content passed in directly, not through
+    # render_email, was not checked for UTF-8 (the database driver failed
+    # with a bare UnicodeEncodeError) nor for size (every recipient's relay
+    # would have refused the newsletter, one 552 at a time).
+    size = _check_text(content, InvalidEmail)
+    if size > settings.MAX_MESSAGE_BYTES:
+        raise MessageTooLarge(
+            f"The email is {size:,} bytes, over MAILER_MAX_MESSAGE_BYTES "
+            f"({settings.MAX_MESSAGE_BYTES:,})"
+        )
     level, _held = parse_priority(priority, settings.DEFAULT_PRIORITY)
     snapshot = snapshot_recipients(recipients)
     if not snapshot:

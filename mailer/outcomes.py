@@ -9,7 +9,8 @@ Every sending error is judged here and nowhere else:
 - 5xx: failed for good. A 5.1.1 "no such user" may also suppress the address.
 - 421, or the server dropping the connection mid-message: the *connection* is
   bad, not the message. Reconnect and try the same message again; no attempt
-  is burned.
+  is burned. But a 421 to the first MAIL FROM of a fresh connection means the
+  server is not taking mail at all: stop the run, as below.
 - The server cannot be reached at all (refused, timed out, TLS or login
   failure): stop the run and give every claim back; no attempt is burned.
 - Anything else a non-SMTP backend raises: deferred (we cannot tell a
@@ -112,6 +113,39 @@ def classify(error: BaseException) -> Outcome:
         # Django raises ValueError for addresses it cannot encode.
         return Outcome(Verdict.FAILED, None, f"cannot send: {error}")
     return Outcome(Verdict.DEFERRED, None, f"{type(error).__name__}: {error}")
+
+
+#: Replies to the first MAIL FROM of a connection that refuse the service,
+#: not the message: 421 "closing transmission channel", 530 "authentication
+#: required" (the relay wants a login we were not configured with).
+SERVICE_REFUSED_CODES = frozenset({421, 530})
+
+
+def refused_service(error: BaseException, *, fresh_connection: bool) -> str | None:
+    """If ``error`` means the server is not taking mail at all, return a
+    one-line reason (the run then stops like for a server that is down);
+    else ``None``.
+
+    That is a 421 in reply to MAIL FROM on a connection that has not accepted
+    a message yet: before the server has seen a recipient or a byte of
+    content, a 421 ("service not available, closing transmission channel",
+    RFC 5321) cannot be about the message. Reconnecting and retrying message
+    after message would only burn every message's attempts (a whole queue
+    failed after a relay's bad hour) and hammer the relay. A 530 there
+    ("authentication required") is a configuration mistake that every
+    message would fail on for good. A 421 later in the conversation, or
+    after earlier messages went through, keeps the usual treatment:
+    reconnect, and defer the message if it keeps happening (a message that
+    makes the server hang up must not stall the queue).
+    """
+    if (
+        fresh_connection
+        and isinstance(error, smtplib.SMTPSenderRefused)
+        and error.smtp_code in SERVICE_REFUSED_CODES
+    ):
+        code = error.smtp_code
+        return f"mail server not accepting mail: {code} {_text(error.smtp_error)}"
+    return None
 
 
 def connect_failure(error: BaseException) -> str | None:

@@ -186,6 +186,15 @@ def test_the_log_is_read_only(admin_client, log_entry):
     assert response.status_code == 403
     log_entry.refresh_from_db()
     assert log_entry.recipient == "gone@example.com"
+    # Nor can history be deleted, one row or in bulk: purge_mail_log trims it.
+    assert (
+        admin_client.post(f"{LOGS}{log_entry.pk}/delete/", {"post": "yes"}).status_code
+        == 403
+    )
+    listing = admin_client.get(LOGS)
+    assert listing.status_code == 200
+    assert b"delete_selected" not in listing.content
+    assert MessageLog.objects.filter(pk=log_entry.pk).exists()
 
 
 def test_an_address_added_to_the_dont_send_list_is_stored_lower_cased(admin_client):

@@ -157,6 +157,19 @@ def test_each_email_of_a_batch_is_queued_and_counted(mailserver):
     assert mailserver.count == 0
 
 
+def test_an_email_without_recipients_is_skipped_like_djangos_smtp_backend_does(
+    mailserver,
+):
+    queued = mail.send_mass_mail(
+        [
+            ("To nobody", "b", "a@example.com", []),
+            ("To Ann", "b", "a@example.com", ["ann@example.com"]),
+        ]
+    )
+    assert queued == 1
+    assert list(Message.objects.values_list("subject", flat=True)) == ["To Ann"]
+
+
 def test_the_backend_priority_is_a_setting(mailserver, settings):
     settings.MAILER_BACKEND_PRIORITY = "low"
     mail.send_mail("Digest", "b", "a@example.com", ["b@example.com"])

@@ -189,6 +189,26 @@ def test_every_line_ends_in_crlf_and_none_is_too_long():
     assert text(parse(data).get_body(("plain",))) == "a\nb\nc\nd\n"
 
 
+def test_line_breaks_in_a_recipients_value_go_out_as_crlf():
+    template = newsletter(
+        body_text="Ship to:\n[[mj:address]]\n", body_html="<p>[[mj:address]]</p>"
+    )
+    address = "1 Main St\nSpringfield\r\nUSA\rEarth"
+
+    data, _ = template.render("a@example.com", {"name": "A", "address": address})
+
+    # A bare LF or CR in DATA is refused by many servers (SMTP smuggling).
+    assert b"\n" not in data.replace(b"\r\n", b"")
+    assert b"\r" not in data.replace(b"\r\n", b"")
+    parsed = parse(data)
+    assert text(parsed.get_body(("plain",))) == (
+        "Ship to:\n1 Main St\nSpringfield\nUSA\nEarth\n"
+    )
+    assert text(parsed.get_body(("html",))) == (
+        "<p>1 Main St\nSpringfield\nUSA\nEarth</p>\n"
+    )
+
+
 def test_each_message_gets_its_own_message_id_on_the_jobs_domain():
     template = newsletter()
     first, first_id = template.render("a@example.com", {"name": "A"})

@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.core.mail import EmailMessage
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -30,6 +31,7 @@ from mailer.models import (
     Priority,
     SuppressionReason,
 )
+from mailer.queue import enqueue
 from tests.conftest import start_command
 
 pytestmark = pytest.mark.django_db
@@ -313,16 +315,97 @@ def test_job_mail_whose_job_cannot_be_built_fails_with_the_reason(mailserver):
 
 
 def test_the_dont_send_list_is_checked_right_before_sending(mailserver):
-    queue(3)
-    DontSendEntry.objects.create(address="R2@Example.COM", reason="unsubscribed")
+    queue(6)
+    DontSendEntry.objects.create(address="R1@Example.COM", reason="bounced")
+
+    def add_an_entry_during_the_run(result) -> None:
+        # r4 is put on the list while the run is busy with the first batch.
+        if result.batches == 1:
+            DontSendEntry.objects.create(address="r4@example.com")
+
+    result = send_queued(batch_size=3, on_progress=add_an_entry_during_the_run)
+
+    assert (result.sent, result.suppressed) == (4, 2)
+    assert sorted(mailserver.counts) == [
+        "r0@example.com",
+        "r2@example.com",
+        "r3@example.com",
+        "r5@example.com",
+    ]
+    for address in ("r1@example.com", "r4@example.com"):
+        suppressed = Message.objects.get(to_address=address)
+        assert (suppressed.status, suppressed.attempts) == (
+            MessageStatus.SUPPRESSED,
+            0,
+        )
+        assert [row[0] for row in logs(address)] == [LogResult.SUPPRESSED]
+
+
+def test_an_unsubscribe_stops_newsletters_but_not_a_password_reset(mailserver):
+    create_job(
+        content=RenderedEmail(subject="Issue 8", body_text="News"),
+        recipients=["ann@example.com", "bob@example.com"],
+    )
+    expand_pending_jobs()
+    # Ann unsubscribes after her newsletter email was queued, then forgets
+    # her password.
+    DontSendEntry.objects.create(address="ann@example.com", reason="unsubscribed")
+    mailer.send_mail(
+        "Reset your password", "Click", "news@example.com", ["Ann@Example.com"]
+    )
 
     result = send_queued()
 
     assert (result.sent, result.suppressed) == (2, 1)
-    assert "r2@example.com" not in mailserver.counts
-    suppressed = Message.objects.get(to_address="r2@example.com")
-    assert (suppressed.status, suppressed.attempts) == (MessageStatus.SUPPRESSED, 0)
-    assert [row[0] for row in logs("r2@example.com")] == [LogResult.SUPPRESSED]
+    received = sorted(
+        (m.rcpt_tos[0], m.message["Subject"]) for m in mailserver.messages
+    )
+    assert received == [
+        ("Ann@Example.com", "Reset your password"),
+        ("bob@example.com", "Issue 8"),
+    ]
+
+
+def test_a_dont_send_entry_matches_an_idn_domain_in_either_spelling(mailserver):
+    DontSendEntry.objects.create(address="Ann@Bücher.example", reason="bounced")
+    DontSendEntry.objects.create(address="bob@xn--mller-kva.example", reason="manual")
+    mailer.send_mail("A", "x", "news@example.com", ["ann@xn--bcher-kva.example"])
+    mailer.send_mail("B", "x", "news@example.com", ["Bob@Müller.example"])
+    mailer.send_mail("C", "x", "news@example.com", ["cy@bücher.example"])
+
+    result = send_queued()
+
+    assert (result.sent, result.suppressed) == (1, 2)
+    assert list(mailserver.counts) == ["cy@xn--bcher-kva.example"]
+    assert DontSendEntry.objects.filter(address="ann@xn--bcher-kva.example").exists()
+
+
+def test_a_bounced_copy_address_is_left_out_and_the_others_get_the_email(mailserver):
+    DontSendEntry.objects.create(address="gone@example.com", reason="bounced")
+    DontSendEntry.objects.create(address="ann@example.com", reason="unsubscribed")
+    enqueue(
+        EmailMessage(
+            "Minutes",
+            "Attached",
+            "news@example.com",
+            ["ann@example.com"],
+            cc=["GONE@example.com"],
+            bcc=["bob@example.com"],
+        )
+    )
+    mailer.send_mail("Alone", "x", "news@example.com", ["gone@example.com"])
+
+    result = send_queued()
+
+    assert (result.sent, result.suppressed) == (1, 1)
+    [received] = mailserver.messages
+    assert sorted(received.rcpt_tos) == ["ann@example.com", "bob@example.com"]
+    sent = Message.objects.get(subject="Minutes")
+    assert sent.status == MessageStatus.SENT
+    [log] = MessageLog.objects.filter(message_pk=sent.pk)
+    assert "not sent to GONE@example.com (don't-send list)" in log.reply
+    alone = Message.objects.get(subject="Alone")
+    assert (alone.status, alone.attempts) == (MessageStatus.SUPPRESSED, 0)
 
 
 def test_no_such_user_puts_a_newsletter_reader_on_the_dont_send_list(mailserver):

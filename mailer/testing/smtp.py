@@ -203,6 +203,9 @@ class _Handler:
         if self.owner._closing_with_421(server):
             server.hang_up_soon()
             return "421 4.7.0 Closing connection"
+        refusal = self.owner._sender_refusal
+        if refusal is not None:
+            return refusal
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 OK"
@@ -518,6 +521,17 @@ class SMTPTestServer:
         with self._cond:
             self._reply_421_after = k
 
+    def refuse_senders(
+        self, code: int | None = 530, reply: str = "5.7.0 Authentication required"
+    ) -> None:
+        """Answer every MAIL FROM with ``code`` (a relay that wants a login we
+        do not give, or denies relaying); the connection stays open. None
+        clears."""
+        if code is not None and not 400 <= code < 600:
+            raise ValueError("refuse_senders needs a 4xx or 5xx code (or None)")
+        with self._cond:
+            self._refuse_senders = None if code is None else f"{code} {reply}"
+
     def delay(self, seconds: float) -> None:
         """Wait this long before answering each DATA (0 for no delay)."""
         if seconds < 0:
@@ -547,6 +561,7 @@ class SMTPTestServer:
         self._defers: dict[str, _Refusal] = {}
         self._disconnect_after: int | None = None
         self._reply_421_after: int | None = None
+        self._refuse_senders: str | None = None
         self._delay = 0.0
 
     def _bind(self) -> socket.socket:
@@ -581,6 +596,11 @@ class SMTPTestServer:
             with self._cond:
                 self._connections += 1
                 session.session_id = self._connections
+
+    @property
+    def _sender_refusal(self) -> str | None:
+        with self._cond:
+            return self._refuse_senders
 
     def _closing_with_421(self, session: _Session) -> bool:
         with self._cond:

@@ -1,0 +1,323 @@
+"""Security: who may queue a newsletter and how (permission, POST, CSRF);
+unsubscribe tokens that cannot be forged or moved to another address; a log
+that keeps no bodies; and a configuration that would loop mail forever,
+refused by a system check before any command runs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import zlib
+
+import django
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Permission, User
+from django.core import signing
+from django.core.checks import run_checks
+from django.core.exceptions import PermissionDenied
+from django.test import Client, RequestFactory
+
+import mailer
+from mailer.actions import email_update_action
+from mailer.engine import send_queued
+from mailer.expand import expand_pending_jobs
+from mailer.jobs import RenderedEmail, cancel_jobs, create_job
+from mailer.models import DontSendEntry, LogResult, Message, MessageJob, MessageLog
+from mailer.unsubscribe import SALT, make_token, read_token
+from tests.conftest import ROOT
+from tests.testapp.admin import StoryAdmin
+from tests.testapp.models import Reader, Story
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/testapp/story/"
+
+
+@pytest.fixture
+def story(db) -> Story:
+    Reader.objects.create(email="ann@example.com", name="Ann")
+    Reader.objects.create(email="bob@example.com", name="Bob")
+    return Story.objects.create(headline="Bridge reopens")
+
+
+def staff_user(*codenames: str) -> User:
+    user = User.objects.create_user("staff", "staff@example.com", "pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return User.objects.get(pk=user.pk)  # no stale permission cache
+
+
+def action_data(story: Story, **extra) -> dict:
+    return {"action": "send_email_update", "_selected_action": [story.pk], **extra}
+
+
+# -- the admin action ----------------------------------------------------------------
+
+
+def test_without_the_permission_the_action_is_neither_offered_nor_run(story):
+    client = Client()
+    client.force_login(staff_user("view_story", "change_story"))
+
+    assert b"send_email_update" not in client.get(CHANGELIST).content
+    for extra in ({}, {"post": "yes"}):
+        response = client.post(CHANGELIST, action_data(story, **extra))
+        assert response.status_code in (200, 302)
+        assert b"Send email update" not in response.content
+    assert not MessageJob.objects.exists()
+
+
+def test_the_action_itself_refuses_a_user_without_the_permission(story):
+    """Defence in depth: called directly (a custom admin wiring it up without
+    Django's action permissions), it still refuses."""
+    request = RequestFactory().post(CHANGELIST, action_data(story, post="yes"))
+    request.user = staff_user("view_story", "change_story")
+    story_admin = StoryAdmin(Story, admin.site)
+
+    with pytest.raises(PermissionDenied):
+        email_update_action(story_admin, request, Story.objects.all())
+    assert not MessageJob.objects.exists()
+
+
+def test_with_the_permission_a_post_with_its_csrf_token_queues_the_job(story):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(staff_user("view_story", "add_messagejob"))
+    page = client.get(CHANGELIST)
+    assert b"send_email_update" in page.content
+    token = client.cookies["csrftoken"].value
+
+    confirm = client.post(CHANGELIST, action_data(story, csrfmiddlewaretoken=token))
+    assert confirm.status_code == 200  # the confirmation page, nothing queued yet
+    assert not MessageJob.objects.exists()
+    done = client.post(
+        CHANGELIST, action_data(story, post="yes", csrfmiddlewaretoken=token)
+    )
+    assert done.status_code == 302
+    assert MessageJob.objects.get().recipient_count == 2
+
+
+@pytest.mark.parametrize("extra", [{}, {"post": "yes"}, {"send_test": "1"}])
+def test_a_post_without_the_csrf_token_is_refused(story, extra):
+    boss = User.objects.create_superuser("boss", "boss@example.com", "pw")
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(boss)
+
+    assert client.post(CHANGELIST, action_data(story, **extra)).status_code == 403
+    assert not MessageJob.objects.exists()
+    assert not Message.objects.exists()  # nor a test email
+
+
+def test_a_get_never_runs_the_action(story):
+    boss = User.objects.create_superuser("boss", "boss@example.com", "pw")
+    client = Client()
+    client.force_login(boss)
+    client.get(CHANGELIST, action_data(story, post="yes"))
+    assert not MessageJob.objects.exists()
+
+
+# -- unsubscribe tokens --------------------------------------------------------------
+
+
+def url(token: str) -> str:
+    return f"/mail/unsubscribe/{token}/"
+
+
+def payload(value) -> str:
+    """``value`` in the signer's payload encoding (compact JSON, base64)."""
+    data = json.dumps(value, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def moved(token: str, value) -> str:
+    """``token``'s signature on a different payload (a value, or a payload
+    string as it is)."""
+    _payload, signature = token.rsplit(":", 1)
+    return f"{value if isinstance(value, str) else payload(value)}:{signature}"
+
+
+def forged_tokens() -> dict[str, str]:
+    ann = make_token("ann@example.com", 7)
+    with_other_key = signing.Signer(key="not-our-secret-key", salt=SALT)
+    return {
+        "random": "eyJhIjoxfQ:0123456789abcdefghijklmnopq",
+        "moved to bob": moved(ann, ["bob@example.com", 7]),
+        "moved to another job": moved(ann, ["ann@example.com", 8]),
+        "moved, compressed": moved(
+            ann,
+            "."
+            + base64.urlsafe_b64encode(zlib.compress(b'["bob@example.com",7]'))
+            .rstrip(b"=")
+            .decode(),
+        ),
+        "other secret key": with_other_key.sign_object(["bob@example.com", 7]),
+        "other salt (another signed value of the site)": signing.Signer().sign_object(
+            ["bob@example.com", 7]
+        ),
+        "signature cut short": ann[:-3],
+        "signature of another address": f"{ann.rsplit(':', 1)[0]}:"
+        + make_token("bob@example.com", 7).rsplit(":", 1)[1],
+        "no signature": payload(["bob@example.com", 7]),
+        "empty payload": ":" + ann.rsplit(":", 1)[1],
+    }
+
+
+@pytest.mark.parametrize("name", list(forged_tokens()))
+def test_a_forged_or_moved_unsubscribe_token_changes_nothing(name):
+    token = forged_tokens()[name]
+    client = Client()
+
+    assert client.post(url(token)).status_code == 404
+    assert client.get(url(token)).status_code == 404
+    with pytest.raises(signing.BadSignature):
+        read_token(token)
+    assert not DontSendEntry.objects.exists()
+
+
+def test_a_validly_signed_token_of_the_wrong_shape_is_refused():
+    for value in ("bob@example.com", ["bob@example.com"], [1, 2], {"a": 1}):
+        token = signing.Signer(salt=SALT).sign_object(value)
+        assert Client().post(url(token)).status_code == 404
+    assert not DontSendEntry.objects.exists()
+
+
+def test_a_real_token_unsubscribes_its_own_address_only_and_only_on_post():
+    token = make_token("Ann@Example.com", 7)
+    client = Client(enforce_csrf_checks=True)  # RFC 8058: no CSRF token needed
+
+    page = client.get(url(token))
+    assert page.status_code == 200 and b"ann@example.com" in page.content
+    assert not DontSendEntry.objects.exists()  # a link preview changes nothing
+
+    assert client.post(url(token), {"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert list(DontSendEntry.objects.values_list("address", flat=True)) == [
+        "ann@example.com"
+    ]
+    assert client.put(url(token)).status_code == 405
+
+
+def test_each_email_carries_its_own_token_and_it_stops_only_that_reader(mailserver):
+    create_job(
+        content=RenderedEmail(subject="News", body_text="Bye: [[mj:unsubscribe_url]]"),
+        recipients=["ann@example.com", "bob@example.com"],
+    )
+    expand_pending_jobs()
+    send_queued()
+    links = {}
+    for received in mailserver.messages:
+        header = received.message["List-Unsubscribe"]
+        (link,) = re.findall(r"<(https://news\.example\.com/[^>]+)>", header)
+        assert link in received.message.get_body(("plain",)).get_content()
+        links[received.rcpt_tos[0]] = link
+    assert links["ann@example.com"] != links["bob@example.com"]
+    ann_token = links["ann@example.com"].rstrip("/").rsplit("/", 1)[1]
+    assert read_token(ann_token).address == "ann@example.com"
+
+    assert Client().post(url(ann_token)).status_code == 200
+
+    mailserver.reset()
+    create_job(
+        content=RenderedEmail(subject="More news", body_text="b"),
+        recipients=["ann@example.com", "bob@example.com"],
+    )
+    expand_pending_jobs()
+    send_queued()
+    assert list(mailserver.counts) == ["bob@example.com"]
+
+
+# -- the log keeps no bodies -----------------------------------------------------------
+
+SECRET = "SECRET-RESET-TOKEN-8d1f0c"
+
+
+def test_the_log_keeps_no_bodies_whatever_the_outcome(mailserver):
+    mailserver.reject(["rejected@example.com"], 550, "5.1.1 No such user")
+    mailserver.defer(["later@example.com"], 451, "4.3.0 Try later")
+    body = f"Reset your password: https://example.com/reset/{SECRET}/"
+    for to in ("sent@example.com", "rejected@example.com", "later@example.com"):
+        mailer.send_html_mail("Reset", body, f"<a>{SECRET}</a>", "a@example.com", [to])
+    DontSendEntry.objects.create(address="stopped@example.com")
+    job = create_job(
+        content=RenderedEmail(
+            subject="News", body_text=f"{body} [[mj:code]]", body_html=f"<p>{SECRET}"
+        ),
+        recipients=[
+            ("reader@example.com", {"code": SECRET}),
+            "rejected@example.com",
+            "stopped@example.com",
+            "not an address",
+            "cancelled@example.com",
+            "unsubscribed@example.com",
+        ],
+    )
+    expand_pending_jobs()
+    DontSendEntry.objects.create(address="unsubscribed@example.com")
+    Message.objects.filter(to_address="cancelled@example.com").update(
+        due_at=None
+    )  # held back, then cancelled with the job
+    send_queued()
+    cancel_jobs(MessageJob.objects.filter(pk=job.pk))
+
+    results = set(MessageLog.objects.values_list("result", flat=True))
+    assert results == set(LogResult.values)  # every kind of row there is
+    for row in MessageLog.objects.values():
+        for column, value in row.items():
+            assert SECRET not in str(value), column
+    fields = {f.name for f in MessageLog._meta.get_fields()}
+    assert not fields & {"body", "body_text", "body_html", "mime", "context", "html"}
+
+
+# -- the queue as its own sending backend ----------------------------------------------
+
+
+def loop_configuration(settings) -> None:
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {
+            **settings.MAILERS,
+            "smtp": {"BACKEND": "mailer.backend.DbBackend"},
+        }
+    else:
+        settings.MAILER_EMAIL_BACKEND = "mailer.backend.DbBackend"
+
+
+def test_the_queue_as_its_own_sending_backend_is_refused_by_mailer_e001(settings):
+    loop_configuration(settings)
+    errors = [e for e in run_checks() if e.id.startswith("mailer.")]
+    assert [e.id for e in errors] == ["mailer.E001"]
+    assert "its own sending backend" in errors[0].msg
+
+
+LOOP_SETTINGS = """
+import django
+from tests.settings import *  # noqa: F403
+
+if django.VERSION >= (6, 1):
+    MAILERS = {**MAILERS, "smtp": {"BACKEND": "mailer.backend.DbBackend"}}
+else:
+    MAILER_EMAIL_BACKEND = "mailer.backend.DbBackend"
+"""
+
+
+def test_no_command_runs_with_the_queue_as_its_own_sender(tmp_path):
+    """The real thing: ``manage.py check`` fails, and so does ``send_mail``
+    before it touches the queue (Django runs the system checks first)."""
+    (tmp_path / "loop_settings.py").write_text(LOOP_SETTINGS)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "loop_settings",
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+    for command in ("check", "send_mail"):
+        done = subprocess.run(
+            [sys.executable, "-m", "django", command],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 1, (command, done.stderr)
+        assert "mailer.E001" in done.stderr
+        assert "SystemCheckError" in done.stderr or command == "check"

@@ -1,0 +1,156 @@
+"""Concurrency: several ``send_mail`` processes on one queue, started together
+or overlapping like cron runs that outlast their minute. Every message goes
+out exactly once, on SQLite and on PostgreSQL. Throughput with 1, 2 and 4
+workers is printed, never asserted: on a shared 2-core machine absolute rates
+are noise (benchmarks/ measures them properly).
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+
+import pytest
+from django.db.models import Count
+
+from mailer.models import LogResult, Message, MessageLog, MessageStatus
+from tests.conftest import run_command
+from tests.faultlib import (
+    addresses,
+    check_ok,
+    fill_job,
+    fill_single,
+    nothing_claimed,
+    reap_processes,  # noqa: F401 - autouse: kills workers a failed test left
+    report,
+    start,
+    summary,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+def each_message_sent_once() -> bool:
+    if Message.objects.exclude(status=MessageStatus.SENT).exists():
+        return False
+    per_message = (
+        MessageLog.objects.filter(result=LogResult.SENT)
+        .values("message_pk")
+        .annotate(n=Count("id"))
+    )
+    return {row["n"] for row in per_message} == {1} and len(per_message) == (
+        Message.objects.count()
+    )
+
+
+def sent_by_loop(out: str) -> int:
+    """What a ``send_mail --loop`` worker sent, over all its summary lines."""
+    return sum(int(n) for n in re.findall(r"^sent (\d+),", out, re.MULTILINE))
+
+
+def test_four_workers_started_together_on_20000_messages(worker_env, smtp_server):
+    recipients = addresses(20_000, "four")
+    fill_job(recipients)
+
+    started = time.monotonic()
+    workers = [start(worker_env, "send_mail") for _ in range(4)]
+    outputs = [w.communicate(timeout=600) for w in workers]
+    seconds = time.monotonic() - started
+
+    assert [w.returncode for w in workers] == [0] * 4, outputs
+    sent = [summary(out)["sent"] for out, _err in outputs]
+    row = report(
+        "4 workers together, 20,000 job messages",
+        recipients,
+        smtp_server.counts,
+        per_worker=sent,
+        per_second=round(20_000 / seconds),
+    )
+    assert (row["delivered"], row["duplicates"], row["lost"]) == (20_000, 0, 0)
+    assert sum(sent) == 20_000
+    assert min(sent) > 0  # all four really took part
+    assert each_message_sent_once()
+
+
+def test_overlapping_cron_runs_share_the_queue(worker_env, smtp_server):
+    """A run every half second while earlier ones still work, each limited in
+    time like a cron job should be; then one last run to finish."""
+    recipients = addresses(1500, "cron")
+    fill_single(recipients)
+    smtp_server.delay(0.001)
+
+    runs = []
+    for _ in range(5):
+        runs.append(start(worker_env, "send_mail", "--max-seconds", "2"))
+        time.sleep(0.4)
+    outputs = [r.communicate(timeout=120) for r in runs]
+    assert [r.returncode for r in runs] == [0] * 5, outputs
+    assert nothing_claimed()
+    last = check_ok(run_command(worker_env, "send_mail"))
+
+    sent = [summary(out)["sent"] for out, _err in outputs]
+    row = report(
+        "5 overlapping cron runs, 1,500 messages",
+        recipients,
+        smtp_server.counts,
+        per_run=sent + [last["sent"]],
+    )
+    assert (row["delivered"], row["duplicates"], row["lost"]) == (1500, 0, 0)
+    assert sum(sent) + last["sent"] == 1500
+    assert each_message_sent_once()
+
+
+def test_a_batch_that_outlives_its_lease_is_not_sent_twice(worker_env, smtp_server):
+    """A slow server makes a batch take longer than the lease (40 messages at
+    0.1 s each against a 2 s lease). Another worker polling the queue (a
+    ``--loop`` worker, or the next cron run) must not find the batch's tail
+    due again while the first run is still sending it."""
+    env = {**worker_env, "MAILER_TEST_LEASE_SECONDS": "2"}
+    recipients = addresses(40, "overrun")
+    fill_single(recipients)
+    smtp_server.delay(0.1)
+
+    slow = start(env, "send_mail", "--batch-size", "40")
+    assert wait_until(lambda: smtp_server.count >= 1, 30)  # it holds all 40
+    poller = start(
+        env, "send_mail", "--loop", "--idle-seconds", "0.2", "--batch-size", "40"
+    )
+    slow_out, slow_err = slow.communicate(timeout=60)
+    poller.send_signal(signal.SIGTERM)
+    poller_out, poller_err = poller.communicate(timeout=30)
+
+    assert (slow.returncode, poller.returncode) == (0, 0), (slow_err, poller_err)
+    row = report(
+        "batch outliving its lease, 2nd worker polling",
+        recipients,
+        smtp_server.counts,
+        per_run=[summary(slow_out)["sent"], sent_by_loop(poller_out)],
+    )
+    assert (row["delivered"], row["duplicates"], row["lost"]) == (40, 0, 0)
+    # It kept its batch to the end; the other found nothing to take.
+    assert (summary(slow_out)["sent"], sent_by_loop(poller_out)) == (40, 0)
+    assert each_message_sent_once()
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_throughput_by_number_of_workers(worker_env, smtp_server, workers):
+    """Printed, never asserted (see the module docstring)."""
+    recipients = addresses(1500, f"tp{workers}-")
+    fill_job(recipients)
+
+    started = time.monotonic()
+    procs = [start(worker_env, "send_mail") for _ in range(workers)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    seconds = time.monotonic() - started
+
+    assert [p.returncode for p in procs] == [0] * workers, outputs
+    row = report(
+        f"throughput, {workers} worker(s), 1,500 job messages",
+        recipients,
+        smtp_server.counts,
+        per_second=round(len(recipients) / seconds),
+        seconds=round(seconds, 1),
+    )
+    assert (row["delivered"], row["duplicates"], row["lost"]) == (1500, 0, 0)
