@@ -5,9 +5,8 @@ the SMTP sink's port from ``MAILER_BENCH_SMTP_PORT``."""
 
 import os
 
-import django
-
 from mailer.testing.dburl import database_from_url
+from mailer.testing.mailconfig import queue_then_smtp
 
 SECRET_KEY = "benchmarks-only-not-secret"
 DEBUG = False
@@ -46,21 +45,7 @@ TEMPLATES = [
 DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL"), "bench")}
 
 SMTP_PORT = int(os.environ.get("MAILER_BENCH_SMTP_PORT", "1"))
-if django.VERSION >= (6, 1):
-    MAILERS = {
-        "default": {"BACKEND": "mailer.backend.DbBackend"},
-        "smtp": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": SMTP_PORT, "timeout": 10},
-        },
-    }
-    MAILER_SEND_USING = "smtp"
-else:
-    EMAIL_BACKEND = "mailer.backend.DbBackend"
-    MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = "127.0.0.1"
-    EMAIL_PORT = SMTP_PORT
-    EMAIL_TIMEOUT = 10
+globals().update(queue_then_smtp("127.0.0.1", SMTP_PORT, timeout=10))
 
 # Every job message carries its own List-Unsubscribe link.
 MAILER_SITE_URL = "https://news.example.com"

@@ -4,15 +4,15 @@ management commands against the test database."""
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import django
 import pytest
+
+from mailer.testing.mailconfig import queue_then_smtp
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,15 +33,8 @@ def point_mail_at(settings, port: int) -> None:
     """Queue through ``DbBackend`` and send to 127.0.0.1:port, as configured in
     tests/settings.py (5.2 or 6.1 style). Django's test environment swaps every
     email backend for locmem; this puts the real configuration back."""
-    import tests.settings as configured
-
-    if django.VERSION >= (6, 1):
-        mailers = copy.deepcopy(configured.MAILERS)
-        mailers["smtp"]["OPTIONS"]["port"] = port
-        settings.MAILERS = mailers
-    else:
-        settings.EMAIL_BACKEND = configured.EMAIL_BACKEND
-        settings.EMAIL_PORT = port
+    for name, value in queue_then_smtp("127.0.0.1", port, timeout=10).items():
+        setattr(settings, name, value)
 
 
 @pytest.fixture

@@ -2,9 +2,8 @@
 
 import os
 
-import django
-
 from mailer.testing.dburl import database_from_url
+from mailer.testing.mailconfig import queue_then_smtp
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -53,21 +52,7 @@ SMTP_PORT = int(os.environ.get("MAILER_TEST_SMTP_PORT", "1"))
 
 # The queue is the default way to send; the SMTP test server's port is set by
 # the fixtures (tests/conftest.py) through override_settings.
-if django.VERSION >= (6, 1):
-    MAILERS = {
-        "default": {"BACKEND": "mailer.backend.DbBackend"},
-        "smtp": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": "127.0.0.1", "port": SMTP_PORT, "timeout": 10},
-        },
-    }
-    MAILER_SEND_USING = "smtp"
-else:
-    EMAIL_BACKEND = "mailer.backend.DbBackend"
-    MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = "127.0.0.1"
-    EMAIL_PORT = SMTP_PORT
-    EMAIL_TIMEOUT = 10
+globals().update(queue_then_smtp("127.0.0.1", SMTP_PORT, timeout=10))
 
 MAILER_LEASE_SECONDS = int(os.environ.get("MAILER_TEST_LEASE_SECONDS", "300"))
 MAILER_SITE_URL = "https://news.example.com"

@@ -15,9 +15,8 @@ import os
 from importlib.util import find_spec
 from pathlib import Path
 
-import django
-
 from mailer.testing.dburl import database_from_url
+from mailer.testing.mailconfig import queue_then_smtp
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -82,21 +81,9 @@ STATIC_URL = "static/"
 # -- mail ---------------------------------------------------------------------
 SMTP_HOST = os.environ.get("SMTP_HOST", "127.0.0.1")
 SMTP_PORT = int(os.environ.get("SMTP_PORT", "1025"))
-if django.VERSION >= (6, 1):
-    MAILERS = {
-        "default": {"BACKEND": "mailer.backend.DbBackend"},
-        "smtp": {
-            "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-            "OPTIONS": {"host": SMTP_HOST, "port": SMTP_PORT, "timeout": 30},
-        },
-    }
-    MAILER_SEND_USING = "smtp"
-else:
-    EMAIL_BACKEND = "mailer.backend.DbBackend"
-    MAILER_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    EMAIL_HOST = SMTP_HOST
-    EMAIL_PORT = SMTP_PORT
-    EMAIL_TIMEOUT = 30
+# Queue with DbBackend, send over SMTP: Django 6.1's MAILERS or, before it,
+# EMAIL_BACKEND and EMAIL_* (see mailer/testing/mailconfig.py for both forms).
+globals().update(queue_then_smtp(SMTP_HOST, SMTP_PORT, timeout=30))
 
 DEFAULT_FROM_EMAIL = "The Daily Bugle <news@bugle.example>"
 SERVER_EMAIL = DEFAULT_FROM_EMAIL

@@ -10,13 +10,11 @@ sending the same issue twice.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections import Counter
 from datetime import date, timedelta
 from typing import Any
 
-import django
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.messages import get_messages
@@ -27,6 +25,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.test import Client, override_settings
 
 from mailer.models import DontSendEntry, Message, MessageJob, MessageStatus
+from mailer.testing.mailconfig import repointed
 from newsroom.models import Article, Issue, Profile, Subscriber
 
 HEADLINES = [
@@ -208,7 +207,7 @@ class Command(BaseCommand):
         job = self.click_send_email_update(issue, editor)
         # Cron runs with DEBUG off, as in production: DEBUG's query log would
         # triple the expansion time on PostgreSQL and say nothing about the app.
-        with override_settings(DEBUG=False, **smtp_settings(*target)):
+        with override_settings(DEBUG=False, **repointed(settings, *target)):
             started = time.monotonic()
             call_command("process_mail_jobs", stdout=self.stdout)
             self.timings["process_mail_jobs"] = time.monotonic() - started
@@ -307,14 +306,3 @@ class Command(BaseCommand):
                 f"Every one of the {len(readers):,} readers got exactly one email."
             )
         )
-
-
-def smtp_settings(host: str, port: int) -> dict[str, Any]:
-    """Settings that point the sending backend at ``host:port``, Django 6.1's
-    ``MAILERS`` or the ``EMAIL_*`` settings before it (as settings.py chose)."""
-    if django.VERSION >= (6, 1):
-        mailers = copy.deepcopy(settings.MAILERS)
-        alias = settings.MAILER_SEND_USING
-        mailers[alias].setdefault("OPTIONS", {}).update(host=host, port=port)
-        return {"MAILERS": mailers}
-    return {"EMAIL_HOST": host, "EMAIL_PORT": port}
