@@ -16,9 +16,13 @@ from mailer.jobs import RenderedEmail, create_job
 def chroniker_job(transactional_db):
     from chroniker.models import Job
 
-    def make(command: str) -> Job:
+    def make(command: str, args: str = "") -> Job:
         return Job.objects.create(
-            name=command, command=command, frequency="MINUTELY", next_run=timezone.now()
+            name=command,
+            command=command,
+            args=args,
+            frequency="MINUTELY",
+            next_run=timezone.now(),
         )
 
     yield make
@@ -60,9 +64,24 @@ def test_send_mail_reports_its_progress_to_chroniker(
 
     job.refresh_from_db()
     assert mailserver.count == 5
-    assert [done for _total, done in progress_reports] == [2, 4, 5]
+    assert progress_reports == [(5, 2), (5, 4), (5, 5)]
     assert job.total_parts == 5
     assert job.last_run_successful
+
+
+def test_send_mail_progress_counts_only_what_the_run_may_send(
+    chroniker_job, progress_reports, mailserver, settings
+):
+    settings.MAILER_BATCH_SIZE = 2
+    for i in range(5):
+        mailer.send_mail("Hi", "Body", "news@example.com", [f"r{i}@example.com"])
+    # chroniker splits args on spaces: "--opt value", not "--opt=value".
+    job = chroniker_job("send_mail", "--max-messages 3")
+
+    job.handle_run()
+
+    assert mailserver.count == 3
+    assert progress_reports == [(3, 2), (3, 3)]
 
 
 def test_process_mail_jobs_reports_its_progress_to_chroniker(

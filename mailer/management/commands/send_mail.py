@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mailer.conf import settings
 from mailer.engine import SendResult, send_queued
-from mailer.progress import report_progress
+from mailer.progress import SendProgress
 
 
 class Command(BaseCommand):
@@ -78,7 +78,7 @@ class Command(BaseCommand):
                     throttle=throttle,
                     batch_size=batch_size,
                     should_stop=lambda: stop_requested,
-                    on_progress=lambda r: report_progress(r.attempted + r.suppressed),
+                    on_progress=SendProgress(max_messages),
                 )
                 if not loop or result.attempted or result.suppressed or result.error:
                     self._print(result)
