@@ -1,5 +1,6 @@
 """Writing one attempt's outcome: the per-message database work of the send
-loop, kept to one short transaction of two statements.
+loop, kept to one short transaction of two statements (one statement on
+PostgreSQL).
 
 This is the only raw SQL in the app, and it is here for speed: the ORM's
 ``filter().update()`` plus ``objects.create()`` cost several hundred
@@ -111,13 +112,51 @@ class OutcomeWriter:
             adapt(now),
         ]
         connection = connections[self.db]
-        if self.combined_sql and connection.get_autocommit():
+        autocommit = connection.get_autocommit()
+        if self.combined_sql and autocommit:
             with connection.cursor() as cursor:
                 cursor.execute(self.combined_sql, update_params + log_params)
                 return cursor.fetchone()[0] == 1
+        if connection.vendor == "sqlite" and autocommit:
+            # The transaction by hand: transaction.atomic() around two short
+            # statements costs as much Python as the statements (switching
+            # autocommit off and on), ~0.15 ms a message. IMMEDIATE takes the
+            # write lock at once, so the busy timeout applies.
+            with connection.cursor() as cursor:
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    cursor.execute(self.update_sql, update_params)
+                    updated = cursor.rowcount
+                    cursor.execute(self.insert_sql, log_params)
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
+                cursor.execute("COMMIT")
+            return updated == 1
+        # Inside the caller's transaction (a test, a custom runner), or
+        # another database: a transaction (or savepoint) keeps the pair atomic.
         with transaction.atomic(using=self.db):
             with connection.cursor() as cursor:
                 cursor.execute(self.update_sql, update_params)
                 updated = cursor.rowcount
                 cursor.execute(self.insert_sql, log_params)
+        return updated == 1
+        if self.combined_sql:
+            with connection.cursor() as cursor:
+                cursor.execute(self.combined_sql, update_params + log_params)
+                return cursor.fetchone()[0] == 1
+        # SQLite: the transaction by hand. transaction.atomic() around two
+        # statements costs as much Python as the statements themselves
+        # (switching autocommit off and on); IMMEDIATE takes the write lock
+        # at once, so the busy timeout applies instead of a lock upgrade.
+        with connection.cursor() as cursor:
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                cursor.execute(self.update_sql, update_params)
+                updated = cursor.rowcount
+                cursor.execute(self.insert_sql, log_params)
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
         return updated == 1

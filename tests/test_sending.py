@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.mail import EmailMessage
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -95,6 +95,34 @@ def test_each_outcome_is_written_the_moment_the_server_answers(mailserver, monke
     send_queued(batch_size=5)
 
     assert sent_before_each_send == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outcome_is_written_whole_or_not_at_all(mailserver):
+    """Outside any transaction, as cron runs it: when the log row cannot be
+    written, the message's new status is rolled back with it. The message
+    keeps its claim and goes out again once the lease ends; it is never
+    marked sent without its log row."""
+    queue(1)
+
+    def refuse_log_rows(execute, sql, params, many, context):
+        if "INSERT INTO" in sql and "mailer_messagelog" in sql:
+            if connection.vendor == "sqlite":
+                # The UPDATE of the pair has run; the INSERT fails.
+                assert "BEGIN" in context["connection"].queries_log[-2]["sql"]
+            raise IntegrityError("log row refused")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(refuse_log_rows), CaptureQueriesContext(connection):
+        result = send_queued()
+
+    assert result.stop_reason == "database error"
+    assert "log row refused" in result.error
+    assert mailserver.count == 1
+    message = Message.objects.get()
+    assert (message.status, message.attempts) == (MessageStatus.QUEUED, 0)
+    assert message.claim_token is not None  # held until its lease ends
+    assert not MessageLog.objects.exists()
 
 
 @pytest.mark.parametrize("fault", ["disconnect", "421"])
