@@ -16,6 +16,7 @@ and logged, never a crash: one typo must not stop a newsletter.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,7 +94,12 @@ def expand_job(
         messages: list[tuple[str, dict | None]] = []
         skips: list[MessageLog] = []
         for entry in chunk:
-            address = _address(entry)
+            # _address() inlined, and the context taken in the same test:
+            # this loop runs once per recipient.
+            if isinstance(entry, str):
+                address, context = entry, None
+            else:
+                address, context = str(entry[0]), entry[1] or None
             key = normalize(address)
             reason = None
             if key in seen:
@@ -118,7 +124,7 @@ def expand_job(
                     )
                 )
                 continue
-            messages.append((address, _context(entry)))
+            messages.append((address, context))
         with transaction.atomic():
             advanced = MessageJob.objects.filter(
                 pk=job.pk,
@@ -191,15 +197,27 @@ def expand_pending_jobs(
 
 
 class MessageInserter:
-    """Inserts a chunk of job messages with one ``executemany``.
+    """Inserts a chunk of job messages in one statement.
 
     ``bulk_create`` builds a model instance and prepares 15 field values per
     row, and SQLite's parameter limit cuts a 2,000-row chunk into 30
     statements: together over 90% of expansion time. Only the address and the
-    context differ between a job's rows, so the statement and the shared
-    values are prepared once, through the fields' own ``get_db_prep_save`` and
-    the backend's own "insert, ignoring conflicts" syntax (the unique
-    constraint on job and address stays the backstop against duplicates).
+    context differ between a job's rows, so the shared values are prepared
+    once, through the fields' own ``get_db_prep_save``, and the backend's own
+    "insert, ignoring conflicts" syntax is used (the unique constraint on job
+    and address stays the backstop against duplicates).
+
+    The varying values travel as JSON, one document per chunk, which the
+    database turns back into rows: ``INSERT ... SELECT`` over ``json_each()``
+    on SQLite, over ``jsonb_array_elements()`` on PostgreSQL. One
+    ``json.dumps`` per chunk instead of one per recipient, one statement
+    instead of one per row. Against an ``executemany`` of one-row INSERTs
+    this is about 2.5 times faster on SQLite and 6 times on PostgreSQL, where
+    Django's psycopg cursor binds parameters client-side: every row was a
+    statement quoted in Python and parsed by the server. Multi-row ``VALUES``
+    was slower still (psycopg parses the long query in Python), ``unnest()``
+    of a ``jsonb[]`` array slower than JSON, and ``COPY`` cannot skip a
+    conflicting row. Other databases keep the ``executemany``.
     """
 
     COLUMNS = [
@@ -216,6 +234,8 @@ class MessageInserter:
         "provider_id",
         "created_at",
     ]
+    #: The per-recipient columns; every other one has a value per chunk.
+    VARYING = ("to_address", "context")
 
     def __init__(self) -> None:
         from django.db import connections, router
@@ -223,17 +243,52 @@ class MessageInserter:
 
         self.db = router.db_for_write(Message)
         self.connection = connections[self.db]
+        self.vendor = self.connection.vendor
         ops = self.connection.ops
         fields = [Message._meta.get_field(name) for name in self.COLUMNS]
         self.fields = dict(zip(self.COLUMNS, fields, strict=True))
-        columns = ", ".join(ops.quote_name(f.column) for f in fields)
-        placeholders = ", ".join(["%s"] * len(fields))
-        self.sql = (
+        self.encoder = self.fields["context"].encoder
+        shared = [f for f in fields if f.name not in self.VARYING]
+        varying = [self.fields[name] for name in self.VARYING]
+        insert = (
             f"{ops.insert_statement(on_conflict=OnConflict.IGNORE)} "
-            f"{ops.quote_name(Message._meta.db_table)} ({columns}) "
-            f"VALUES ({placeholders}) "
-            + ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)
-        ).strip()
+            f"{ops.quote_name(Message._meta.db_table)} "
+        )
+        conflict = ops.on_conflict_suffix_sql(fields, OnConflict.IGNORE, None, None)
+        if self.vendor == "postgresql":
+            # Explicit casts, so that the statement also works with
+            # server-side binding, where a parameter's type is not inferred
+            # from a literal. The address is not cast: a cast to varchar(320)
+            # truncates silently where assigning to the column refuses.
+            values = [f"%s::{f.cast_db_type(self.connection)}" for f in shared]
+            # A recipient without context is SQL NULL, as the ORM stores None,
+            # not JSON null.
+            values += ["recipient.address", "NULLIF(recipient.context, 'null'::jsonb)"]
+            source = (
+                "ROWS FROM (jsonb_array_elements_text(%s::jsonb), "
+                "jsonb_array_elements(%s::jsonb)) AS recipient(address, context)"
+            )
+        elif self.vendor == "sqlite":
+            # json_each() over [[address, context], ...]; json_extract() gives
+            # an object as JSON text and JSON null as SQL NULL. JSONField
+            # already needs SQLite's JSON functions.
+            values = ["%s"] * len(shared)
+            values += ["json_extract(value, '$[0]')", "json_extract(value, '$[1]')"]
+            source = "json_each(%s)"
+        else:
+            values = source = None
+        columns = [ops.quote_name(f.column) for f in shared + varying]
+        if source:
+            self.sql = (
+                f"{insert}({', '.join(columns)}) SELECT {', '.join(values)} "
+                f"FROM {source} {conflict}"
+            ).strip()
+        else:
+            self.sql = (
+                f"{insert}({', '.join(columns)}) "
+                f"VALUES ({', '.join(['%s'] * len(columns))}) {conflict}"
+            ).strip()
+        self.shared = [f.name for f in shared]
 
     def _prep(self, name: str, value):
         return self.fields[name].get_db_prep_save(value, self.connection)
@@ -241,7 +296,7 @@ class MessageInserter:
     def insert(self, job: MessageJob, rows: list[tuple[str, dict | None]], now) -> None:
         if not rows:
             return
-        shared = {
+        values = {
             "job": job.pk,
             "priority": job.priority,
             "status": MessageStatus.QUEUED.value,
@@ -253,26 +308,26 @@ class MessageInserter:
             "provider_id": "",
             "created_at": self._prep("created_at", now),
         }
-        address_at = self.COLUMNS.index("to_address")
-        context_at = self.COLUMNS.index("context")
-        template = [shared.get(name) for name in self.COLUMNS]
-        no_context = self._prep("context", None)
-        params = []
-        for address, context in rows:
-            row = template.copy()
-            row[address_at] = address
-            row[context_at] = self._prep("context", context) if context else no_context
-            params.append(row)
+        shared = [values[name] for name in self.shared]
         with self.connection.cursor() as cursor:
-            cursor.executemany(self.sql, params)
+            if self.vendor == "postgresql":
+                addresses = json.dumps([address for address, _ in rows])
+                contexts = json.dumps([c for _, c in rows], cls=self.encoder)
+                cursor.execute(self.sql, [*shared, addresses, contexts])
+            elif self.vendor == "sqlite":
+                cursor.execute(self.sql, [*shared, json.dumps(rows, cls=self.encoder)])
+            else:
+                cursor.executemany(
+                    self.sql,
+                    [
+                        [*shared, address, self._prep("context", context)]
+                        for address, context in rows
+                    ],
+                )
 
 
 def _address(entry: str | list) -> str:
     return entry if isinstance(entry, str) else str(entry[0])
-
-
-def _context(entry: str | list) -> dict | None:
-    return None if isinstance(entry, str) else (entry[1] or None)
 
 
 def _suppressed_in(entries: list) -> set[str]:

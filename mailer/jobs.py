@@ -9,7 +9,9 @@ work, out of band, so the editor's request returns at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import gc
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -126,22 +128,56 @@ def snapshot_recipients(recipients: Iterable[RecipientLike]) -> list:
     subscribers must not stop a newsletter."""
     if isinstance(recipients, RecipientSnapshot):
         return recipients
+    with _collector_paused():
+        return _snapshot(recipients)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector around building a snapshot.
+
+    A 100,000-subscriber snapshot allocates some 300,000 containers (the
+    queryset's dicts, the entries, their contexts) in a few tenths of a
+    second, and the collector answers that growth with full collections that
+    walk every object in the process: two or three, 100-200 ms of the
+    editor's request. The snapshot holds no cycles, so they find nothing;
+    reference counting frees what is dropped as usual, and any cyclic garbage
+    made meanwhile waits for the next collection, after the request.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _snapshot(recipients: Iterable[RecipientLike]) -> RecipientSnapshot:
     seen: set[str] = set()
     snapshot = RecipientSnapshot()
+    append, add = snapshot.append, seen.add
+    # This loop runs once per subscriber inside the editor's request. The
+    # dict a values() queryset yields is recognised by its exact type first:
+    # an isinstance() against the Mapping ABC cost as much as the rest of the
+    # loop, and so did a dict comprehension to leave out "email".
     for item in recipients:
         if isinstance(item, str):
             address, context = item, None
-        elif isinstance(item, Mapping):
-            context = {k: v for k, v in item.items() if k != "email"} or None
-            address = item.get("email", "")
+        elif type(item) is dict or isinstance(item, Mapping):
+            context = dict(item)
+            address = context.pop("email", "")
         else:
             address, context = item[0], (dict(item[1]) if item[1] else None)
-        address = str(address).strip()
+        if type(address) is not str:
+            address = str(address)
+        address = address.strip()
         key = address.lower()
         if not address or key in seen:
             continue
-        seen.add(key)
-        snapshot.append([address, context] if context else address)
+        add(key)
+        append([address, context] if context else address)
     return snapshot
 
 
