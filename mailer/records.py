@@ -2,7 +2,7 @@
 loop, kept to one short transaction of two statements (one statement on
 PostgreSQL).
 
-This is the only raw SQL in the app, and it is here for speed: the ORM's
+The raw SQL here (like ``expand.MessageInserter``'s) is for speed: the ORM's
 ``filter().update()`` plus ``objects.create()`` cost several hundred
 microseconds of Python per message, as much as sending the message to a
 local server. The statements are composed once per run from the models'
@@ -140,23 +140,4 @@ class OutcomeWriter:
                 cursor.execute(self.update_sql, update_params)
                 updated = cursor.rowcount
                 cursor.execute(self.insert_sql, log_params)
-        return updated == 1
-        if self.combined_sql:
-            with connection.cursor() as cursor:
-                cursor.execute(self.combined_sql, update_params + log_params)
-                return cursor.fetchone()[0] == 1
-        # SQLite: the transaction by hand. transaction.atomic() around two
-        # statements costs as much Python as the statements themselves
-        # (switching autocommit off and on); IMMEDIATE takes the write lock
-        # at once, so the busy timeout applies instead of a lock upgrade.
-        with connection.cursor() as cursor:
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                cursor.execute(self.update_sql, update_params)
-                updated = cursor.rowcount
-                cursor.execute(self.insert_sql, log_params)
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
         return updated == 1
