@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from mailer.models import DontSendEntry, Message, MessageJob, MessageStatus
 from mailer.testing.mailconfig import repointed
@@ -165,7 +166,7 @@ class Command(BaseCommand):
 
     def seed_issue(self) -> Issue:
         latest = Issue.objects.order_by("-date").first()
-        day = latest.date + timedelta(days=1) if latest else date.today()
+        day = latest.date + timedelta(days=1) if latest else timezone.localdate()
         issue = Issue.objects.create(date=day)
         Article.objects.bulk_create(
             Article(
