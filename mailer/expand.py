@@ -94,12 +94,7 @@ def expand_job(
         messages: list[tuple[str, dict | None]] = []
         skips: list[MessageLog] = []
         for entry in chunk:
-            # _address() inlined, and the context taken in the same test:
-            # this loop runs once per recipient.
-            if isinstance(entry, str):
-                address, context = entry, None
-            else:
-                address, context = str(entry[0]), entry[1] or None
+            address, context = _split(entry)
             key = normalize(address)
             reason = None
             if key in seen:
@@ -326,8 +321,16 @@ class MessageInserter:
                 )
 
 
+def _split(entry: str | list) -> tuple[str, dict | None]:
+    """A snapshot entry (``jobs.snapshot_recipients``) as (address, context):
+    a bare address, or ``[address, context]``."""
+    if isinstance(entry, str):
+        return entry, None
+    return str(entry[0]), entry[1] or None
+
+
 def _address(entry: str | list) -> str:
-    return entry if isinstance(entry, str) else str(entry[0])
+    return _split(entry)[0]
 
 
 def _suppressed_in(entries: list) -> set[str]:
