@@ -2,7 +2,7 @@
 database, no Django. Run as a process of its own::
 
     python -m benchmarks.blast --port P --messages FILE --count N [--offset K]
-        [--connections C]
+        [--connections C] [--seconds S]
 
 It loads the messages (a pickled list of ``(envelope_from, [to], bytes)``,
 built or sent by the engine itself), opens ``C`` connections (default 1),
@@ -11,8 +11,10 @@ sending at the same moment. Then it sends ``count`` messages, cycling through
 the list from ``offset``: over one connection in this thread, or over ``C``
 connections in ``C`` threads, each with its own ``smtplib.SMTP`` and its share
 of the count (the way a sender with C connections in one process would).
-It prints a JSON line with what it did (``cpu``: this process's CPU seconds
-while sending).
+With ``--seconds S`` each connection stops after S seconds even if its share
+is not sent yet (``count`` is then a cap), for a fixed-length measurement
+whatever the server's speed. It prints a JSON line with what it did
+(``sent``; ``cpu``: this process's CPU seconds while sending).
 """
 
 from __future__ import annotations
@@ -31,11 +33,17 @@ def _send(
     messages: list[tuple[str, list[str], bytes]],
     start: int,
     count: int,
-) -> None:
+    deadline: float,
+) -> int:
+    """Send up to ``count`` messages from ``start`` until ``deadline``
+    (``time.perf_counter()``); return how many were sent."""
     total = len(messages)
-    for i in range(start, start + count):
+    for sent, i in enumerate(range(start, start + count)):
+        if time.perf_counter() >= deadline:
+            return sent
         envelope_from, recipients, data = messages[i % total]
         smtp.sendmail(envelope_from, recipients, data)
+    return count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--offset", type=int, default=0)
     parser.add_argument("--connections", type=int, default=1)
+    parser.add_argument("--seconds", type=float, help="stop sending after this long")
     args = parser.parse_args(argv)
     if args.connections < 1 or args.count < 1:
         parser.error("--connections and --count must be positive")
@@ -60,16 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     print("ready", flush=True)
     sys.stdin.readline()
     started, cpu_started = time.perf_counter(), time.process_time()
+    deadline = started + args.seconds if args.seconds else float("inf")
+    sent = [0] * args.connections
     if args.connections == 1:
-        _send(connections[0], messages, args.offset, args.count)
+        sent[0] = _send(connections[0], messages, args.offset, args.count, deadline)
     else:
         errors: list[BaseException] = []
 
         def run(i: int) -> None:
             try:
-                _send(
-                    connections[i], messages, args.offset + sum(counts[:i]), counts[i]
-                )
+                start = args.offset + sum(counts[:i])
+                sent[i] = _send(connections[i], messages, start, counts[i], deadline)
             except BaseException as error:  # noqa: BLE001 - reported below
                 errors.append(error)
 
@@ -90,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         json.dumps(
             {
-                "sent": args.count,
+                "sent": sum(sent),
                 "connections": args.connections,
                 "seconds": seconds,
                 "cpu": cpu,
