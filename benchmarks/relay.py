@@ -88,7 +88,7 @@ class RelaySizes:
 
     @classmethod
     def quick(cls) -> RelaySizes:
-        return cls("quick", [0, 25], 8, 5.0, 500, 100, 2_000)
+        return cls("quick", [0, 25], 8, 5.0, None, 100, 500)
 
     @property
     def case_bound(self) -> float:
@@ -249,13 +249,23 @@ class Relay:
         }
 
     def drain(
-        self, delay: float, connections: int, messages: int, startup_cpu: float
+        self,
+        delay: float,
+        connections: int,
+        messages: int,
+        startup_cpu: float,
+        option: bool,
     ) -> dict[str, Any]:
+        """One ``send_mail`` draining a newsletter of ``messages``; with
+        ``option`` (the command has ``--connections``) the count is always
+        passed, since MAILER_CONNECTIONS may default to more than 1."""
         self.queue_newsletter(messages)
         bound = self.sizes.case_bound
         args = ["send_mail", "--max-seconds", str(bound)]
-        if connections > 1:
+        if option:
             args += ["--connections", str(connections)]
+        elif connections != 1:
+            raise ValueError("send_mail has no --connections option")
         with FastSink(bound + 120, delay_ms=delay) as sink:
             env = django_env(MAILER_BENCH_SMTP_PORT=str(sink.port))
             child = django_command(*args, env=env)
@@ -338,7 +348,9 @@ class Relay:
                         # Scaled to the loop with as many connections.
                         limit_rate = _rate(cases, f"limit_{case[-1]}")
                         size = self.newsletter_size(limit_rate)
-                        cases[case] = self.drain(delay, connections, size, startup)
+                        cases[case] = self.drain(
+                            delay, connections, size, startup, many
+                        )
                 except Exception as error:  # noqa: BLE001 - report, run the rest
                     self.log(f"D={key} ms {case} FAILED: {error}")
                     cases[case] = {"error": traceback.format_exc()}
@@ -450,7 +462,7 @@ def rows(sizes: dict[str, Any]) -> list[tuple[str, list[Row]]]:
         section = [
             Row("plain smtplib loop, 1 connection", _plain(delay, "limit_1")),
             Row(
-                f"plain smtplib loop, {n} connections (threads)",
+                f"plain smtplib loop, {n} connections (x: of 1)",
                 _ratio(delay, "limit_n", "limit_1"),
             ),
             Row(
