@@ -326,6 +326,14 @@ class FastSinkStats(SinkStats):
             return None
         return self.cpu_between / (self.count - 1) * 1000
 
+    @property
+    def busy_percent(self) -> float | None:
+        """Share of one core the sink used between its first and last
+        message: well under 100 means it was not what limited the rate."""
+        if self.cpu_between is None or self.window <= 0:
+            return None
+        return self.cpu_between / self.window * 100
+
 
 class FastSink:
     """``python -m benchmarks.fastsink`` in its own process (a fresh one per

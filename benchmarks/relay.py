@@ -39,10 +39,8 @@ import argparse
 import datetime
 import json
 import os
-import pickle
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +49,7 @@ import traceback
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from benchmarks.capture import capture_sent
 from benchmarks.procs import (
     PYTHON,
     Child,
@@ -203,21 +202,12 @@ class Relay:
         return min(runs)
 
     def capture(self) -> tuple[str, dict[str, Any]]:
-        """The bytes the engine sends: one ``send_mail`` run to a capturing
-        server, pickled for ``blast.py``."""
+        """The bytes the engine sends, pickled for ``blast.py``."""
         path = os.path.join(self.tmp, "captured.pickle")
         self.queue_newsletter(CAPTURED)
-        with FastSink(120, capture=path, capture_count=CAPTURED) as sink:
-            env = django_env(MAILER_BENCH_SMTP_PORT=str(sink.port))
-            run_django_command("send_mail", env=env, timeout=120)
-            stats = sink.stop()
-        with open(path, "rb") as f:
-            captured = pickle.load(f)
-        if stats.count != CAPTURED or len(captured) != CAPTURED:
-            raise AssertionError(f"captured {len(captured)} of {CAPTURED}")
+        message = capture_sent(CAPTURED, path)
         self.reset_queue()
-        sizes = [len(message[2]) for message in captured]
-        return path, {"bytes": statistics.mean(sizes), "distinct": len(captured)}
+        return path, message
 
     # -- the cases -----------------------------------------------------------
 
@@ -246,6 +236,7 @@ class Relay:
             "window": stats.window,
             "sender_cpu_ms_per_message": loop["cpu"] / max(loop["sent"], 1) * 1000,
             "server_cpu_ms_per_message": stats.cpu_ms_per_message,
+            "server_busy_percent": stats.busy_percent,
         }
 
     def drain(
@@ -289,6 +280,7 @@ class Relay:
                 worker_cpu / stats.count * 1000 if stats.count else None
             ),
             "server_cpu_ms_per_message": stats.cpu_ms_per_message,
+            "server_busy_percent": stats.busy_percent,
             "peak_rss_mb": finished.peak_rss_mb,
             "summary": finished.stdout.strip(),
         }
@@ -379,6 +371,9 @@ def _describe(case: dict[str, Any]) -> str:
         text += f", loop CPU {sender:.2f} ms/message"
     if server is not None:
         text += f", server CPU {server:.2f} ms/message"
+    busy = case.get("server_busy_percent")
+    if busy is not None:
+        text += f" ({busy:.0f}% of a core)"
     return text
 
 
@@ -432,6 +427,21 @@ def _cpu(delay: str, case: str, own: str) -> Any:
             return "-", None
         server_text = "-" if server is None else f"{server:.2f}"
         return f"{mine:.2f} / {server_text} ms", mine
+
+    return cell
+
+
+def _busiest_server(delay: str) -> Any:
+    def cell(r: dict[str, Any]) -> tuple[str, float | None]:
+        cases = r.get("delays", {}).get(delay, {})
+        busy = [
+            c["server_busy_percent"]
+            for c in cases.values()
+            if isinstance(c, dict) and c.get("server_busy_percent") is not None
+        ]
+        if not busy:
+            return "-", None
+        return f"{max(busy):.0f}% of a core", max(busy)
 
     return cell
 
@@ -491,6 +501,7 @@ def rows(sizes: dict[str, Any]) -> list[tuple[str, list[Row]]]:
                 f"CPU/message: send_mail, {n} conn. / server",
                 _cpu(delay, "send_mail_n", "worker_cpu_ms_per_message"),
             ),
+            Row("server busy, busiest case", _busiest_server(delay)),
         ]
         if delay == "25":
             section += [

@@ -18,7 +18,6 @@ import datetime
 import io
 import json
 import os
-import pickle
 import random
 import re
 import shutil
@@ -487,27 +486,15 @@ class Suite:
 
     def build_messages(self, count: int) -> tuple[str, dict[str, Any]]:
         """The engine's own bytes for ``count`` recipients of the benchmark
-        job, pickled to a file for the blast processes."""
-        from benchmarks.workload import subscribers
-        from mailer.engine import Sender
-        from mailer.models import Message
+        job, as one ``send_mail`` run sent them, pickled to a file for the
+        blast processes."""
+        from benchmarks.capture import capture_sent
 
-        self.reset_queue()
-        job = self.create_job(count)
-        sender = Sender()
-        built = []
-        for s in subscribers(count):
-            message = Message(
-                job_id=job.pk, to_address=s["email"], context={"name": s["name"]}
-            )
-            envelope_from, recipients, data, _message_id = sender._build(message)
-            built.append((envelope_from, recipients, data))
         path = os.path.join(self.tmp, "messages.pickle")
-        with open(path, "wb") as f:
-            pickle.dump(built, f)
+        self.queue_job(count)
+        message = capture_sent(count, path, timeout=self.send_timeout(count))
         self.reset_queue()
-        sizes = [len(b[2]) for b in built]
-        return path, {"bytes": statistics.mean(sizes), "distinct": len(built)}
+        return path, message
 
     def blast(self, path: str, total: int, processes: int) -> dict[str, Any]:
         timeout = self.send_timeout(total)
