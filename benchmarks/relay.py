@@ -65,6 +65,8 @@ from benchmarks.table import Row, render_rows
 NEWSLETTER = 100_000
 #: Distinct messages the limit loop cycles through (captured from send_mail).
 CAPTURED = 200
+#: Share of one core (percent) above which the server may be the bottleneck.
+SERVER_BUSY_WARNING = 70
 
 
 @dataclass
@@ -545,6 +547,17 @@ def table(relay: dict[str, dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
             )
         if "error" in r:
             notes.append(f"  {name}: ERROR {r['error'].strip().splitlines()[-1]}")
+        for delay, cases in r.get("delays", {}).items():
+            for case, c in cases.items():
+                busy = c.get("server_busy_percent") if isinstance(c, dict) else None
+                if busy is not None and busy >= SERVER_BUSY_WARNING:
+                    notes.append(
+                        f"  {name}: WARNING D={delay} ms {case}: the server was "
+                        f"busy {busy:.0f}% of a core, so it may have set the rate"
+                    )
+                elif isinstance(c, dict) and "error" in c:
+                    last = c["error"].strip().splitlines()[-1]
+                    notes.append(f"  {name}: D={delay} ms {case} failed: {last}")
     head = [
         "Relay: one send_mail process against a server that waits D ms before "
         "every reply, beside a plain smtplib loop to the same server "
