@@ -39,8 +39,6 @@ from benchmarks.relay import table as relay_table  # noqa: E402
 from benchmarks.report import _header, render_table  # noqa: E402
 
 DATABASES = ("sqlite", "postgres")
-#: With --tuned: the same databases on non-durable settings, labelled.
-TUNED = ("sqlite-tuned", "postgres-tuned")
 FIGURES = ("suite", "relay")
 #: Bounds for the suite (expected: about 20 and 3 minutes on durable settings,
 #: which commit slower than the old fsync=off runs); a suite that
