@@ -46,6 +46,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -381,6 +382,9 @@ def _describe(case: dict[str, Any]) -> str:
 
 # -- the table, as data ----------------------------------------------------------
 
+#: One database's relay results -> (cell text, value checked against a target).
+Cell = Callable[[dict[str, Any]], tuple[str, float | None]]
+
 
 def _get(r: dict[str, Any], delay: str, case: str, key: str) -> Any:
     value = r.get("delays", {}).get(delay, {}).get(case, {})
@@ -393,9 +397,7 @@ def _rate_text(rate: float | None) -> str:
     return f"{rate:,.0f}/s" if rate >= 100 else f"{rate:,.1f}/s"
 
 
-def _ratio(
-    delay: str, case: str, limit: str
-) -> Any:  # -> Callable[[dict], tuple[str, float | None]]
+def _ratio(delay: str, case: str, limit: str) -> Cell:
     def cell(r: dict[str, Any]) -> tuple[str, float | None]:
         if case == "send_mail_n" and not r.get("connections_option", True):
             return "n/a (no --connections)", None
@@ -413,7 +415,7 @@ def _ratio(
     return cell
 
 
-def _plain(delay: str, case: str) -> Any:
+def _plain(delay: str, case: str) -> Cell:
     def cell(r: dict[str, Any]) -> tuple[str, float | None]:
         rate = _get(r, delay, case, "rate")
         return _rate_text(rate), rate
@@ -421,7 +423,7 @@ def _plain(delay: str, case: str) -> Any:
     return cell
 
 
-def _cpu(delay: str, case: str, own: str) -> Any:
+def _cpu(delay: str, case: str, own: str) -> Cell:
     def cell(r: dict[str, Any]) -> tuple[str, float | None]:
         mine = _get(r, delay, case, own)
         server = _get(r, delay, case, "server_cpu_ms_per_message")
@@ -433,7 +435,7 @@ def _cpu(delay: str, case: str, own: str) -> Any:
     return cell
 
 
-def _busiest_server(delay: str) -> Any:
+def _busiest_server(delay: str) -> Cell:
     def cell(r: dict[str, Any]) -> tuple[str, float | None]:
         cases = r.get("delays", {}).get(delay, {})
         busy = [
@@ -448,7 +450,7 @@ def _busiest_server(delay: str) -> Any:
     return cell
 
 
-def _projection(delay: str, case: str) -> Any:
+def _projection(delay: str, case: str) -> Cell:
     def cell(r: dict[str, Any]) -> tuple[str, float | None]:
         rate = _get(r, delay, case, "rate")
         if not rate:
