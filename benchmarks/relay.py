@@ -488,8 +488,9 @@ def rows(sizes: dict[str, Any]) -> list[tuple[str, list[Row]]]:
             Row(
                 f"one send_mail --connections {n}",
                 _ratio(delay, "send_mail_n", "limit_n"),
-                target="" if fastest else ">= 0.8x",
-                meets=None if fastest else (lambda v: v >= 0.8),
+                # Issue 11's target is set at 25 ms (a distant relay).
+                target=">= 0.8x" if delay == "25" else "",
+                meets=(lambda v: v >= 0.8) if delay == "25" else None,
             ),
             Row(
                 "CPU/message: loop, 1 conn. / its server",
