@@ -92,15 +92,19 @@ class RelaySizes:
     def quick(cls) -> RelaySizes:
         return cls("quick", [0, 25], 8, 5.0, None, 100, 500)
 
-    @property
-    def case_bound(self) -> float:
-        """``send_mail --max-seconds`` of one drain: a slow engine is cut off
-        (and reported as not drained) instead of running for an hour."""
-        return 3 * self.seconds + 10
+    def case_bound(self, messages: int, limit_rate: float) -> float:
+        """``send_mail --max-seconds`` of one drain of ``messages``: three
+        times what the loop would take (at least ``seconds``), so a slow
+        engine is cut off (and reported as not drained) instead of running
+        for an hour."""
+        at_limit = messages / limit_rate if limit_rate > 0 else self.seconds
+        return 3 * max(self.seconds, at_limit) + 10
 
     def budget(self) -> float:
-        """Bound for one database's whole relay figure (seconds)."""
-        per_delay = 2 * (self.seconds + 15) + 2 * (self.case_bound + 40)
+        """Bound for one database's whole relay figure (seconds); a fixed
+        ``messages`` far above the scaled size may need more."""
+        drain = 3 * max(self.seconds, 25) + 10
+        per_delay = 2 * (self.seconds + 15) + 2 * (drain + 40)
         return 120 + len(self.delays) * per_delay
 
 
@@ -247,6 +251,7 @@ class Relay:
         delay: float,
         connections: int,
         messages: int,
+        limit_rate: float,
         startup_cpu: float,
         option: bool,
     ) -> dict[str, Any]:
@@ -254,7 +259,7 @@ class Relay:
         ``option`` (the command has ``--connections``) the count is always
         passed, since MAILER_CONNECTIONS may default to more than 1."""
         self.queue_newsletter(messages)
-        bound = self.sizes.case_bound
+        bound = self.sizes.case_bound(messages, limit_rate)
         args = ["send_mail", "--max-seconds", str(bound)]
         if option:
             args += ["--connections", str(connections)]
@@ -344,7 +349,7 @@ class Relay:
                         limit_rate = _rate(cases, f"limit_{case[-1]}")
                         size = self.newsletter_size(limit_rate)
                         cases[case] = self.drain(
-                            delay, connections, size, startup, many
+                            delay, connections, size, limit_rate, startup, many
                         )
                 except Exception as error:  # noqa: BLE001 - report, run the rest
                     self.log(f"D={key} ms {case} FAILED: {error}")
