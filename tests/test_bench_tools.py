@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
+import os
 import pickle
 import smtplib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from benchmarks.procs import FastSink
 from benchmarks.relay import table
 
-ROOT_ARGS = {"cwd": str(__import__("pathlib").Path(__file__).resolve().parent.parent)}
+ROOT_ARGS = {"cwd": str(Path(__file__).resolve().parent.parent)}
 
 
 def _message(n: int) -> bytes:
@@ -161,3 +164,44 @@ def test_benchmark_postgres_runs_with_stock_durable_settings():
     finally:
         pg.stop()
     assert values == ["on", "on", "on"]
+
+
+@pytest.mark.slow
+def test_relay_figure_drains_the_newsletter_and_reports_every_case(tmp_path):
+    """End to end at toy size (SQLite), so that a change to ``send_mail``'s
+    output or options that breaks the benchmark shows up in the suite."""
+    out = tmp_path / "relay.json"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/relay.sqlite3",
+        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+        "PYTHONPATH": ROOT_ARGS["cwd"],
+    }
+    env.pop("MAILER_BENCH_TUNED", None)
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.relay", "--database", "sqlite"]
+        + ["--out", str(out), "--delays", "0", "--seconds", "1"]
+        + ["--messages", "60", "--connections", "2"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        **ROOT_ARGS,
+    )
+    assert finished.returncode == 0, finished.stderr
+    results = json.loads(out.read_text())
+    assert results["durability"] == {"journal_mode": "wal", "synchronous": "FULL"}
+    assert results["message"]["distinct"] == 200
+    cases = results["delays"]["0"]
+    expected = {"limit_1", "limit_n", "send_mail_1"}
+    if results["connections_option"]:
+        expected.add("send_mail_n")
+    assert set(cases) == expected
+    for name in expected:
+        assert "error" not in cases[name], cases[name]
+        assert cases[name]["rate"] > 0
+        assert cases[name]["server_cpu_ms_per_message"] > 0
+    assert cases["limit_n"]["connections"] == 2
+    drained = cases["send_mail_1"]
+    assert (drained["messages"], drained["drained"]) == (60, True)
+    assert drained["reported_sent"] == 60
