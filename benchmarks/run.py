@@ -127,7 +127,7 @@ def run_suite(
     try:
         finished = child.wait(timeout)
         if finished.returncode != 0:
-            error = f"suite exited {finished.returncode}\n{finished.stdout}"
+            error = f"{module} exited {finished.returncode}\n{finished.stdout}"
     except ChildFailed as failure:
         error = str(failure)
     finally:
