@@ -25,6 +25,7 @@ from django.template.loader import get_template, render_to_string
 from django.utils import timezone
 
 from mailer.addresses import addr_spec
+from mailer.compose import mailboxes, static_header
 from mailer.conf import settings
 from mailer.exceptions import (
     HeaderInjection,
@@ -371,8 +372,6 @@ def _check_headers(from_email: str, headers: Mapping[str, str]) -> None:
     """Refuse a job whose sender or address headers would not be written as
     addresses (``compose.static_header``), and a ``Bcc`` header, which every
     reader would see. Raises :class:`InvalidEmail`."""
-    from mailer.compose import mailboxes, static_header
-
     mailboxes(from_email)
     for name, value in headers.items():
         if name.lower() in ("bcc", "resent-bcc"):
