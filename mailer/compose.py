@@ -95,13 +95,6 @@ def header_line(name: str, value: str) -> bytes:
     return f"{name}: {encoded}{CRLF}".encode("ascii")
 
 
-def address_header_value(address: str) -> str:
-    """One address for a From/To header: display name RFC 2047-encoded if it
-    needs to be, domain in punycode."""
-    (name, _spec), *_ = getaddresses([address])
-    return formataddr((name, envelope_address(address)), charset="utf-8")
-
-
 def mailboxes(value: str) -> list[tuple[str, str]]:
     """``(display name, addr-spec)`` pairs of an address header's value, the
     addr-spec as the envelope writes it (``addresses.envelope_address``:
