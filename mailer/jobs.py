@@ -372,6 +372,11 @@ def _check_headers(from_email: str, headers: Mapping[str, str]) -> None:
     """Refuse a job whose sender or address headers would not be written as
     addresses (``compose.static_header``), and a ``Bcc`` header, which every
     reader would see. Raises :class:`InvalidEmail`."""
+    max_length = MessageJob._meta.get_field("from_email").max_length
+    if len(from_email) > max_length:
+        raise InvalidEmail(
+            f"The sender is {len(from_email):,} characters, over {max_length}"
+        )
     mailboxes(from_email)
     for name, value in headers.items():
         if name.lower() in ("bcc", "resent-bcc"):

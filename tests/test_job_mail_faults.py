@@ -492,3 +492,14 @@ def test_the_admin_action_shows_the_refusal_and_queues_nothing(client, monkeypat
             "line 1: {{ recipient.name|upper }}."
         )
     assert not MessageJob.objects.exists()
+
+
+def test_a_sender_longer_than_a_line_is_refused_clearly():
+    content = RenderedEmail(subject="Hi", body_text="Hi\n")
+    with pytest.raises(InvalidEmail, match="The sender is 1,019 characters, over 998"):
+        create_job(
+            content=content,
+            recipients=[READER],
+            from_email="é" * 1000 + " <news@example.com>",
+        )
+    assert not MessageJob.objects.exists()
