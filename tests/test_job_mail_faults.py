@@ -503,3 +503,18 @@ def test_a_sender_longer_than_a_line_is_refused_clearly():
             from_email="é" * 1000 + " <news@example.com>",
         )
     assert not MessageJob.objects.exists()
+
+
+def test_a_tag_that_renames_a_recipient_value_is_refused_too():
+    with pytest.raises(
+        TemplateProblem, match=r"line 1: \{% with who=recipient.name %\}"
+    ):
+        render("testapp/faults/with.txt")
+
+
+def test_a_template_that_renders_differently_each_time_is_not_refused():
+    """``{% now %}`` to the microsecond makes every render differ; only the
+    damaged-placeholder check can judge such a template, and it finds nothing
+    wrong here."""
+    content = render("testapp/faults/clock.txt")
+    assert content.body_text.startswith("Good morning [[mj:name]],\nRendered at ")
