@@ -518,3 +518,25 @@ def test_a_template_that_renders_differently_each_time_is_not_refused():
     wrong here."""
     content = render("testapp/faults/clock.txt")
     assert content.body_text.startswith("Good morning [[mj:name]],\nRendered at ")
+
+
+def test_any_readers_name_round_trips_in_to_with_every_line_within_limits():
+    """Seeded, bounded: names of any length and script, with specials."""
+    rng = random.Random(1201)
+    template = JobTemplate(
+        subject="News", from_email="news@example.com", body_text="Hi"
+    )
+    alphabet = ["a", "Z", " ", '"', ",", "<", "@", "\\", "é", "✓", "😀", "ß", "\t"]
+    for _ in range(100):
+        name = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 1000)))
+        data, _ = template.render("ann@xn--bcher-kva.example", {"name": name})
+
+        headers = data.split(b"\r\n\r\n", 1)[0]
+        assert headers.isascii()
+        assert longest_line(headers) <= 998
+        to = email.message_from_bytes(data)["To"]
+        assert parse(data)["To"].addresses[0].addr_spec == "ann@xn--bcher-kva.example"
+        assert rfc2047_mailbox(to) == (
+            " ".join(name.split()),
+            "ann@xn--bcher-kva.example",
+        )
