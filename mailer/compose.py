@@ -201,7 +201,9 @@ class _Part:
     line is then at most ``fixed + slots * growth * longest`` octets, where
     ``longest`` is the length in characters of their longest value (a value
     with line breaks only makes lines shorter). One comparison per part and
-    recipient keeps the usual message on 7bit/8bit without measuring it.
+    recipient keeps the usual message on 7bit/8bit without measuring it; past
+    that bound, only the lines whose own bound is over the limit are rendered
+    alone and measured (``lines``: fixed octets, placeholders, the line).
     """
 
     __slots__ = (
@@ -211,6 +213,7 @@ class _Part:
         "fixed",
         "slots",
         "growth",
+        "lines",
     )
 
     def __init__(self, text: str, content_type: str, *, escape: bool) -> None:
@@ -221,13 +224,16 @@ class _Part:
         self.content_type = content_type
         self.growth = HTML_GROWTH if escape else TEXT_GROWTH
         static_longest = fixed = slots = 0
+        self.lines: list[tuple[int, int, Personalizer]] = []
         for line in text.split(CRLF):
-            pieces = Personalizer(line).pieces
+            personalizer = Personalizer(line, escape=escape)
+            pieces = personalizer.pieces
             octets = sum(len(piece.encode("utf-8")) for piece in pieces[::2])
             static_longest = max(static_longest, octets)
             if len(pieces) > 1:
                 fixed = max(fixed, octets)
                 slots = max(slots, len(pieces) // 2)
+                self.lines.append((octets, len(pieces) // 2, personalizer))
         self.template_needs_qp = static_longest > MAX_LINE
         self.fixed, self.slots = fixed, slots
 
@@ -236,11 +242,21 @@ class _Part:
         ``longest`` characters."""
         return self.fixed + self.slots * self.growth * longest > MAX_LINE
 
+    def exceeds(self, values: Mapping[str, Any], longest: int) -> bool:
+        """Whether a line passes 998 octets with these values: each line that
+        may is rendered alone and measured."""
+        growth = self.growth
+        for fixed, slots, line in self.lines:
+            if fixed + slots * growth * longest > MAX_LINE:
+                if _max_line(line.render(values)) > MAX_LINE:
+                    return True
+        return False
+
     def encode(self, values: Mapping[str, Any], longest: int) -> bytes:
         text = self.personalizer.render(values)
         data = text.encode("utf-8")
         if self.template_needs_qp or (
-            self.may_exceed(longest) and _max_line(text) > MAX_LINE
+            self.may_exceed(longest) and self.exceeds(values, longest)
         ):
             cte = "quoted-printable"
             data = binascii.b2a_qp(data, istext=True)
