@@ -10,6 +10,7 @@ work, out of band, so the editor's request returns at once.
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -255,6 +256,11 @@ def create_job(
         raise InvalidEmail("There are no recipients to send this email to")
     if announced_object is not None and not list_id:
         list_id = announced_object._meta.model_name
+    if list_id and not _LIST_LABEL.fullmatch(list_id):
+        raise InvalidEmail(
+            f"The list id {list_id!r} must be ASCII letters, digits and dots "
+            "(the List-Id header's list-label, RFC 2919)"
+        )
     job = MessageJob(
         subject=content.subject,
         from_email=from_email,
@@ -272,6 +278,12 @@ def create_job(
         job.object_id = str(announced_object.pk)
     job.save(force_insert=True)
     return job
+
+
+#: RFC 2919's list-label: a dot-atom of ASCII letters and digits (and the
+#: other atext characters), written as is into ``List-Id``.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LIST_LABEL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
 
 
 def _check_headers(from_email: str, headers: Mapping[str, str]) -> None:

@@ -540,3 +540,10 @@ def test_any_readers_name_round_trips_in_to_with_every_line_within_limits():
             " ".join(name.split()),
             "ann@xn--bcher-kva.example",
         )
+
+
+def test_a_list_id_that_cannot_be_a_list_label_is_refused():
+    content = RenderedEmail(subject="Hi", body_text="Hi\n")
+    with pytest.raises(InvalidEmail, match="The list id 'küche news' must be ASCII"):
+        create_job(content=content, recipients=[READER], list_id="küche news")
+    assert not MessageJob.objects.exists()
