@@ -67,7 +67,11 @@ class MessageJob(models.Model):
     """
 
     subject = models.TextField(_("subject"))
-    from_email = models.CharField(_("from"), max_length=320)
+    # The sender with its display name, as given: the address is at most 254
+    # characters, but a display name may be long (Django's own single mail
+    # takes any length). 998 is RFC 5322's line limit; longer is refused by
+    # create_job with a clear error.
+    from_email = models.CharField(_("from"), max_length=998)
     body_text = models.TextField(_("text body"))
     body_html = models.TextField(_("HTML body"), blank=True)
     headers = models.JSONField(_("extra headers"), default=dict, blank=True)

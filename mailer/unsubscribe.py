@@ -8,13 +8,19 @@ a months-old email, and RFC 8058 expects the link to keep working.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from django.core import signing
 from django.urls import NoReverseMatch, reverse
+from django.utils.encoding import iri_to_uri, punycode
 
+from mailer.addresses import envelope_address
 from mailer.conf import settings
+from mailer.exceptions import InvalidAddress
+
+logger = logging.getLogger(__name__)
 
 SALT = "mailer.unsubscribe"
 _TOKEN_MARK = "TOKEN-PLACEHOLDER"
@@ -54,8 +60,8 @@ class UnsubscribeLinks:
     recipient (``reverse()`` per message would dominate the cost)."""
 
     def __init__(self) -> None:
-        self.base = settings.SITE_URL
-        self.mailto = settings.UNSUBSCRIBE_MAILTO
+        self.base = ascii_url(settings.SITE_URL) if settings.SITE_URL else None
+        self.mailto = _ascii_mailto(settings.UNSUBSCRIBE_MAILTO)
         self.signer = _signer()
         try:
             path = reverse("mailer:unsubscribe", args=[_TOKEN_MARK])
@@ -87,8 +93,47 @@ class UnsubscribeLinks:
 
 
 def site_domain() -> str | None:
-    if settings.LIST_ID_DOMAIN:
-        return settings.LIST_ID_DOMAIN
-    if settings.SITE_URL:
-        return urlsplit(settings.SITE_URL).hostname
-    return None
+    """The domain of ``List-Id`` and ``Message-ID`` in job mail, in the ASCII
+    form headers need (an internationalised name in punycode, RFC 5890)."""
+    domain = settings.LIST_ID_DOMAIN or (
+        urlsplit(settings.SITE_URL).hostname if settings.SITE_URL else None
+    )
+    if not domain or domain.isascii():
+        return domain
+    try:
+        return punycode(domain)
+    except UnicodeError:
+        logger.error("MAILER_LIST_ID_DOMAIN / MAILER_SITE_URL: bad domain %r", domain)
+        return None
+
+
+def ascii_url(url: str) -> str:
+    """``url`` as a URI (RFC 3986): an internationalised host in punycode, any
+    other non-ASCII character percent-encoded (``iri_to_uri``). Header fields
+    such as ``List-Unsubscribe`` (RFC 2369) carry URIs, never raw Unicode."""
+    if url.isascii():
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host and not host.isascii():
+        netloc = parts.netloc
+        userinfo, at, _hostport = netloc.rpartition("@")
+        port = f":{parts.port}" if parts.port else ""
+        netloc = f"{userinfo}{at}{punycode(host)}{port}"
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return iri_to_uri(url)
+
+
+def _ascii_mailto(address: str | None) -> str | None:
+    """``MAILER_UNSUBSCRIBE_MAILTO`` as the header writes it: the bare address
+    with an internationalised domain in punycode. An invalid one is logged
+    and left out of the header rather than stopping all sending."""
+    if not address:
+        return None
+    try:
+        return envelope_address(address)
+    except InvalidAddress as error:
+        logger.error(
+            "MAILER_UNSUBSCRIBE_MAILTO left out of List-Unsubscribe: %s", error
+        )
+        return None
