@@ -8,13 +8,17 @@ a months-old email, and RFC 8058 expects the link to keep working.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.conf import settings as django_settings
 from django.core import signing
 from django.urls import NoReverseMatch, reverse
 
 from mailer.conf import settings
+
+logger = logging.getLogger(__name__)
 
 SALT = "mailer.unsubscribe"
 _TOKEN_MARK = "TOKEN-PLACEHOLDER"
@@ -57,10 +61,14 @@ class UnsubscribeLinks:
         self.base = settings.SITE_URL
         self.mailto = settings.UNSUBSCRIBE_MAILTO
         self.signer = _signer()
-        try:
-            path = reverse("mailer:unsubscribe", args=[_TOKEN_MARK])
-        except NoReverseMatch:
-            path = None
+        path = None
+        if self.base:
+            path, problem = unsubscribe_path()
+            if problem:
+                # Mail still goes out, without the link: a password reset
+                # must not wait for a URL setting. ``mailer.W002`` says the
+                # same at ``manage.py check``.
+                logger.warning("job mail goes out without unsubscribe links: %s", problem)
         self.prefix, self.suffix = (
             path.split(_TOKEN_MARK) if path and self.base else (None, None)
         )
@@ -84,6 +92,25 @@ class UnsubscribeLinks:
         if self.mailto:
             targets.append(f"<mailto:{self.mailto}?subject=unsubscribe>")
         return {"List-Unsubscribe": ", ".join(targets)} if targets else {}
+
+
+def unsubscribe_path() -> tuple[str | None, str | None]:
+    """The unsubscribe view's path with a placeholder token, or ``None`` and
+    why it cannot be had: no ``ROOT_URLCONF`` (a project that serves no
+    pages, e.g. a worker-only settings module), or ``mailer.urls`` not
+    included under the ``mailer`` namespace."""
+    if not getattr(django_settings, "ROOT_URLCONF", None):
+        return None, (
+            "settings have no ROOT_URLCONF, so the unsubscribe view's URL "
+            "cannot be reversed"
+        )
+    try:
+        return reverse("mailer:unsubscribe", args=[_TOKEN_MARK]), None
+    except NoReverseMatch:
+        return None, (
+            "the URL 'mailer:unsubscribe' cannot be reversed: "
+            "include('mailer.urls') is missing from ROOT_URLCONF"
+        )
 
 
 def site_domain() -> str | None:
