@@ -16,6 +16,7 @@ from django.conf import settings as django_settings
 from django.core import signing
 from django.urls import NoReverseMatch, reverse
 
+from mailer.addresses import normalize
 from mailer.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def _signer() -> signing.Signer:
 def make_token(
     address: str, job_id: int | None = None, *, signer: signing.Signer | None = None
 ) -> str:
-    return (signer or _signer()).sign_object([address.lower(), job_id])
+    return (signer or _signer()).sign_object([normalize(address), job_id])
 
 
 def read_token(token: str) -> UnsubscribeRequest:
