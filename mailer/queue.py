@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from mailer.addresses import envelope_address
 from mailer.conf import settings
-from mailer.connections import serialize
+from mailer.message import serialize
 from mailer.exceptions import HeaderInjection, InvalidEmail, MessageTooLarge
 from mailer.models import Message, MessageStatus, Priority
 

@@ -69,7 +69,9 @@ class UnsubscribeLinks:
                 # Mail still goes out, without the link: a password reset
                 # must not wait for a URL setting. ``mailer.W002`` says the
                 # same at ``manage.py check``.
-                logger.warning("job mail goes out without unsubscribe links: %s", problem)
+                logger.warning(
+                    "job mail goes out without unsubscribe links: %s", problem
+                )
         self.prefix, self.suffix = (
             path.split(_TOKEN_MARK) if path and self.base else (None, None)
         )

@@ -173,7 +173,9 @@ def test_unsubscribing_one_spelling_stops_every_spelling(mailserver):
     )
     unsubscribe("anna@example.com")
     unsubscribe("Ann <ann@bücher.example>")
-    after = job(["Anna <anna@example.com>", "ann@xn--bcher-kva.example", "b@example.com"])
+    after = job(
+        ["Anna <anna@example.com>", "ann@xn--bcher-kva.example", "b@example.com"]
+    )
     expand_pending_jobs()
 
     send_queued()

@@ -32,7 +32,9 @@ def naive(settings):
 
 
 def test_held_single_mail_is_queued_sent_after_retry_and_purged(naive, mailserver):
-    mailer.send_mail("Held", "Body", "news@example.com", ["held@example.com"], "deferred")
+    mailer.send_mail(
+        "Held", "Body", "news@example.com", ["held@example.com"], "deferred"
+    )
     held = Message.objects.get()
     assert held.status == MessageStatus.DEFERRED
     assert held.due_at.year == 9999 and timezone.is_naive(held.due_at)
@@ -51,9 +53,7 @@ def test_held_single_mail_is_queued_sent_after_retry_and_purged(naive, mailserve
     assert purge_log(2) == 1
 
 
-def test_job_mail_is_expanded_deferred_by_the_server_and_sent_later(
-    naive, mailserver
-):
+def test_job_mail_is_expanded_deferred_by_the_server_and_sent_later(naive, mailserver):
     create_job(
         content=RenderedEmail(subject="News", body_text="Hello [[mj:name]]"),
         recipients=[{"email": "ann@example.com", "name": "Ann"}, "bob@example.com"],

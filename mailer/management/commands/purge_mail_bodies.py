@@ -27,4 +27,6 @@ class Command(BaseCommand):
         if seconds is not None and seconds < 0:
             raise CommandError("--seconds must be zero or more")
         dropped = purge_sent_bodies(seconds=seconds)
-        self.stdout.write(f"{dropped} sent email bod{'y' if dropped == 1 else 'ies'} dropped")
+        self.stdout.write(
+            f"{dropped} sent email bod{'y' if dropped == 1 else 'ies'} dropped"
+        )
