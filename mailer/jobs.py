@@ -123,9 +123,9 @@ class RecipientSnapshot(list):
 
 def snapshot_recipients(recipients: Iterable[RecipientLike]) -> list:
     """Normalise recipients into the stored snapshot, dropping duplicates by
-    canonical identity (``addresses.normalize``; the first wins). Addresses are validated at expansion, where
-    an invalid one is logged and skipped: a single typo among 100,000
-    subscribers must not stop a newsletter."""
+    canonical identity (``addresses.normalize``; the first wins). Addresses
+    are validated at expansion, where an invalid one is logged and skipped:
+    a single typo among 100,000 subscribers must not stop a newsletter."""
     if isinstance(recipients, RecipientSnapshot):
         return recipients
     with _collector_paused():

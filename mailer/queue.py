@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from mailer.addresses import envelope_address
 from mailer.conf import settings
-from mailer.message import serialize
 from mailer.exceptions import HeaderInjection, InvalidEmail, MessageTooLarge
+from mailer.message import serialize
 from mailer.models import Message, MessageStatus, Priority
 
 #: django-mailer's priority names. "deferred" queues the message held: it is

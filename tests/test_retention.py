@@ -75,4 +75,4 @@ def test_purge_mail_bodies_drops_bodies_sent_longer_ago_than_the_retention(
 def test_the_retention_must_not_be_negative(settings):
     settings.MAILER_SENT_BODY_RETENTION_SECONDS = -1
     with pytest.raises(ValueError, match="must be 0 or more, not -1"):
-        mailer_settings.SENT_BODY_RETENTION_SECONDS
+        _ = mailer_settings.SENT_BODY_RETENTION_SECONDS
