@@ -12,6 +12,7 @@ names and types, inline parts (``cid:`` images) inline with their
 
 from __future__ import annotations
 
+import copy
 import email
 import email.policy
 from collections.abc import Iterator, Sequence
@@ -67,8 +68,10 @@ class PreparedEmail(mail.EmailMultiAlternatives):
       ``Content-ID``, is an attachment ``(filename, content, type)``; an
       attached email (``message/rfc822``) stays one attachment;
     - a part with a ``Content-ID`` (or ``Content-Disposition: inline``) that
-      is not a body stays inline with its ``Content-ID``: a MIME part
-      attachment, as Django documents for inline images.
+      is not a body, and every part with a ``Content-ID`` inside
+      ``multipart/related`` but its root, stays inline with its
+      ``Content-ID``: a MIME part attachment, as Django documents for inline
+      images.
     """
 
     _structural = {
@@ -112,8 +115,8 @@ class PreparedEmail(mail.EmailMultiAlternatives):
         self._parsed = parsed
         self._envelope = list(recipients)
         has_body = False
-        for part in _leaves(parsed):
-            kind = _kind(part)
+        for part, related in _leaves(parsed):
+            kind = _kind(part, related)
             if kind == "body":
                 content = _text(part)
                 if part.get_content_type() == "text/plain" and not has_body:
@@ -142,22 +145,31 @@ def _addresses(parsed: StdlibMessage, header: str) -> list[str]:
     return [str(address) for address in value.addresses]
 
 
-def _leaves(part: StdlibEmailMessage) -> Iterator[StdlibEmailMessage]:
-    """The parts that hold content, in order, without descending into an
-    attached email (``message/rfc822`` is one leaf)."""
+def _leaves(
+    part: StdlibEmailMessage, related: bool = False
+) -> Iterator[tuple[StdlibEmailMessage, bool]]:
+    """The parts that hold content, in order, each with whether it is a
+    related part of a ``multipart/related`` (not its root, RFC 2387), without
+    descending into an attached email (``message/rfc822`` is one leaf)."""
     if part.get_content_maintype() == "multipart":
-        for sub in part.iter_parts():
-            yield from _leaves(sub)
+        is_related = part.get_content_subtype() == "related"
+        for index, sub in enumerate(part.iter_parts()):
+            yield from _leaves(sub, is_related and index > 0)
     else:
-        yield part
+        yield part, related
 
 
-def _kind(part: StdlibEmailMessage) -> str:
-    """ "body", "inline" or "attachment" (see :class:`PreparedEmail`)."""
+def _kind(part: StdlibEmailMessage, related: bool) -> str:
+    """"body", "inline" or "attachment" (see :class:`PreparedEmail`)."""
     disposition = part.get_content_disposition()
+    has_cid = part["Content-ID"] is not None
+    if related and has_cid:
+        # Shown by the HTML that refers to it, whatever its disposition
+        # says (Python's add_related() and some mail clients write
+        # "attachment" there).
+        return "inline"
     if disposition == "attachment":
         return "attachment"
-    has_cid = part["Content-ID"] is not None
     if (
         part.get_content_maintype() == "text"
         and not has_cid
@@ -178,16 +190,24 @@ def _text(part: StdlibEmailMessage) -> str:
 
 def _inline_part(part: StdlibEmailMessage) -> StdlibMessage:
     """The inline part as an attachment object this Django's ``attach()``
-    takes: the parsed ``MIMEPart`` itself on Django 6.0+, a ``MIMEBase``
-    copy (same type, content, ``Content-ID`` and disposition) on 5.2."""
+    takes: a copy of the parsed ``MIMEPart`` on Django 6.0+, a ``MIMEBase``
+    on 5.2; same type, content, filename and ``Content-ID``, and
+    ``Content-Disposition: inline`` (what ESP backends look for)."""
     if MODERN_EMAIL_API:
-        return part
-    copy = MIMEBase(part.get_content_maintype(), part.get_content_subtype())
-    copy.set_payload(part.get_payload(decode=True))
-    encoders.encode_base64(copy)
-    # The original Content-Type keeps its parameters (charset, name).
-    copy.replace_header("Content-Type", str(part["Content-Type"]))
-    for name in ("Content-ID", "Content-Disposition", "Content-Description"):
-        if part[name] is not None:
-            copy[name] = str(part[name])
-    return copy
+        # A copy: message() still returns the stored message unchanged.
+        inline = copy.deepcopy(part)
+    else:
+        inline = MIMEBase(part.get_content_maintype(), part.get_content_subtype())
+        inline.set_payload(part.get_payload(decode=True))
+        encoders.encode_base64(inline)
+        # The original Content-Type keeps its parameters (charset, name).
+        inline.replace_header("Content-Type", str(part["Content-Type"]))
+        for name in ("Content-ID", "Content-Description"):
+            if part[name] is not None:
+                inline[name] = str(part[name])
+    filename = part.get_filename()
+    del inline["Content-Disposition"]
+    inline["Content-Disposition"] = "inline"
+    if filename:
+        inline.set_param("filename", filename, header="Content-Disposition")
+    return inline

@@ -4,6 +4,8 @@ EmailMessage, and the ESP's message id is kept on the Message."""
 
 from __future__ import annotations
 
+import email.policy
+
 import django
 import pytest
 
@@ -125,8 +127,10 @@ def rich_email(filename: str | None = "logo.png"):
     message.attach_alternative(
         '<p><img src="cid:logo@example.com"> Hi</p>', "text/html"
     )
-    # multipart/related around the HTML and its image (RFC 2387).
-    message.mixed_subtype = "related"
+    if django.VERSION < (6, 0):
+        # Django 5.2's way to multipart/related (RFC 2387); 6.0 puts inline
+        # parts in multipart/mixed (see the hand-built related email below).
+        message.mixed_subtype = "related"
     message.attach(inline_image(filename))
     message.attach("report.pdf", PDF, "application/pdf")
     message.attach("notes.txt", "Line one\nLine two\n", "text/plain")
@@ -227,3 +231,52 @@ def test_a_job_reader_with_a_name_is_not_also_a_bcc(esp):
         [],
     )
     assert params["text"] == "Hello Bea"
+
+
+def related_bytes() -> bytes:
+    """multipart/alternative with its HTML in multipart/related next to the
+    image it shows (RFC 2387), as mail clients and templating apps build it."""
+    from email.message import EmailMessage as StdlibEmailMessage
+
+    built = StdlibEmailMessage(policy=email.policy.SMTP)
+    built["Subject"] = "Logo"
+    built["From"] = "news@example.com"
+    built["To"] = "Ann Example <ann@example.com>"
+    built["Date"] = "Sat, 28 Nov 2026 10:00:00 -0000"
+    built["Message-ID"] = "<related@example.com>"
+    built.set_content("See the logo.\n")
+    built.add_alternative('<p><img src="cid:logo@example.com"></p>\n', subtype="html")
+    html = built.get_payload()[1]
+    html.add_related(PNG, "image", "png", cid="<logo@example.com>", filename="logo.png")
+    return built.as_bytes()
+
+
+def test_a_multipart_related_email_keeps_its_image_inline(esp):
+    from django.core.mail import EmailMultiAlternatives
+
+    direct_email = EmailMultiAlternatives(
+        "Logo", "See the logo.\n", "news@example.com", ["Ann Example <ann@example.com>"]
+    )
+    direct_email.attach_alternative(
+        '<p><img src="cid:logo@example.com"></p>\n', "text/html"
+    )
+    direct_email.attach(inline_image("logo.png"))
+    direct = without_queue(esp, direct_email)
+    data = related_bytes()
+    assert b"multipart/related" in data
+    Message.objects.create(
+        to_address="ann@example.com",
+        envelope_from="news@example.com",
+        envelope_to=["ann@example.com"],
+        subject="Logo",
+        mime=data,
+        message_id="<related@example.com>",
+    )
+
+    assert send_queued().sent == 1
+    queued = received(esp.pop().anymail_test_params)
+
+    assert queued == direct
+    assert queued["attachments"] == [
+        ("logo.png", "image/png", PNG, True, "<logo@example.com>")
+    ]
