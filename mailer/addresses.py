@@ -55,9 +55,9 @@ def normalize(address: str) -> str:
     are one mailbox. Does not validate; an invalid address is compared as
     written (lower-cased).
     """
-    if address.endswith(">") or address[-1:].isspace():
-        address = split_mailbox(address)[1]
     address = address.strip().lower()
+    if address.endswith(">"):
+        address = split_mailbox(address)[1]
     if address.isascii():
         return address
     local, at, domain = address.rpartition("@")
