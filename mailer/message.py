@@ -160,7 +160,7 @@ def _leaves(
 
 
 def _kind(part: StdlibEmailMessage, related: bool) -> str:
-    """"body", "inline" or "attachment" (see :class:`PreparedEmail`)."""
+    """ "body", "inline" or "attachment" (see :class:`PreparedEmail`)."""
     disposition = part.get_content_disposition()
     has_cid = part["Content-ID"] is not None
     if related and has_cid:
