@@ -97,3 +97,25 @@ def check_site_url(
             )
         ]
     return []
+
+
+@register(Tags.urls)
+def check_unsubscribe_url(app_configs: Any = None, **kwargs: Any) -> list:
+    """With ``MAILER_SITE_URL`` set, job mail carries an unsubscribe link; it
+    needs the view's URL. Without it mail still goes out, without the link
+    (``send_mail`` logs the same warning)."""
+    if not settings.SITE_URL:
+        return []
+    from mailer.unsubscribe import unsubscribe_path
+
+    _path, problem = unsubscribe_path()
+    if problem is None:
+        return []
+    return [
+        Warning(
+            f"Job mail goes out without one-click unsubscribe links: {problem}.",
+            hint="Set ROOT_URLCONF and add path('mail/', include('mailer.urls')) "
+            "to it.",
+            id="mailer.W002",
+        )
+    ]

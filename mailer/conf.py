@@ -108,6 +108,19 @@ class MailerSettings:
         reply to job (newsletter) mail."""
         return bool(self._get("MAILER_SUPPRESS_ON_NO_SUCH_USER", True))
 
+    @property
+    def SENT_BODY_RETENTION_SECONDS(self) -> float:
+        """How long (seconds) the body of sent single mail stays in the queue
+        table: it may hold live credentials (a password-reset link). 0 drops
+        it at the end of the ``send_mail`` run that sent it. Job mail keeps
+        no body at all (it is rebuilt from the job)."""
+        value = float(self._get("MAILER_SENT_BODY_RETENTION_SECONDS", 3600))
+        if value < 0:
+            raise ValueError(
+                f"MAILER_SENT_BODY_RETENTION_SECONDS must be 0 or more, not {value}"
+            )
+        return value
+
     # -- jobs ---------------------------------------------------------------------
 
     @property

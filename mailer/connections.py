@@ -10,12 +10,8 @@ another, named by ``MAILER_SEND_USING``. Without ``MAILERS`` (Django 5.2 and
 
 from __future__ import annotations
 
-import email
-import email.policy
 import smtplib
 from collections.abc import Sequence
-from email.message import Message as StdlibMessage
-from typing import Any
 
 import django
 from django.conf import settings as django_settings
@@ -25,6 +21,10 @@ from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.utils.module_loading import import_string
 
 from mailer.conf import settings
+
+# PreparedEmail and serialize live in mailer/message.py; imported here, where
+# they were, for code that imports them from this module.
+from mailer.message import PreparedEmail, serialize  # noqa: F401
 
 #: Django 6.0 builds messages with the modern ``email`` API and takes a policy.
 MODERN_EMAIL_API = django.VERSION >= (6, 0)
@@ -48,18 +48,6 @@ def open_sending_backend() -> BaseEmailBackend:
     if mailers_configured():
         return mail.mailers[settings.SEND_USING]
     return import_string(settings.EMAIL_BACKEND)()
-
-
-def serialize(email_message: mail.EmailMessage) -> tuple[bytes, str]:
-    """The RFC 5322 bytes Django's SMTP backend would put on the wire, and the
-    message's ``Message-ID``."""
-    if MODERN_EMAIL_API:
-        message = email_message.message(policy=email.policy.SMTP)
-        data = message.as_bytes()
-    else:
-        message = email_message.message()
-        data = message.as_bytes(linesep="\r\n")
-    return data, str(message.get("Message-ID", ""))
 
 
 class SendingConnection:
@@ -130,76 +118,3 @@ class SendingConnection:
         self.provider_id = str(provider_id)[:255] if provider_id is not None else None
         self.accepted += 1
         return {}
-
-
-class PreparedEmail(mail.EmailMultiAlternatives):
-    """An already-built message, for backends that take ``EmailMessage`` objects.
-
-    ``message()`` returns the exact stored message, so backends that serialise
-    (console, file, SMTP subclasses) send what was queued; the structured
-    attributes (subject, body, alternatives, attachments, headers) are filled
-    from it for backends that call an API (django-anymail's ESPs).
-    """
-
-    _structural = {
-        "subject",
-        "from",
-        "to",
-        "cc",
-        "bcc",
-        "reply-to",
-        "content-type",
-        "content-transfer-encoding",
-        "mime-version",
-    }
-
-    def __init__(self, data: bytes, envelope_from: str, recipients: Sequence[str]):
-        parsed = email.message_from_bytes(data, policy=email.policy.default)
-        to = _addresses(parsed, "To")
-        cc = _addresses(parsed, "Cc")
-        bcc = [r for r in recipients if r not in to and r not in cc]
-        headers = {
-            name: str(value)
-            for name, value in parsed.items()
-            if name.lower() not in self._structural
-        }
-        super().__init__(
-            subject=str(parsed.get("Subject", "")),
-            body="",
-            from_email=str(parsed.get("From", envelope_from)),
-            to=to,
-            cc=cc,
-            bcc=bcc,
-            reply_to=_addresses(parsed, "Reply-To"),
-            headers=headers,
-        )
-        self._parsed = parsed
-        self._envelope = list(recipients)
-        for part in parsed.walk():
-            if part.is_multipart():
-                continue
-            ctype = part.get_content_type()
-            content = part.get_content()
-            if isinstance(content, str):
-                # Text came off the wire with CRLF line endings; an API-based
-                # backend expects Python's own.
-                content = content.replace("\r\n", "\n")
-            if part.get_filename():
-                self.attach(part.get_filename(), content, ctype)
-            elif ctype == "text/plain" and not self.body:
-                self.body = content
-            else:
-                self.attach_alternative(content, ctype)
-
-    def message(self, **kwargs: Any) -> StdlibMessage:
-        return self._parsed
-
-    def recipients(self) -> list[str]:
-        return self._envelope
-
-
-def _addresses(parsed: StdlibMessage, header: str) -> list[str]:
-    value = parsed.get(header)
-    if not value:
-        return []
-    return [str(address) for address in value.addresses]

@@ -24,7 +24,7 @@ from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from mailer.addresses import addr_spec
+from mailer.addresses import addr_spec, normalize
 from mailer.compose import mailboxes, static_header
 from mailer.conf import settings
 from mailer.exceptions import (
@@ -156,10 +156,10 @@ class RecipientSnapshot(list):
 
 
 def snapshot_recipients(recipients: Iterable[RecipientLike]) -> list:
-    """Normalise recipients into the stored snapshot, dropping case-insensitive
-    duplicates (the first wins). Addresses are validated at expansion, where
-    an invalid one is logged and skipped: a single typo among 100,000
-    subscribers must not stop a newsletter."""
+    """Normalise recipients into the stored snapshot, dropping duplicates by
+    canonical identity (``addresses.normalize``; the first wins). Addresses
+    are validated at expansion, where an invalid one is logged and skipped:
+    a single typo among 100,000 subscribers must not stop a newsletter."""
     if isinstance(recipients, RecipientSnapshot):
         return recipients
     with _collector_paused():
@@ -207,7 +207,12 @@ def _snapshot(recipients: Iterable[RecipientLike]) -> RecipientSnapshot:
         if type(address) is not str:
             address = str(address)
         address = address.strip()
+        # The canonical identity (``addresses.normalize``): "Anna <a@x>" and
+        # "a@x", or an IDN domain in either spelling, are one reader. Plain
+        # ASCII addresses, nearly all of them, need only lower-casing.
         key = address.lower()
+        if key.endswith(">") or not key.isascii():
+            key = normalize(address)
         if not address or key in seen:
             continue
         add(key)

@@ -214,6 +214,14 @@ class Message(models.Model):
                 condition=Q(message_id__isnull=False),
                 name="mailer_message_message_id",
             ),
+            # Rows that still hold a body: pending and recently sent single
+            # mail. Dropping sent bodies after their retention
+            # (``retention.purge_sent_bodies``) reads only these.
+            models.Index(
+                fields=["status"],
+                condition=Q(mime__isnull=False),
+                name="mailer_message_with_body",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -12,11 +12,12 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from django.conf import settings as django_settings
 from django.core import signing
 from django.urls import NoReverseMatch, reverse
 from django.utils.encoding import iri_to_uri, punycode
 
-from mailer.addresses import envelope_address
+from mailer.addresses import envelope_address, normalize
 from mailer.conf import settings
 from mailer.exceptions import InvalidAddress
 
@@ -39,7 +40,7 @@ def _signer() -> signing.Signer:
 def make_token(
     address: str, job_id: int | None = None, *, signer: signing.Signer | None = None
 ) -> str:
-    return (signer or _signer()).sign_object([address.lower(), job_id])
+    return (signer or _signer()).sign_object([normalize(address), job_id])
 
 
 def read_token(token: str) -> UnsubscribeRequest:
@@ -63,10 +64,16 @@ class UnsubscribeLinks:
         self.base = ascii_url(settings.SITE_URL) if settings.SITE_URL else None
         self.mailto = _ascii_mailto(settings.UNSUBSCRIBE_MAILTO)
         self.signer = _signer()
-        try:
-            path = reverse("mailer:unsubscribe", args=[_TOKEN_MARK])
-        except NoReverseMatch:
-            path = None
+        path = None
+        if self.base:
+            path, problem = unsubscribe_path()
+            if problem:
+                # Mail still goes out, without the link: a password reset
+                # must not wait for a URL setting. ``mailer.W002`` says the
+                # same at ``manage.py check``.
+                logger.warning(
+                    "job mail goes out without unsubscribe links: %s", problem
+                )
         self.prefix, self.suffix = (
             path.split(_TOKEN_MARK) if path and self.base else (None, None)
         )
@@ -90,6 +97,25 @@ class UnsubscribeLinks:
         if self.mailto:
             targets.append(f"<mailto:{self.mailto}?subject=unsubscribe>")
         return {"List-Unsubscribe": ", ".join(targets)} if targets else {}
+
+
+def unsubscribe_path() -> tuple[str | None, str | None]:
+    """The unsubscribe view's path with a placeholder token, or ``None`` and
+    why it cannot be had: no ``ROOT_URLCONF`` (a project that serves no
+    pages, e.g. a worker-only settings module), or ``mailer.urls`` not
+    included under the ``mailer`` namespace."""
+    if not getattr(django_settings, "ROOT_URLCONF", None):
+        return None, (
+            "settings have no ROOT_URLCONF, so the unsubscribe view's URL "
+            "cannot be reversed"
+        )
+    try:
+        return reverse("mailer:unsubscribe", args=[_TOKEN_MARK]), None
+    except NoReverseMatch:
+        return None, (
+            "the URL 'mailer:unsubscribe' cannot be reversed: "
+            "include('mailer.urls') is missing from ROOT_URLCONF"
+        )
 
 
 def site_domain() -> str | None:

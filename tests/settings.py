@@ -7,7 +7,9 @@ from mailer.testing.mailconfig import queue_then_smtp
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
-USE_TZ = True
+# MAILER_TEST_USE_TZ=0 runs the suite with naive datetimes (tests/test_naive_time.py
+# runs the queue, expansion, sending, retries and purges so in every env).
+USE_TZ = os.environ.get("MAILER_TEST_USE_TZ", "1") != "0"
 ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = [
     "django.contrib.admin",

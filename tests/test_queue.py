@@ -16,7 +16,7 @@ from mailer.exceptions import (
     MessageTooLarge,
 )
 from mailer.models import Message, MessageStatus, Priority
-from mailer.queue import HELD_UNTIL, enqueue, enqueue_many, parse_priority
+from mailer.queue import enqueue, enqueue_many, held_until, parse_priority
 
 pytestmark = pytest.mark.django_db
 
@@ -166,7 +166,7 @@ def test_a_queued_message_is_due_at_once():
 def test_a_held_message_waits_until_retry_deferred():
     stored = enqueue(email(), priority="deferred")
     stored.refresh_from_db()
-    assert (stored.status, stored.due_at) == (MessageStatus.DEFERRED, HELD_UNTIL)
+    assert (stored.status, stored.due_at) == (MessageStatus.DEFERRED, held_until())
     assert not Message.objects.due().exists()
 
 

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from mailer.conf import settings
 from mailer.engine import SendResult, send_queued
 from mailer.progress import SendProgress
+from mailer.retention import purge_sent_bodies
 
 
 class Command(BaseCommand):
@@ -82,6 +83,11 @@ class Command(BaseCommand):
                 )
                 if not loop or result.attempted or result.suppressed or result.error:
                     self._print(result)
+                # Sent single mail may carry live links (password resets); its
+                # body goes once MAILER_SENT_BODY_RETENTION_SECONDS is over:
+                # at the end of this run for a retention of 0, else on a later
+                # run (or by purge_mail_bodies). One UPDATE over a small index.
+                purge_sent_bodies()
                 if result.error and not loop:
                     raise CommandError(result.error, returncode=2)
                 if not loop or stop_requested:
