@@ -236,6 +236,10 @@ def create_job(
         job.content_type = ContentType.objects.get_for_model(announced_object)
         job.object_id = str(announced_object.pk)
     job.save(force_insert=True)
+    # Wake a worker to expand it once the editor's transaction commits.
+    from mailer.worker.wakeup import EXPAND, announce
+
+    announce(EXPAND, using=job._state.db)
     return job
 
 
@@ -317,6 +321,9 @@ def retry_failed(jobs: models.QuerySet) -> int:
         jobs.filter(status=JobStatus.DONE).update(
             status=JobStatus.QUEUED, finished_at=None
         )
+        from mailer.worker.wakeup import SEND, announce
+
+        announce(SEND)
     return count
 
 

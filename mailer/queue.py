@@ -118,6 +118,7 @@ def enqueue(
     """Queue one email; return its ``Message``."""
     message = build(email_message, priority=priority)
     message.save(force_insert=True)
+    _wake(message)
     return message
 
 
@@ -128,4 +129,15 @@ def enqueue_many(
     written."""
     messages = [build(m, priority=priority) for m in email_messages]
     with transaction.atomic():
-        return Message.objects.bulk_create(messages)
+        saved = Message.objects.bulk_create(messages)
+        _wake(*saved)
+    return saved
+
+
+def _wake(*messages: Message) -> None:
+    """Wake a worker when this transaction commits (mailer/worker/wakeup.py);
+    held mail waits for ``retry_deferred`` and wakes nobody."""
+    if any(m.status == MessageStatus.QUEUED for m in messages):
+        from mailer.worker.wakeup import SEND, announce
+
+        announce(SEND, using=messages[0]._state.db)
