@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from mailer.conf import settings
 from mailer.engine import SendResult, send_queued
 from mailer.progress import SendProgress
+from mailer.worker.health import record_run
 
 
 class Command(BaseCommand):
@@ -80,6 +81,7 @@ class Command(BaseCommand):
                     should_stop=lambda: stop_requested,
                     on_progress=SendProgress(max_messages),
                 )
+                record_run(result)  # for mailer_status (mailer/worker/health.py)
                 if not loop or result.attempted or result.suppressed or result.error:
                     self._print(result)
                 if result.error and not loop:
