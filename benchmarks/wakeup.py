@@ -49,7 +49,7 @@ ARRIVAL_TIMEOUT = 120.0
 CRON_PERIOD = 60.0
 
 
-# -- the child: one database ----------------------------------------------------------
+# -- the child: one database ---------------------------------------------------
 
 
 def _worker(args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -76,8 +76,11 @@ def _one_email(server, n: int) -> float:
     import mailer
 
     mailer.send_mail(
-        "Reset your password", "Body", "site@example.com",
-        [f"reader{n}@example.com"], priority="high",
+        "Reset your password",
+        "Body",
+        "site@example.com",
+        [f"reader{n}@example.com"],
+        priority="high",
     )
     committed = time.monotonic()
     if not server.wait_for(n, timeout=ARRIVAL_TIMEOUT):
@@ -121,8 +124,11 @@ def measure_database(samples: int, seed: int) -> dict[str, list[float]]:
 
         sent += 1
         mailer.send_mail(
-            "Reset your password", "Body", "site@example.com",
-            [f"reader{sent}@example.com"], priority="high",
+            "Reset your password",
+            "Body",
+            "site@example.com",
+            [f"reader{sent}@example.com"],
+            priority="high",
         )
         committed = time.monotonic()
         process = _worker(["send_mail"], env)
@@ -157,13 +163,20 @@ def measure_database(samples: int, seed: int) -> dict[str, list[float]]:
     return results
 
 
-# -- the parent: databases, table, JSON -------------------------------------------------
+# -- the parent: databases, table, JSON ----------------------------------------
 
 
 def _child(samples: int, seed: int, url: str) -> dict[str, list[float]]:
     done = subprocess.run(
-        [sys.executable, __file__, "--child", "--samples", str(samples),
-         "--seed", str(seed)],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--samples",
+            str(samples),
+            "--seed",
+            str(seed),
+        ],
         env={**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         capture_output=True,

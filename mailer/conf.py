@@ -140,7 +140,6 @@ class MailerSettings:
         defaults to the host of ``MAILER_SITE_URL``."""
         return self._get("MAILER_LIST_ID_DOMAIN", None)
 
-
     # -- waking workers (mailer/worker/) ---------------------------------------
 
     @property

@@ -89,7 +89,7 @@ def listener_pids() -> list[int]:
         return [row[0] for row in cursor.fetchall()]
 
 
-# -- the workers -------------------------------------------------------------------
+# -- the workers ---------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -160,7 +160,7 @@ def test_runmailer_pg_sends_nothing_for_a_rolled_back_transaction(
     assert list(smtp_server.counts) == ["committed@example.com"]
 
 
-# -- mailer_status as a health check -----------------------------------------------
+# -- mailer_status as a health check -------------------------------------------
 
 
 def status(*args: str) -> str:

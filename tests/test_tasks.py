@@ -44,7 +44,7 @@ def confirm_job(n: int) -> list[str]:
     return addresses
 
 
-# -- enqueuing -----------------------------------------------------------------------
+# -- enqueuing -----------------------------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
@@ -95,7 +95,7 @@ def test_a_waiting_task_whose_lease_ran_out_is_replaced(use_tasks, settings):
     assert waiting_tasks() == [SEND_TASK, SEND_TASK]
 
 
-# -- running the tasks in-process ----------------------------------------------------------
+# -- running the tasks in-process ----------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
@@ -144,7 +144,7 @@ def test_deferred_mail_schedules_a_task_for_its_retry(use_tasks, mailserver):
     assert later.run_after == message.due_at
 
 
-# -- a real db_worker ---------------------------------------------------------------------
+# -- a real db_worker ----------------------------------------------------------
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ def test_a_poller_wakes_for_mail_already_due():
     assert Poller(0.01).wait(30) is True
 
 
-# -- LISTEN/NOTIFY ---------------------------------------------------------------
+# -- LISTEN/NOTIFY -------------------------------------------------------------
 
 
 @on_sqlite

@@ -155,9 +155,7 @@ def _supports_defer() -> bool:
 def _next_due() -> datetime | None:
     from mailer.models import Message
 
-    return Message.objects.filter(due_at__isnull=False).aggregate(m=Min("due_at"))[
-        "m"
-    ]
+    return Message.objects.filter(due_at__isnull=False).aggregate(m=Min("due_at"))["m"]
 
 
 @task()

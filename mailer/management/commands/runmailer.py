@@ -51,9 +51,7 @@ class Command(BaseCommand):
         )
         with stop_on_signals(worker):
             stats = worker.run()
-        self._write(
-            f"Mail worker stopped: {stats.sent} sent in {stats.drains} run(s)."
-        )
+        self._write(f"Mail worker stopped: {stats.sent} sent in {stats.drains} run(s).")
 
     def _write(self, line: str) -> None:
         self.stdout.write(line)
