@@ -215,3 +215,25 @@ def test_status_fails_while_the_last_run_could_not_reach_the_relay(mailserver):
     call_command("send_mail", stdout=StringIO())
     assert "Last run:" in status()
     assert json.loads(status("--json"))["healthy"] is True
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_message_in_flight_and_gives_back_the_rest(
+    transactional_db, smtp_server, worker_env
+):
+    from mailer.models import Message, MessageStatus
+
+    for i in range(60):
+        queue_reset(f"r{i}@example.com")
+    worker = start_command(worker_env, "runmailer", "--throttle", "20")
+    try:
+        assert smtp_server.wait_for(5, timeout=60)
+    finally:
+        returncode, out, err = stop(worker)
+
+    assert (returncode, err) == (0, ""), out
+    assert "stopped: stop requested" in out
+    sent = Message.objects.filter(status=MessageStatus.SENT).count()
+    assert sent == smtp_server.count < 60
+    assert f"Mail worker stopped: {sent} sent in " in out
+    assert not Message.objects.filter(claim_token__isnull=False).exists()

@@ -171,3 +171,42 @@ def test_db_worker_delivers_single_mail_and_a_job(db_worker, smtp_server):
     assert sorted(smtp_server.counts) == sorted(["reader@example.com", *addresses])
     assert set(smtp_server.counts.values()) == {1}
     assert db_worker.poll() is None
+
+
+# -- system checks ----------------------------------------------------------------
+
+
+def test_the_check_accepts_a_backend_with_a_worker(use_tasks):
+    from mailer.checks import check_tasks
+
+    assert check_tasks() == []
+
+
+def test_the_check_warns_when_tasks_would_run_inside_the_request(use_tasks, settings):
+    from mailer.checks import check_tasks
+
+    settings.TASKS = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+        "inline": {"BACKEND": _backend_path("immediate.ImmediateBackend")},
+    }
+    settings.MAILER_TASK_BACKEND = "inline"
+    [warning] = check_tasks()
+    assert warning.id == "mailer.W002"
+    assert "run inside the request" in warning.msg
+
+
+def test_the_check_names_a_task_backend_that_does_not_exist(use_tasks, settings):
+    from mailer.checks import check_tasks
+
+    settings.MAILER_TASK_BACKEND = "missing"
+    [error] = check_tasks()
+    assert error.id == "mailer.E005"
+    assert "'missing'" in error.msg
+
+
+def _backend_path(name: str) -> str:
+    import django
+
+    if django.VERSION >= (6, 0):
+        return f"django.tasks.backends.{name}"
+    return f"django_tasks.backends.{name}"

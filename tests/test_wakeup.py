@@ -148,3 +148,21 @@ def test_a_listener_whose_connection_is_cut_listens_again(listener):
     assert listener.pid != first
     queue_one()
     assert listener.wait(30) is True
+
+
+@on_postgres
+def test_an_idle_listener_asks_the_database_nothing(listener):
+    def last_statement_started():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT query_start FROM pg_stat_activity WHERE pid = %s",
+                [listener.pid],
+            )
+            return cursor.fetchone()[0]
+
+    before = last_statement_started()
+    with CaptureQueriesContext(connection) as queries:
+        assert listener.wait(0.3) is False
+    assert len(queries) == 0
+    # Its own connection ran no statement either since the LISTEN.
+    assert last_statement_started() == before

@@ -120,8 +120,10 @@ class Worker:
                 pause = self.drain()
                 if max_drains is not None and self.stats.drains >= max_drains:
                     break
-                self._waiting = True
                 try:
+                    # Inside the try: a signal right after this line already
+                    # raises Interrupted, and it must be caught here.
+                    self._waiting = True
                     if self.stop_requested:
                         break
                     if self.waiter.wait(pause):

@@ -144,12 +144,17 @@ def request_on_commit(kind: str, *, using: str) -> None:
     transaction.on_commit(callback, using=using)
 
 
-def _supports_defer() -> bool:
+def task_backend() -> Any:
+    """The ``TASKS`` backend named by ``MAILER_TASK_BACKEND``."""
     try:
         from django.tasks import task_backends
     except ImportError:
         from django_tasks import task_backends
-    return bool(getattr(task_backends[settings.TASK_BACKEND], "supports_defer", False))
+    return task_backends[settings.TASK_BACKEND]
+
+
+def _supports_defer() -> bool:
+    return bool(getattr(task_backend(), "supports_defer", False))
 
 
 def _next_due() -> datetime | None:
