@@ -237,3 +237,72 @@ def test_sigterm_finishes_the_message_in_flight_and_gives_back_the_rest(
     assert sent == smtp_server.count < 60
     assert f"Mail worker stopped: {sent} sent in " in out
     assert not Message.objects.filter(claim_token__isnull=False).exists()
+
+
+# -- how long an idle worker waits (in-process) -------------------------------------
+
+
+@pytest.fixture
+def lines() -> list[str]:
+    return []
+
+
+@pytest.mark.django_db
+def test_an_idle_worker_waits_mailer_empty_queue_sleep(settings, lines):
+    from mailer.worker.loop import Worker
+
+    settings.MAILER_EMPTY_QUEUE_SLEEP = 7
+    assert Worker(listen=False, write=lines.append).drain() == 7
+    settings.MAILER_EMPTY_QUEUE_SLEEP = 30
+    assert Worker(listen=False, write=lines.append).drain() == 30
+    assert Worker(listen=False, idle_seconds=3, write=lines.append).drain() == 3
+    assert lines == []  # idle runs print nothing
+
+
+@pytest.mark.django_db
+def test_a_worker_wakes_for_the_retry_of_deferred_mail(settings, mailserver, lines):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from mailer.models import Message
+    from mailer.worker.loop import Worker
+
+    settings.MAILER_EMPTY_QUEUE_SLEEP = 600
+    queue_reset()
+    Message.objects.update(due_at=timezone.now() + timedelta(seconds=30))
+    pause = Worker(listen=False, write=lines.append).drain()
+    assert 20 < pause <= 30
+
+
+@pytest.mark.django_db
+def test_a_worker_that_cannot_reach_the_relay_pauses_and_says_so(
+    settings, mailserver, lines
+):
+    from mailer.worker.loop import Worker
+
+    settings.MAILER_EMPTY_QUEUE_SLEEP = 9
+    queue_reset()
+    mailserver.down()
+    worker = Worker(listen=False, write=lines.append)
+    assert worker.drain() == 9  # not at once: the mail is due, the relay down
+    [line] = lines
+    assert "stopped: mail server unreachable" in line
+    assert worker.stats.errors == 1
+
+
+@pytest.mark.django_db
+def test_a_worker_expands_and_sends_a_confirmed_job_in_one_run(mailserver, lines):
+    from mailer.worker.loop import Worker
+
+    addresses = confirm_job(3)
+    Worker(listen=False, write=lines.append).drain()
+    assert sorted(mailserver.counts) == addresses
+    assert lines[0].startswith("expanded 1 job(s): 3 message(s) queued")
+    assert lines[1].startswith("sent 3, deferred 0, failed 0")
+
+
+@pytest.mark.django_db
+def test_runmailer_refuses_a_nonpositive_idle_time():
+    with pytest.raises(CommandError, match="--idle-seconds must be positive"):
+        call_command("runmailer", "--idle-seconds", "0")
