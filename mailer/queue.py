@@ -14,7 +14,7 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 
 from django.core.mail import EmailMessage
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 
 from mailer.addresses import envelope_address
@@ -117,8 +117,12 @@ def enqueue(
 ) -> Message:
     """Queue one email; return its ``Message``."""
     message = build(email_message, priority=priority)
-    message.save(force_insert=True)
-    _wake(message)
+    # One transaction for the row and its NOTIFY (no savepoint inside a
+    # caller's transaction): the wake-up is sent if and only if the mail is
+    # committed.
+    with transaction.atomic(using=router.db_for_write(Message), savepoint=False):
+        message.save(force_insert=True)
+        _wake(message)
     return message
 
 
