@@ -30,7 +30,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from mailer.conf import settings
-from mailer.worker.wakeup import Interrupted, Listener, Poller, waiter_for
+from mailer.worker.wakeup import Interrupted, Listener, Waiter, waiter_for
 
 logger = logging.getLogger("mailer.worker")
 
@@ -85,7 +85,7 @@ class Worker:
         write: Callable[[str], None] = print,
         send_options: dict[str, Any] | None = None,
     ) -> None:
-        self.waiter: Listener | Poller = waiter_for(listen=listen, using=using)
+        self.waiter: Waiter = waiter_for(listen=listen, using=using)
         self.idle_seconds = idle_seconds
         self.write = write
         self.send_options = send_options or {}
@@ -97,8 +97,9 @@ class Worker:
     def description(self) -> str:
         if isinstance(self.waiter, Listener):
             return "waking on PostgreSQL NOTIFY"
-        if self.waiter.interval:
-            return f"polling every {self.waiter.interval:g}s"
+        interval = getattr(self.waiter, "interval", None)
+        if interval:
+            return f"polling every {interval:g}s"
         return "sleeping between runs"
 
     def request_stop(self) -> None:
@@ -154,7 +155,7 @@ class Worker:
         from mailer.worker.health import record_run
 
         self.stats.drains += 1
-        idle = self.idle_seconds if self.idle_seconds is not None else None
+        idle = self.idle_seconds
         if idle is None:
             idle = empty_queue_sleep()
         try:
