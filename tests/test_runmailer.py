@@ -306,3 +306,26 @@ def test_a_worker_expands_and_sends_a_confirmed_job_in_one_run(mailserver, lines
 def test_runmailer_refuses_a_nonpositive_idle_time():
     with pytest.raises(CommandError, match="--idle-seconds must be positive"):
         call_command("runmailer", "--idle-seconds", "0")
+
+
+@pytest.mark.slow
+def test_send_mail_loop_is_woken_by_new_mail_before_its_idle_sleep_ends(
+    transactional_db, smtp_server, worker_env
+):
+    worker = start_command(worker_env, "send_mail", "--loop", "--idle-seconds", IDLE)
+    try:
+        assert wait_until(lambda: WorkerState.objects.filter(key="run:last").exists())
+        queue_reset()
+        assert smtp_server.wait_for(1, timeout=60)
+    finally:
+        returncode, out, err = stop(worker)
+    assert (returncode, err) == (0, ""), out
+
+
+@pytest.mark.django_db
+def test_a_send_only_poller_ignores_jobs_waiting_for_expansion():
+    from mailer.worker.wakeup import work_waiting
+
+    confirm_job(2)
+    assert work_waiting() is True
+    assert work_waiting(jobs=False) is False

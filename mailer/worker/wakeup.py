@@ -85,10 +85,10 @@ def announce(kind: str, *, using: str | None = None) -> None:
         request_on_commit(kind, using=db)
 
 
-def work_waiting(using: str | None = None) -> bool:
-    """Whether a message is due or a job waits to be expanded: one query,
-    answered from the partial indexes ``mailer_message_claim`` and
-    ``mailer_job_to_expand``."""
+def work_waiting(using: str | None = None, *, jobs: bool = True) -> bool:
+    """Whether a message is due or (with ``jobs``) a job waits to be
+    expanded: one query, answered from the partial indexes
+    ``mailer_message_claim`` and ``mailer_job_to_expand``."""
     from mailer.models import JobStatus, Message, MessageJob, Priority
 
     db = using or database_alias()
@@ -102,13 +102,15 @@ def work_waiting(using: str | None = None) -> bool:
         .order_by()
         .values("id")
     )
-    jobs = (
+    if not jobs:
+        return due.exists()
+    waiting_jobs = (
         MessageJob.objects.using(db)
         .filter(status__in=[JobStatus.PENDING, JobStatus.EXPANDING])
         .order_by()
         .values("id")
     )
-    return due.union(jobs, all=True).exists()
+    return due.union(waiting_jobs, all=True).exists()
 
 
 class Interrupted(Exception):
@@ -124,13 +126,18 @@ class Waiter(Protocol):
 
 class Poller:
     """Waits by asking the database every ``interval`` seconds (one indexed
-    query, :func:`work_waiting`). ``interval=None`` only sleeps."""
+    query, :func:`work_waiting`). ``interval=None`` only sleeps. ``jobs``:
+    whether a job waiting to be expanded counts as work (not for a worker
+    that only sends)."""
 
     description = "polling"
 
-    def __init__(self, interval: float | None, *, using: str | None = None) -> None:
+    def __init__(
+        self, interval: float | None, *, using: str | None = None, jobs: bool = True
+    ) -> None:
         self.interval = interval
         self.using = using or database_alias()
+        self.jobs = jobs
         self.polls = 0
 
     def wait(self, timeout: float) -> bool:
@@ -145,7 +152,7 @@ class Poller:
                 return False
             time.sleep(min(self.interval, remaining))
             self.polls += 1
-            if work_waiting(self.using):
+            if work_waiting(self.using, jobs=self.jobs):
                 return True
 
     def close(self) -> None:
@@ -256,11 +263,46 @@ class Listener:
 
 
 def waiter_for(
-    *, listen: bool | None = None, using: str | None = None
+    *, listen: bool | None = None, using: str | None = None, jobs: bool = True
 ) -> Listener | Poller:
     """A :class:`Listener` on PostgreSQL (or when ``listen`` is True, which
     raises elsewhere), else a :class:`Poller` every ``MAILER_POLL_SECONDS``."""
     using = using or database_alias()
     if listen or (listen is None and listens(using)):
         return Listener(using=using)
-    return Poller(settings.POLL_SECONDS, using=using)
+    return Poller(settings.POLL_SECONDS, using=using, jobs=jobs)
+
+
+def open_waiter(
+    *, listen: bool | None = None, using: str | None = None, jobs: bool = True
+) -> Waiter:
+    """:func:`waiter_for`, already listening when it is a :class:`Listener`
+    (a failed first LISTEN is retried by its first wait)."""
+    waiter = waiter_for(listen=listen, using=using, jobs=jobs)
+    if isinstance(waiter, Listener):
+        import psycopg
+
+        try:
+            waiter.connect()
+        except psycopg.Error as error:
+            logger.warning("cannot LISTEN yet (retrying while waiting): %s", error)
+    return waiter
+
+
+def wait_for_work(
+    waiter: Waiter,
+    seconds: float,
+    should_stop: Callable[[], bool],
+    *,
+    slice_seconds: float = 1.0,
+) -> bool:
+    """Wait up to ``seconds`` for work, in slices of ``slice_seconds`` so a
+    stop flag set by a signal handler is seen within one; True if woken."""
+    deadline = time.monotonic() + seconds
+    while not should_stop():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        if waiter.wait(min(slice_seconds, remaining)):
+            return True
+    return False
