@@ -16,7 +16,8 @@ its cycle.
 - ``cron``: ``manage.py send_mail`` once a minute. Not waited for in real
   time: each sample is a uniformly random wait for the next minute (0-60 s)
   plus a measured ``send_mail`` process started right after the commit.
-- ``send_mail --loop``: its idle sleep, ``MAILER_LOOP_IDLE_SECONDS`` (5 s).
+- ``send_mail --loop``: woken like ``runmailer`` (for due mail), at the
+  latest after ``MAILER_LOOP_IDLE_SECONDS`` (5 s).
 - ``runmailer``: LISTEN/NOTIFY on PostgreSQL; on SQLite the poll,
   ``MAILER_POLL_SECONDS`` (0.5 s).
 - ``tasks (db_worker)``: ``MAILER_USE_TASKS`` enqueues a task on commit and
