@@ -119,3 +119,50 @@ def check_unsubscribe_url(app_configs: Any = None, **kwargs: Any) -> list:
             id="mailer.W002",
         )
     ]
+
+
+@register(Tags.compatibility)
+def check_tasks(app_configs: Any = None, **kwargs: Any) -> list:
+    """``MAILER_USE_TASKS`` needs the tasks framework and a backend that runs
+    tasks elsewhere: Django's default, ``ImmediateBackend``, would send the
+    whole queue inside the web request that queued one email."""
+    if not settings.USE_TASKS:
+        return []
+    try:
+        from mailer.worker.tasks import task_backend
+
+        backend = task_backend()
+    except ImportError as error:
+        return [
+            Error(
+                f"MAILER_USE_TASKS is on, but {error}",
+                hint="pip install 'django-mailer-jobs[tasks]' (Django 5.2), or "
+                "use Django 6.0+.",
+                id="mailer.E004",
+            )
+        ]
+    except Exception as error:  # noqa: BLE001 - reported, not raised
+        return [
+            Error(
+                f"MAILER_USE_TASKS is on, but the task backend "
+                f"{settings.TASK_BACKEND!r} cannot be loaded: {error}",
+                hint="Configure it in TASKS, or set MAILER_TASK_BACKEND.",
+                id="mailer.E005",
+            )
+        ]
+    if type(backend).__name__ in ("ImmediateBackend", "DummyBackend"):
+        return [
+            Warning(
+                f"MAILER_USE_TASKS is on with {type(backend).__name__}: the mail "
+                "tasks "
+                + (
+                    "run inside the request that queues the mail."
+                    if type(backend).__name__ == "ImmediateBackend"
+                    else "are stored and never run."
+                ),
+                hint="Use a backend with a worker, e.g. "
+                "'django_tasks_db.DatabaseBackend' and 'manage.py db_worker'.",
+                id="mailer.W003",
+            )
+        ]
+    return []

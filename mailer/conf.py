@@ -153,5 +153,41 @@ class MailerSettings:
         defaults to the host of ``MAILER_SITE_URL``."""
         return self._get("MAILER_LIST_ID_DOMAIN", None)
 
+    # -- waking workers (mailer/worker/) ---------------------------------------
+
+    @property
+    def POLL_SECONDS(self) -> float | None:
+        """Where PostgreSQL's LISTEN/NOTIFY is not available (SQLite): how often
+        an idle ``runmailer`` asks the database, with one indexed query,
+        whether mail or a job is waiting. ``None``: only every
+        ``MAILER_EMPTY_QUEUE_SLEEP``, as django-mailer did."""
+        value = self._get("MAILER_POLL_SECONDS", 0.5)
+        return None if value is None else float(value)
+
+    @property
+    def USE_TASKS(self) -> bool:
+        """Queuing mail or confirming a job enqueues a task in Django's tasks
+        framework (on commit, at most one waiting task of each kind)."""
+        return bool(self._get("MAILER_USE_TASKS", False))
+
+    @property
+    def TASK_BACKEND(self) -> str:
+        """The ``TASKS`` alias the mail tasks are enqueued on."""
+        return self._get("MAILER_TASK_BACKEND", "default")
+
+    @property
+    def TASK_LEASE(self) -> timedelta:
+        """How long an enqueued task counts as waiting: no second task of its
+        kind is enqueued meanwhile. A task the backend lost is replaced after
+        this (the mail itself waits in the queue, never in the task)."""
+        return timedelta(seconds=self._get("MAILER_TASK_LEASE_SECONDS", 60))
+
+    @property
+    def STATUS_MAX_AGE(self) -> float | None:
+        """``mailer_status --check``: seconds the oldest due message may wait
+        before the check fails (``--max-age`` overrides it)."""
+        value = self._get("MAILER_STATUS_MAX_AGE", None)
+        return None if value is None else float(value)
+
 
 settings = MailerSettings()

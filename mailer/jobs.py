@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import models, transaction
+from django.db import models, router, transaction
 from django.db.models import Count, Q
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import render_to_string
@@ -281,7 +281,14 @@ def create_job(
     if announced_object is not None:
         job.content_type = ContentType.objects.get_for_model(announced_object)
         job.object_id = str(announced_object.pk)
-    job.save(force_insert=True)
+    # Wake a worker to expand it once the editor's transaction commits: the
+    # row and its NOTIFY commit together (no savepoint inside a caller's
+    # transaction).
+    from mailer.worker.wakeup import EXPAND, announce
+
+    with transaction.atomic(using=router.db_for_write(MessageJob), savepoint=False):
+        job.save(force_insert=True)
+        announce(EXPAND, using=job._state.db)
     return job
 
 
@@ -387,6 +394,9 @@ def retry_failed(jobs: models.QuerySet) -> int:
         jobs.filter(status=JobStatus.DONE).update(
             status=JobStatus.QUEUED, finished_at=None
         )
+        from mailer.worker.wakeup import SEND, announce
+
+        announce(SEND)
     return count
 
 

@@ -289,3 +289,27 @@ class DontSendEntry(models.Model):
 
         self.address = normalize(self.address)
         super().save(*args, **kwargs)
+
+
+class WorkerState(models.Model):
+    """A few named facts the workers share across processes and hosts.
+
+    Two kinds of row, each a handful in all (see ``mailer/worker/``):
+
+    - ``task:send`` / ``task:expand``: a task of that kind is waiting in the
+      site's task backend until ``until`` (a short lease), so queuing more
+      mail meanwhile enqueues no second one;
+    - ``run:last``: the outcome of the last send run (``value``: when, error,
+      relay host and port), read by ``mailer_status`` for health checks.
+    """
+
+    key = models.CharField(max_length=40, primary_key=True)
+    until = models.DateTimeField(null=True, blank=True)
+    value = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("worker state")
+
+    def __str__(self) -> str:
+        return self.key

@@ -15,7 +15,7 @@ from datetime import timezone as dt_timezone
 
 from django.conf import settings as django_settings
 from django.core.mail import EmailMessage
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 
 from mailer.addresses import envelope_address
@@ -132,7 +132,12 @@ def enqueue(
 ) -> Message:
     """Queue one email; return its ``Message``."""
     message = build(email_message, priority=priority)
-    message.save(force_insert=True)
+    # One transaction for the row and its NOTIFY (no savepoint inside a
+    # caller's transaction): the wake-up is sent if and only if the mail is
+    # committed.
+    with transaction.atomic(using=router.db_for_write(Message), savepoint=False):
+        message.save(force_insert=True)
+        _wake(message)
     return message
 
 
@@ -143,4 +148,15 @@ def enqueue_many(
     written."""
     messages = [build(m, priority=priority) for m in email_messages]
     with transaction.atomic():
-        return Message.objects.bulk_create(messages)
+        saved = Message.objects.bulk_create(messages)
+        _wake(*saved)
+    return saved
+
+
+def _wake(*messages: Message) -> None:
+    """Wake a worker when this transaction commits (mailer/worker/wakeup.py);
+    held mail waits for ``retry_deferred`` and wakes nobody."""
+    if any(m.status == MessageStatus.QUEUED for m in messages):
+        from mailer.worker.wakeup import SEND, announce
+
+        announce(SEND, using=messages[0]._state.db)

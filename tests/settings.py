@@ -61,3 +61,18 @@ MAILER_SITE_URL = "https://news.example.com"
 DEFAULT_FROM_EMAIL = "The Daily <news@example.com>"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Django's tasks framework (mailer/worker/tasks.py): django-tasks-db stores
+# the tasks in this database and ``manage.py db_worker`` runs them. On Django
+# 5.2 the framework itself is the django-tasks backport. Tests opt in with
+# MAILER_USE_TASKS (worker subprocesses: the environment variable).
+from importlib.util import find_spec  # noqa: E402
+
+if find_spec("django_tasks_db"):
+    import django  # noqa: E402
+
+    if django.VERSION < (6, 0):
+        INSTALLED_APPS.append("django_tasks")
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+MAILER_USE_TASKS = os.environ.get("MAILER_TEST_USE_TASKS") == "1"

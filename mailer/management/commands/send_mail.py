@@ -12,6 +12,8 @@ from mailer.conf import settings
 from mailer.engine import SendResult, send_queued
 from mailer.progress import SendProgress
 from mailer.retention import purge_sent_bodies
+from mailer.worker.health import record_run
+from mailer.worker.wakeup import open_waiter, wait_for_work
 
 
 class Command(BaseCommand):
@@ -71,6 +73,10 @@ class Command(BaseCommand):
             stop_requested = True
 
         previous = signal.signal(signal.SIGTERM, request_stop)
+        # --loop: LISTEN (PostgreSQL) before the first run, or poll for due
+        # mail (jobs are process_mail_jobs' work), so new mail ends the idle
+        # sleep at once.
+        waiter = open_waiter(jobs=False) if loop else None
         try:
             while True:
                 result = send_queued(
@@ -81,6 +87,7 @@ class Command(BaseCommand):
                     should_stop=lambda: stop_requested,
                     on_progress=SendProgress(max_messages),
                 )
+                record_run(result)  # for mailer_status (mailer/worker/health.py)
                 if not loop or result.attempted or result.suppressed or result.error:
                     self._print(result)
                 # Sent single mail may carry live links (password resets); its
@@ -94,11 +101,17 @@ class Command(BaseCommand):
                     break
                 if result.stop_reason == "queue empty" or result.error:
                     idle = idle_seconds or settings.LOOP_IDLE_SECONDS
+                    if waiter is not None and not result.error:
+                        # Woken early by new mail (mailer/worker/wakeup.py).
+                        wait_for_work(waiter, idle, lambda: stop_requested)
+                        continue
                     deadline = time.monotonic() + idle
                     while not stop_requested and time.monotonic() < deadline:
                         time.sleep(min(0.2, idle))
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if waiter is not None:
+                waiter.close()
 
     def _print(self, result: SendResult) -> None:
         self.stdout.write(result.summary())
