@@ -60,6 +60,11 @@ logger = logging.getLogger("mailer.engine")
 #: Reconnects tried for one message before it is deferred instead.
 MAX_RECONNECTS_PER_MESSAGE = 2
 
+#: Seconds of lease a message must have left beyond its time budget to be
+#: started (else the claim is renewed first). The lease is measured from
+#: before the claim was sent, so the database's lease ends no sooner.
+LEASE_MARGIN = 0.25
+
 #: Pauses between tries to record an outcome after the database connection
 #: broke: about 16 s in all, enough for a PostgreSQL restart or failover.
 RECORD_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -275,7 +280,7 @@ class Sender:
             # with a relay slower than the lease). Renewing covers the whole
             # rest of the batch in one UPDATE.
             budget = self.connection.budget(len(data))
-            if self._lease_until - time.monotonic() <= budget + 1:
+            if self._lease_until - time.monotonic() <= budget + LEASE_MARGIN:
                 renewing_at = time.monotonic()
                 held = renew(token, [m.id for m in batch[index:]])
                 self._lease_until = renewing_at + lease

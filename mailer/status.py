@@ -40,6 +40,7 @@ class QueueStatus:
                 f"{progress['sent']} sent, {progress['deferred']} deferred, "
                 f"{progress['failed']} failed, {progress['suppressed']} suppressed, "
                 f"{job.skipped_count} skipped"
+                + _in_doubt(progress)
             )
         return "\n".join(lines)
 
@@ -65,3 +66,13 @@ def queue_status(*, recent_jobs: int = 10) -> QueueStatus:
     )[:recent_jobs]
     status.jobs = [(job, job_progress(job)) for job in jobs]
     return status
+
+
+def _in_doubt(progress: dict[str, int]) -> str:
+    """The job's messages in doubt (maybe delivered; retried later, or held
+    for an operator), shown only when there are any."""
+    waiting = progress.get("in_doubt", 0)
+    held = progress.get("in_doubt_held", 0)
+    if not waiting and not held:
+        return ""
+    return f", {waiting + held} in doubt ({held} held)"

@@ -59,3 +59,25 @@ MAILER_SITE_URL = "https://news.example.com"
 DEFAULT_FROM_EMAIL = "The Daily <news@example.com>"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Worker processes of the timeout and clock tests: an unset EMAIL_TIMEOUT
+# ("none", Django's default), a small MAILER_SMTP_TIMEOUT, a skewed clock.
+if os.environ.get("MAILER_TEST_EMAIL_TIMEOUT"):
+    _timeout = os.environ["MAILER_TEST_EMAIL_TIMEOUT"]
+    globals().update(
+        queue_then_smtp(
+            "127.0.0.1", SMTP_PORT, timeout=None if _timeout == "none" else float(_timeout)
+        )
+    )
+elif MAILER_LEASE_SECONDS < 30:
+    # Short test leases (2 s in test_crashes) need a short SMTP timeout: a
+    # lease must outlast 3 of them (check mailer.E010).
+    globals().update(
+        queue_then_smtp("127.0.0.1", SMTP_PORT, timeout=MAILER_LEASE_SECONDS / 3)
+    )
+if os.environ.get("MAILER_TEST_SMTP_TIMEOUT"):
+    MAILER_SMTP_TIMEOUT = float(os.environ["MAILER_TEST_SMTP_TIMEOUT"])
+if os.environ.get("MAILER_TEST_CLOCK_OFFSET"):
+    from mailer.testing.clock import shift
+
+    shift(float(os.environ["MAILER_TEST_CLOCK_OFFSET"]))
