@@ -181,7 +181,7 @@ class SendingConnection:
                 recipients,
                 data,
                 deadline=deadline,
-                budget=budget,
+                budget=self.timeout,
                 mail_options=self.mail_options,
                 rcpt_options=self.rcpt_options,
             )

@@ -128,7 +128,7 @@ def exchange(
     :param data: the RFC 5322 message, CRLF line endings; dot-stuffed here.
     :param deadline: ``time.monotonic()`` by which the final reply must have
         come; each reply is awaited at most until then.
-    :param budget: the length of that budget in seconds (for messages).
+    :param budget: the timeout to name in error messages (seconds).
     :param mail_options: ESMTP parameters of MAIL FROM (``BODY=8BITMIME``,
         ``SMTPUTF8``, ``SIZE=n``; RFC 6152, 6531, 1870).
     :param rcpt_options: ESMTP parameters of every RCPT TO.
