@@ -7,12 +7,12 @@ from typing import Any
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from mailer.conf import QUEUE_BACKEND, settings
 from mailer.compat import (
     mailers_configured,
     sending_backend_path,
     sending_backend_timeout,
 )
+from mailer.conf import QUEUE_BACKEND, settings
 
 
 def _is_queue_backend(path: str) -> bool:

@@ -93,9 +93,7 @@ def renew(token: str, ids: list[int], *, now: datetime | None = None) -> set[int
     (the renewal came too late), cancelled, or released: not ours to send.
     """
     held = Message.objects.pending().filter(claim_token=token, id__in=ids)
-    renewed = held.update(
-        due_at=now + settings.LEASE if now else DbNow(settings.LEASE)
-    )
+    renewed = held.update(due_at=now + settings.LEASE if now else DbNow(settings.LEASE))
     if renewed == len(ids):
         return set(ids)
     return set(held.values_list("id", flat=True))

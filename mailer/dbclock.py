@@ -54,7 +54,9 @@ def sqlite_offset(seconds: float | None) -> str | None:
     return None if seconds is None else f"{seconds:+.6f} seconds"
 
 
-POSTGRESQL_NOW = "(STATEMENT_TIMESTAMP() + CAST(%s AS double precision) * INTERVAL '1 second')"
+POSTGRESQL_NOW = (
+    "(STATEMENT_TIMESTAMP() + CAST(%s AS double precision) * INTERVAL '1 second')"
+)
 
 
 class DbNow(Func):

@@ -22,23 +22,19 @@ budget; the lease is renewed before it runs short.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from django.core.mail.utils import DNS_NAME
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 
 from mailer import outcomes
-from mailer.addresses import envelope_address, normalize
+from mailer.addresses import normalize
 from mailer.claim import claim_batch, release, renew
-from mailer.compose import JobTemplate
 from mailer.conf import settings
 from mailer.connections import SendingConnection
 from mailer.dbclock import DbNow
@@ -46,14 +42,13 @@ from mailer.models import (
     DontSendEntry,
     LogResult,
     Message,
-    MessageJob,
     MessageLog,
     MessageStatus,
     SuppressionReason,
 )
 from mailer.outcomes import Outcome, Verdict
 from mailer.records import OutcomeWriter
-from mailer.unsubscribe import UnsubscribeLinks, site_domain
+from mailer.sending.build import MessageBuilder, without_blocked
 
 logger = logging.getLogger("mailer.engine")
 
@@ -159,10 +154,8 @@ class Sender:
         self.should_stop = should_stop
         self.on_progress = on_progress
         self.connection = SendingConnection()
-        self.templates: dict[int, JobTemplate | Exception] = {}
-        self.links = UnsubscribeLinks()
+        self.builder = MessageBuilder()
         self.writer = OutcomeWriter()
-        self.domain = site_domain() or DNS_NAME.get_fqdn()
         self.result = SendResult()
         self._first_send_at: float | None = None
         #: time.monotonic() by which the current batch's lease surely ends
@@ -243,7 +236,7 @@ class Sender:
             )
         }
         batch = [by_id[i] for i in ids if i in by_id]
-        suppressed = self._suppressed_among(batch)
+        suppressed = self.builder.suppressed_among(batch)
         lease = settings.LEASE.total_seconds()
         self._lease_until = claimed_at + lease
         held = set(ids)
@@ -271,7 +264,7 @@ class Sender:
                 continue
             skipped: list[str] = []
             if not is_job_mail and suppressed:
-                recipients, skipped = _without_blocked(recipients, suppressed)
+                recipients, skipped = without_blocked(recipients, suppressed)
                 if not recipients:
                     self._record(message, token, LogResult.SUPPRESSED, None)
                     continue
@@ -313,100 +306,9 @@ class Sender:
 
     # -- one message ------------------------------------------------------------
 
-    def _suppressed_among(self, batch: list[Message]) -> dict[str, str]:
-        """The don't-send entries (normalised address -> reason) that concern
-        this batch: the reader of job mail, every envelope recipient of single
-        mail. Checked right before sending, one query per batch: an
-        unsubscribe that arrived after the job was expanded still stops the
-        email."""
-        addresses: set[str] = set()
-        for message in batch:
-            if message.job_id is None and message.envelope_to:
-                addresses.update(normalize(a) for a in message.envelope_to)
-            else:
-                addresses.add(normalize(message.to_address))
-        return dict(
-            DontSendEntry.objects.filter(address__in=addresses).values_list(
-                "address", "reason"
-            )
-        )
-
-    def _message_id(self, message: Message) -> str:
-        """The job email's Message-ID, fixed for its whole life.
-
-        Stored on the row with the first attempt's outcome and reused from
-        there; before that it is derived from the row itself (job, message,
-        a keyed hash under ``SECRET_KEY`` so ids of two sites never meet), so
-        even an attempt whose outcome a ``kill -9`` lost went out with the
-        same id as every later one. Receivers de-duplicate on it (RFC 5322
-        3.6.4), which is what makes retrying a message in doubt safe.
-        """
-        if message.message_id:
-            return message.message_id
-        key = f"{message.job_id}.{message.pk}"
-        tag = salted_hmac("mailer.message-id", key, algorithm="sha256").hexdigest()
-        return f"<{key}.{tag[:16]}@{self.domain}>"
-
-    def _template(self, job_id: int) -> JobTemplate:
-        template = self.templates.get(job_id)
-        if template is None:
-            job = MessageJob.objects.defer("recipients").get(pk=job_id)
-            headers = dict(job.headers or {})
-            if job.list_id:
-                headers.setdefault("List-Id", f"<{job.list_id}.{self.domain}>")
-            if self.links.enabled:
-                headers.setdefault(
-                    "List-Unsubscribe-Post", "List-Unsubscribe=One-Click"
-                )
-            try:
-                template = JobTemplate(
-                    subject=job.subject,
-                    from_email=job.from_email,
-                    body_text=job.body_text,
-                    body_html=job.body_html,
-                    headers=headers,
-                    message_id_domain=self.domain,
-                )
-            except Exception as error:  # noqa: BLE001 - remembered, fails each message
-                template = error
-            self.templates[job_id] = template
-        if isinstance(template, Exception):
-            raise template
-        return template
-
     def _build(self, message: Message) -> tuple[str, list[str], bytes, str]:
-        # Addresses were validated at the door (or at expansion), and are
-        # validated again here, at a microsecond each: a row can reach the
-        # queue without passing the door (an older version, an edit in the
-        # database), and a relay may well take ``not-an-address`` as a local
-        # mailbox (found by tests/test_bad_input.py). An invalid one fails
-        # this message only.
-        if message.job_id is None:
-            # Case-insensitive duplicates go once (the don't-send list's rule):
-            # ten thousand spellings of one address are one mailbox, not ten
-            # thousand RCPTs of the same email (found by test_bad_input.py).
-            recipients: dict[str, str] = {}
-            for address in message.envelope_to or [message.to_address]:
-                spec = envelope_address(address)
-                recipients.setdefault(normalize(spec), spec)
-            return (
-                message.envelope_from,
-                list(recipients.values()),
-                bytes(message.mime),
-                message.message_id,
-            )
-        template = self._template(message.job_id)
-        to = envelope_address(message.to_address)
-        url = self.links.url(message.to_address, message.job_id)
-        values = {**(message.context or {}), "email": message.to_address}
-        values["unsubscribe_url"] = url
-        data, message_id = template.render(
-            to,
-            values,
-            extra_headers=self.links.headers(url),
-            message_id=self._message_id(message),
-        )
-        return template.envelope_from, [to], data, message_id
+        """(envelope from, recipients, bytes, Message-ID) of ``message``."""
+        return self.builder.build(message)
 
     def _deliver(
         self,
@@ -484,34 +386,14 @@ class Sender:
         if result is LogResult.SUPPRESSED:
             status = MessageStatus.SUPPRESSED
             self.result.suppressed += 1
-        elif outcome.verdict is Verdict.SENT:
-            result, status = LogResult.SENT, MessageStatus.SENT
-            self.result.sent += 1
-        elif outcome.verdict is Verdict.IN_DOUBT:
-            in_doubt_added = 1
-            status, due_in, outcome = outcomes.in_doubt(message.in_doubt + 1, outcome)
-            result = LogResult.IN_DOUBT
-            self.result.in_doubt += 1
-        elif outcome.verdict is Verdict.DEFERRED and attempt < settings.MAX_ATTEMPTS:
-            result, status = LogResult.DEFERRED, MessageStatus.DEFERRED
-            due_in = outcomes.backoff(attempt).total_seconds()
-            self.result.deferred += 1
-        elif message.in_doubt:
-            # An earlier attempt of this email ended in doubt: it may have
-            # been delivered, so it is never called failed; it is held for an
-            # operator to look at.
-            result, status = LogResult.IN_DOUBT, MessageStatus.IN_DOUBT_HELD
-            outcome = outcomes.held_after_doubt(outcome, attempt)
-            self.result.in_doubt += 1
         else:
-            result, status = LogResult.FAILED, MessageStatus.FAILED
-            if outcome.verdict is Verdict.DEFERRED:
-                outcome = Outcome(
-                    Verdict.FAILED,
-                    outcome.code,
-                    f"gave up after {attempt} attempts: {outcome.reply}",
-                )
-            self.result.failed += 1
+            decision = outcomes.decide(
+                outcome, attempt=attempt, in_doubt_before=message.in_doubt
+            )
+            result, status, outcome = decision.result, decision.status, decision.outcome
+            due_in, in_doubt_added = decision.due_in, decision.in_doubt_added
+            counter = decision.counter
+            setattr(self.result, counter, getattr(self.result, counter) + 1)
         self._write(
             message=message,
             token=token,
@@ -564,23 +446,6 @@ class Sender:
                 # Django reconnects on the next query once this is closed.
                 _close_quietly(db)
                 time.sleep(delay)
-
-
-def _without_blocked(
-    recipients: list[str], entries: dict[str, str]
-) -> tuple[list[str], list[str]]:
-    """Split single mail's envelope into (kept, skipped) by the don't-send
-    list. An unsubscribe is from the newsletters: a reader who left them
-    still gets their password reset. A bounce, a complaint or an entry the
-    staff made stops all mail to the address."""
-    kept, skipped = [], []
-    for address in recipients:
-        reason = entries.get(normalize(address))
-        if reason is None or reason == SuppressionReason.UNSUBSCRIBED:
-            kept.append(address)
-        else:
-            skipped.append(address)
-    return kept, skipped
 
 
 def _first_line(error: BaseException) -> str:

@@ -174,9 +174,7 @@ class Message(models.Model):
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     #: Attempts that ended in doubt (no reply after the end of DATA). A
     #: database default too, so raw INSERTs (expansion) need not name it.
-    in_doubt = models.PositiveSmallIntegerField(
-        _("in doubt"), default=0, db_default=0
-    )
+    in_doubt = models.PositiveSmallIntegerField(_("in doubt"), default=0, db_default=0)
     to_address = models.CharField(
         _("to"),
         max_length=320,

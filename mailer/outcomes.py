@@ -232,3 +232,66 @@ def held_after_doubt(outcome: Outcome, attempt: int) -> Outcome:
         f"attempt {attempt} refused ({code}{outcome.reply}); not marked failed: "
         "an earlier attempt ended in doubt and may have been delivered",
     )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one attempt's outcome does to its message."""
+
+    #: ``LogResult`` of the attempt and new ``MessageStatus`` of the message.
+    result: int
+    status: int
+    #: Seconds (from the database's now) until due again; None: leaves the queue.
+    due_in: float | None
+    #: 1 when this attempt ended in doubt.
+    in_doubt_added: int
+    #: The outcome to log (its reply may gain a note).
+    outcome: Outcome
+    #: The ``SendResult`` counter it adds to: sent, deferred, failed, in_doubt.
+    counter: str
+
+
+def decide(outcome: Outcome, *, attempt: int, in_doubt_before: int) -> Decision:
+    """The rules, in one place: ``outcome`` of attempt number ``attempt`` of
+    a message that ended in doubt ``in_doubt_before`` times before.
+
+    - sent: leaves the queue;
+    - in doubt: see :func:`in_doubt`;
+    - 4xx (or any deferral) below ``MAILER_MAX_ATTEMPTS``: due after
+      :func:`backoff`;
+    - a refusal, or the attempt cap, of a message that was in doubt before:
+      held, never failed (:func:`held_after_doubt`);
+    - otherwise: failed for good.
+    """
+    from mailer.models import LogResult, MessageStatus
+
+    if outcome.verdict is Verdict.SENT:
+        return Decision(LogResult.SENT, MessageStatus.SENT, None, 0, outcome, "sent")
+    if outcome.verdict is Verdict.IN_DOUBT:
+        status, due_in, noted = in_doubt(in_doubt_before + 1, outcome)
+        return Decision(LogResult.IN_DOUBT, status, due_in, 1, noted, "in_doubt")
+    if outcome.verdict is Verdict.DEFERRED and attempt < settings.MAX_ATTEMPTS:
+        return Decision(
+            LogResult.DEFERRED,
+            MessageStatus.DEFERRED,
+            backoff(attempt).total_seconds(),
+            0,
+            outcome,
+            "deferred",
+        )
+    if in_doubt_before:
+        return Decision(
+            LogResult.IN_DOUBT,
+            MessageStatus.IN_DOUBT_HELD,
+            None,
+            0,
+            held_after_doubt(outcome, attempt),
+            "in_doubt",
+        )
+    if outcome.verdict is Verdict.DEFERRED:
+        outcome = Outcome(
+            Verdict.FAILED,
+            outcome.code,
+            f"gave up after {attempt} attempts: {outcome.reply}",
+        )
+    return Decision(LogResult.FAILED, MessageStatus.FAILED, None, 0, outcome, "failed")

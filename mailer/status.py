@@ -39,8 +39,7 @@ class QueueStatus:
                 f"{job.expanded_count}/{job.recipient_count} expanded, "
                 f"{progress['sent']} sent, {progress['deferred']} deferred, "
                 f"{progress['failed']} failed, {progress['suppressed']} suppressed, "
-                f"{job.skipped_count} skipped"
-                + _in_doubt(progress)
+                f"{job.skipped_count} skipped" + _in_doubt(progress)
             )
         return "\n".join(lines)
 

@@ -66,7 +66,9 @@ if os.environ.get("MAILER_TEST_EMAIL_TIMEOUT"):
     _timeout = os.environ["MAILER_TEST_EMAIL_TIMEOUT"]
     globals().update(
         queue_then_smtp(
-            "127.0.0.1", SMTP_PORT, timeout=None if _timeout == "none" else float(_timeout)
+            "127.0.0.1",
+            SMTP_PORT,
+            timeout=None if _timeout == "none" else float(_timeout),
         )
     )
 elif MAILER_LEASE_SECONDS < 30:

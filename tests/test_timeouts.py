@@ -51,9 +51,7 @@ def test_without_email_timeout_the_mailer_timeout_applies(settings):
     assert SendingConnection().timeout == 4
 
 
-def test_a_silent_relay_ends_the_run_with_the_relay_named_and_exit_2(
-    env, smtp_server
-):
+def test_a_silent_relay_ends_the_run_with_the_relay_named_and_exit_2(env, smtp_server):
     """It accepts the TCP connection and never greets. Before: send_mail
     --max-seconds 5 never ended and ignored SIGTERM."""
     fill_single(addresses(5, "silent"))
