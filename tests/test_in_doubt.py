@@ -220,3 +220,38 @@ def test_a_dropped_connection_before_the_end_of_data_is_retried_at_once(relay):
 
     assert (result.sent, result.in_doubt) == (3, 0)
     assert set(relay.counts.values()) == {1}
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_cron_cycles_against_a_slow_final_reply_deliver_at_most_two_copies(
+    worker_env, smtp_server
+):
+    """The issue's case with real processes: the relay stores at "." and
+    answers after the timeout (2 s against 1 s); five cron minutes of
+    send_mail and retry_deferred. Before: 15 copies, and "failed"."""
+    from tests.conftest import run_command
+    from tests.faultlib import check_ok, fill_single, report
+
+    env = {**worker_env, "MAILER_TEST_EMAIL_TIMEOUT": "1"}
+    fill_single(["slow@example.com"])
+    smtp_server.stall_after_data(2.0)
+
+    runs = []
+    for _ in range(5):
+        runs.append(check_ok(run_command(env, "send_mail")))
+        assert run_command(env, "retry_deferred").returncode == 0
+        make_in_doubt_due()
+
+    row = report(
+        "final reply after the timeout, 5 cron cycles",
+        ["slow@example.com"],
+        smtp_server.counts,
+    )
+    assert smtp_server.counts["slow@example.com"] == 2
+    assert row["duplicates"] == 1
+    assert [r["in_doubt"] for r in runs] == [1, 1, 0, 0, 0]
+    assert sum(r["failed"] for r in runs) == 0
+    message = Message.objects.get()
+    assert message.status == MessageStatus.IN_DOUBT_HELD
+    assert len(set(message_ids(smtp_server, "slow@example.com"))) == 1

@@ -826,6 +826,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="stop after S seconds (default 3600; always bounded)",
     )
     parser.add_argument(
+        "--reply-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait S seconds before every reply, the greeting included "
+        "(a relay far away)",
+    )
+    parser.add_argument(
         "--ready-file", metavar="PATH", help="write the port here once listening"
     )
     parser.add_argument(
@@ -839,6 +847,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--exit-after must be at least 1")
     if not args.max_seconds > 0:
         parser.error("--max-seconds must be positive")
+    if args.reply_delay < 0:
+        parser.error("--reply-delay must be >= 0")
     return args
 
 
@@ -877,6 +887,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
+        server.delay_replies(args.reply_delay)
         try:
             server.start()
         except OSError as error:
