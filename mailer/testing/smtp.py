@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from types import FrameType, TracebackType
@@ -97,6 +97,10 @@ class ReceivedEmail:
     session_id: int
     #: time.monotonic() when the message was accepted.
     received_at: float
+    #: ESMTP parameters of MAIL FROM (``["BODY=8BITMIME", "SIZE=1234"]``)
+    #: and of the RCPTs, as the client sent them.
+    mail_options: list[str] = field(default_factory=list)
+    rcpt_options: list[str] = field(default_factory=list)
 
     @property
     def message(self) -> EmailMessage:
@@ -755,6 +759,8 @@ class SMTPTestServer:
             data=envelope.original_content or b"",
             session_id=session.session_id,
             received_at=time.monotonic(),
+            mail_options=list(envelope.mail_options),
+            rcpt_options=list(envelope.rcpt_options),
         )
         with self._cond:
             if self.keep_data:
