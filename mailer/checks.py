@@ -10,7 +10,6 @@ from django.utils.module_loading import import_string
 from mailer.compat import (
     mailers_configured,
     sending_backend_path,
-    sending_backend_timeout,
 )
 from mailer.conf import QUEUE_BACKEND, settings
 
@@ -116,7 +115,7 @@ def check_lease(app_configs: Any = None, **kwargs: Any) -> list:
     shorter than a few timeouts it would renew before nearly every message,
     and a lease shorter than one would let a second worker take a message
     that is still on the wire (the duplicates of issue 11)."""
-    timeout = sending_backend_timeout() or settings.SMTP_TIMEOUT
+    timeout = settings.EFFECTIVE_SMTP_TIMEOUT
     lease = settings.LEASE.total_seconds()
     if lease < LEASE_TIMEOUTS * timeout:
         return [

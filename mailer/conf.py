@@ -82,9 +82,22 @@ class MailerSettings:
         """How long a claim lasts before another worker may take the message
         over (a crashed worker's claims come back after this). A live worker
         renews its claims before they run short, so this only bounds how long
-        a killed worker's mail waits. At least 3 SMTP timeouts (check
-        ``mailer.E010``)."""
-        return timedelta(seconds=self._get("MAILER_LEASE_SECONDS", 45))
+        a killed worker's mail waits. Default: 45 s, or 3 SMTP timeouts when
+        that is longer (``EMAIL_TIMEOUT = 30`` gives 90 s); a value set here
+        must be at least 3 SMTP timeouts (check ``mailer.E010``)."""
+        seconds = self._get("MAILER_LEASE_SECONDS", None)
+        if seconds is None:
+            seconds = max(45.0, 3 * self.EFFECTIVE_SMTP_TIMEOUT)
+        return timedelta(seconds=seconds)
+
+    @property
+    def EFFECTIVE_SMTP_TIMEOUT(self) -> float:
+        """Not a setting: the SMTP timeout in force, in seconds: the sending
+        backend's (``EMAIL_TIMEOUT`` or the ``MAILERS`` alias's ``timeout``),
+        else ``MAILER_SMTP_TIMEOUT``."""
+        from mailer.compat import sending_backend_timeout
+
+        return float(sending_backend_timeout() or self.SMTP_TIMEOUT)
 
     @property
     def SMTP_TIMEOUT(self) -> float:

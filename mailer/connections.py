@@ -78,7 +78,7 @@ class SendingConnection:
         #: (``BODY=8BITMIME``, ``SMTPUTF8``, ``SIZE=n``), set by the caller.
         self.mail_options: list[str] = []
         self.rcpt_options: list[str] = []
-        self._timeout = sending_backend_timeout() or settings.SMTP_TIMEOUT
+        self._timeout = settings.EFFECTIVE_SMTP_TIMEOUT
 
     @property
     def is_smtp(self) -> bool:

@@ -137,6 +137,12 @@ def test_the_default_lease_is_short_and_fits_the_default_timeout(settings):
 
     assert mailer_settings.LEASE.total_seconds() == 45
     assert not [e for e in run_checks() if e.id == "mailer.E010"]
+    # A site with EMAIL_TIMEOUT = 30 gets a lease of 3 timeouts, not an error.
+    settings.EMAIL_TIMEOUT = 30
+    if hasattr(settings, "MAILERS"):
+        settings.MAILERS["smtp"]["OPTIONS"]["timeout"] = 30
+    assert mailer_settings.LEASE.total_seconds() == 90
+    assert not [e for e in run_checks() if e.id == "mailer.E010"]
 
 
 def test_in_process_the_message_budget_bounds_a_slow_relay(mailserver, settings):

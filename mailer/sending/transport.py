@@ -147,6 +147,12 @@ def exchange(
         _arm(smtp, deadline)
         smtp.ehlo_or_helo_if_needed()
         options = list(mail_options) if smtp.does_esmtp else []
+        # RFC 1870, as smtplib's sendmail() does: a relay that advertises
+        # SIZE refuses an oversized message at MAIL FROM, before its bytes.
+        if smtp.has_extn("size") and not any(
+            o.upper().startswith("SIZE=") for o in options
+        ):
+            options.append(f"SIZE={len(data)}")
         stage = MAIL
         _arm(smtp, deadline)
         code, reply = smtp.mail(envelope_from, options)
