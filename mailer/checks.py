@@ -7,8 +7,11 @@ from typing import Any
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
+from mailer.compat import (
+    mailers_configured,
+    sending_backend_path,
+)
 from mailer.conf import QUEUE_BACKEND, settings
-from mailer.connections import mailers_configured, sending_backend_path
 
 
 def _is_queue_backend(path: str) -> bool:
@@ -163,6 +166,39 @@ def check_tasks(app_configs: Any = None, **kwargs: Any) -> list:
                 hint="Use a backend with a worker, e.g. "
                 "'django_tasks_db.DatabaseBackend' and 'manage.py db_worker'.",
                 id="mailer.W003",
+            )
+        ]
+    return []
+
+
+#: A lease must outlast this many SMTP timeouts (see ``check_lease``).
+LEASE_TIMEOUTS = 3
+
+
+@register(Tags.compatibility)
+def check_lease(app_configs: Any = None, **kwargs: Any) -> list:
+    """``MAILER_LEASE_SECONDS`` must be at least 3 SMTP timeouts.
+
+    A worker starts a message only while its lease outlasts the message's
+    time budget (one SMTP timeout), renewing first if needed; with a lease
+    shorter than a few timeouts it would renew before nearly every message,
+    and a lease shorter than one would let a second worker take a message
+    that is still on the wire (the duplicates of issue 11)."""
+    timeout = settings.EFFECTIVE_SMTP_TIMEOUT
+    lease = settings.LEASE.total_seconds()
+    if lease < LEASE_TIMEOUTS * timeout:
+        return [
+            Error(
+                f"MAILER_LEASE_SECONDS is {lease:g}, shorter than "
+                f"{LEASE_TIMEOUTS} SMTP timeouts ({LEASE_TIMEOUTS} x {timeout:g} s): "
+                "a message could still be on the wire when another worker "
+                "takes it over.",
+                hint=(
+                    f"Set MAILER_LEASE_SECONDS to at least "
+                    f"{LEASE_TIMEOUTS * timeout:g}, or lower EMAIL_TIMEOUT "
+                    "(MAILER_SMTP_TIMEOUT when EMAIL_TIMEOUT is unset)."
+                ),
+                id="mailer.E010",
             )
         ]
     return []

@@ -329,12 +329,15 @@ class JobTemplate:
         values: Mapping[str, Any],
         *,
         extra_headers: Mapping[str, str] | None = None,
+        message_id: str | None = None,
     ) -> tuple[bytes, str]:
         """One recipient's message: the bytes and its ``Message-ID``.
 
         ``to_address`` must be a valid bare address, with an internationalised
-        domain already in punycode (see ``addresses.envelope_address``)."""
-        message_id = make_msgid(domain=self.message_id_domain)
+        domain already in punycode (see ``addresses.envelope_address``).
+        ``message_id`` (``<...@...>``) is the email's fixed id, the same on
+        every attempt; a new one is made when it is not given."""
+        message_id = message_id or make_msgid(domain=self.message_id_domain)
         # A per-recipient value may hold line breaks (a postal address). In the
         # bodies they must become CRLF, as Django would write them: a bare LF
         # or CR on the wire is refused by many servers (SMTP smuggling

@@ -80,8 +80,46 @@ class MailerSettings:
     @property
     def LEASE(self) -> timedelta:
         """How long a claim lasts before another worker may take the message
-        over (a crashed worker's claims come back after this)."""
-        return timedelta(seconds=self._get("MAILER_LEASE_SECONDS", 300))
+        over (a crashed worker's claims come back after this). A live worker
+        renews its claims before they run short, so this only bounds how long
+        a killed worker's mail waits. Default: 45 s, or 3 SMTP timeouts when
+        that is longer (``EMAIL_TIMEOUT = 30`` gives 90 s); a value set here
+        must be at least 3 SMTP timeouts (check ``mailer.E010``)."""
+        seconds = self._get("MAILER_LEASE_SECONDS", None)
+        if seconds is None:
+            seconds = max(45.0, 3 * self.EFFECTIVE_SMTP_TIMEOUT)
+        return timedelta(seconds=seconds)
+
+    @property
+    def EFFECTIVE_SMTP_TIMEOUT(self) -> float:
+        """Not a setting: the SMTP timeout in force, in seconds: the sending
+        backend's (``EMAIL_TIMEOUT`` or the ``MAILERS`` alias's ``timeout``),
+        else ``MAILER_SMTP_TIMEOUT``."""
+        from mailer.compat import sending_backend_timeout
+
+        return float(sending_backend_timeout() or self.SMTP_TIMEOUT)
+
+    @property
+    def SMTP_TIMEOUT(self) -> float:
+        """Seconds to wait for an SMTP connection or any one reply when
+        Django's ``EMAIL_TIMEOUT`` (or the ``MAILERS`` alias's ``timeout``) is
+        unset; Django's own default is to wait for ever. One message's whole
+        exchange is bounded by it too (plus its upload at 1 MiB/s)."""
+        return float(self._get("MAILER_SMTP_TIMEOUT", 15))
+
+    @property
+    def IN_DOUBT_RETRY(self) -> timedelta:
+        """How long a message *in doubt* (the relay went silent after the end
+        of its DATA, so it may have been delivered) waits before it is tried
+        again, with the same Message-ID."""
+        return timedelta(seconds=self._get("MAILER_IN_DOUBT_RETRY_SECONDS", 20 * 60))
+
+    @property
+    def IN_DOUBT_MAX_RETRIES(self) -> int:
+        """Retries of a message in doubt; after that it stays "in doubt, not
+        retried" until an operator releases it (``retry_deferred
+        --in-doubt``). Each retry may deliver one more copy."""
+        return int(self._get("MAILER_IN_DOUBT_MAX_RETRIES", 1))
 
     @property
     def MAX_ATTEMPTS(self) -> int:

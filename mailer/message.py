@@ -22,16 +22,10 @@ from email.message import Message as StdlibMessage
 from email.mime.base import MIMEBase
 from typing import Any
 
-import django
 from django.core import mail
 
 from mailer.addresses import normalize
-
-#: Django 6.0 builds messages with the modern ``email`` API and takes a policy;
-#: its ``attach()`` takes ``MIMEPart`` objects (``MIMEBase`` is deprecated).
-#: (The same flag as ``connections.MODERN_EMAIL_API``; one home for both once
-#: the Django-version code lives in ``compat.py``.)
-MODERN_EMAIL_API = django.VERSION >= (6, 0)
+from mailer.compat import MODERN_EMAIL_API
 
 
 def serialize(email_message: mail.EmailMessage) -> tuple[bytes, str]:

@@ -33,10 +33,20 @@ class MessageStatus(models.IntegerChoices):
     FAILED = 3, _("failed")
     SUPPRESSED = 4, _("suppressed")
     CANCELLED = 5, _("cancelled")
+    #: The relay went silent after the end of DATA: it may have the message.
+    #: Tried again later (``MAILER_IN_DOUBT_RETRY_SECONDS``), same Message-ID.
+    IN_DOUBT = 6, _("in doubt")
+    #: In doubt and out of retries: never sent again by itself, never called
+    #: failed (it may have been delivered). An operator can release it.
+    IN_DOUBT_HELD = 7, _("in doubt, not retried")
 
 
 #: Statuses still waiting to go out; the claim index covers only these rows.
-PENDING_STATUSES = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
+PENDING_STATUSES = (
+    MessageStatus.QUEUED,
+    MessageStatus.DEFERRED,
+    MessageStatus.IN_DOUBT,
+)
 
 
 class JobStatus(models.TextChoices):
@@ -54,6 +64,8 @@ class LogResult(models.IntegerChoices):
     SUPPRESSED = 4, _("suppressed")
     CANCELLED = 5, _("cancelled")
     SKIPPED = 6, _("skipped at expansion")
+    #: No reply after the end of DATA (timeout, reset): maybe delivered.
+    IN_DOUBT = 7, _("in doubt")
 
 
 class MessageJob(models.Model):
@@ -164,6 +176,9 @@ class Message(models.Model):
     due_at = models.DateTimeField(_("due"), null=True, blank=True, default=timezone.now)
     claim_token = models.CharField(max_length=32, null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    #: Attempts that ended in doubt (no reply after the end of DATA). A
+    #: database default too, so raw INSERTs (expansion) need not name it.
+    in_doubt = models.PositiveSmallIntegerField(_("in doubt"), default=0, db_default=0)
     to_address = models.CharField(
         _("to"),
         max_length=320,

@@ -13,6 +13,15 @@ Every sending error is judged here and nowhere else:
   server is not taking mail at all: stop the run, as below.
 - The server cannot be reached at all (refused, timed out, TLS or login
   failure): stop the run and give every claim back; no attempt is burned.
+- No reply after the final "." of DATA was sent (a timeout, a reset, the
+  connection closed): *in doubt*. The relay may have the message, so it is
+  never sent again on the spot; it is tried again later
+  (``MAILER_IN_DOUBT_RETRY_SECONDS``) with the same Message-ID, at most
+  ``MAILER_IN_DOUBT_MAX_RETRIES`` times, then held as "in doubt, not
+  retried". A message that may have been delivered is never called failed.
+- The relay answers too slowly before the final "." (one message's budget,
+  see ``SendingConnection.budget``, ran out): nothing was delivered; stop the
+  run like for a relay that is down.
 - Anything else a non-SMTP backend raises: deferred (we cannot tell a
   permanent API error from a passing one, and retrying a few times is cheaper
   than losing an email).
@@ -29,6 +38,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from mailer.conf import settings
+from mailer.sending.transport import ExchangeTimeout, InDoubt
 
 
 class Verdict(enum.Enum):
@@ -37,6 +47,7 @@ class Verdict(enum.Enum):
     FAILED = "failed"
     RECONNECT = "reconnect"
     STOP = "stop"
+    IN_DOUBT = "in doubt"
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,10 @@ def sent(refused: dict[str, tuple[int, bytes]]) -> Outcome:
 
 def classify(error: BaseException) -> Outcome:
     """Judge an exception raised while sending one message."""
+    if isinstance(error, InDoubt):
+        return Outcome(Verdict.IN_DOUBT, None, str(error))
+    if isinstance(error, ExchangeTimeout):
+        return Outcome(Verdict.STOP, None, str(error))
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         # Every recipient was refused. The mildest reply decides: if any
         # recipient might be accepted later, the message is worth retrying.
@@ -148,9 +163,12 @@ def refused_service(error: BaseException, *, fresh_connection: bool) -> str | No
     return None
 
 
-def connect_failure(error: BaseException) -> str | None:
+def connect_failure(
+    error: BaseException, *, where: str = "the mail server", timeout: float = 0
+) -> str | None:
     """If ``error`` (raised while opening a connection) means the server
-    cannot be reached, return a one-line reason; else ``None``."""
+    cannot be reached, return a one-line reason naming it (``where``,
+    ``host:port``); else ``None``."""
     if isinstance(
         error,
         (
@@ -163,7 +181,9 @@ def connect_failure(error: BaseException) -> str | None:
         ),
     ):
         detail = str(error) or type(error).__name__
-        return f"cannot connect to the mail server: {detail}"
+        if timeout and (isinstance(error, TimeoutError) or "timed out" in detail):
+            detail = f"timed out after {timeout:g} s"
+        return f"cannot connect to {where}: {detail}"
     return None
 
 
@@ -173,3 +193,105 @@ def backoff(attempts: int) -> timedelta:
     base = settings.RETRY_BACKOFF
     delay = base * (2 ** max(attempts - 1, 0))
     return min(delay, settings.RETRY_BACKOFF_MAX)
+
+
+def in_doubt(events: int, outcome: Outcome) -> tuple[int, float | None, Outcome]:
+    """What becomes of a message after its ``events``-th attempt in doubt:
+    ``(status, seconds until due or None, outcome to log)``.
+
+    Retried later, not on the spot: the relay that went silent after the end
+    of DATA may still deliver it, and a retry at once on a new connection is
+    how one slow reply became 3 copies. The retry goes out with the same
+    Message-ID, so receivers that de-duplicate show one. After
+    ``MAILER_IN_DOUBT_MAX_RETRIES`` retries the message is held (never
+    failed: it may have been delivered) until an operator releases it.
+    """
+    from mailer.models import MessageStatus
+
+    retries = settings.IN_DOUBT_MAX_RETRIES
+    if events <= retries:
+        delay = settings.IN_DOUBT_RETRY.total_seconds()
+        note = f"{outcome.reply}; retried in {delay:g} s with the same Message-ID"
+        return MessageStatus.IN_DOUBT, delay, Outcome(Verdict.IN_DOUBT, None, note)
+    note = (
+        f"{outcome.reply}; in doubt {events} times, not retried "
+        f"(MAILER_IN_DOUBT_MAX_RETRIES = {retries}); "
+        "release it with retry_deferred --in-doubt"
+    )
+    return MessageStatus.IN_DOUBT_HELD, None, Outcome(Verdict.IN_DOUBT, None, note)
+
+
+def held_after_doubt(outcome: Outcome, attempt: int) -> Outcome:
+    """A refusal (5xx, or a 4xx at the attempt cap) of a message that was in
+    doubt before: logged and held, never "failed", since the earlier attempt
+    may have been delivered."""
+    code = f"{outcome.code} " if outcome.code else ""
+    return Outcome(
+        Verdict.IN_DOUBT,
+        outcome.code,
+        f"attempt {attempt} refused ({code}{outcome.reply}); not marked failed: "
+        "an earlier attempt ended in doubt and may have been delivered",
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one attempt's outcome does to its message."""
+
+    #: ``LogResult`` of the attempt and new ``MessageStatus`` of the message.
+    result: int
+    status: int
+    #: Seconds (from the database's now) until due again; None: leaves the queue.
+    due_in: float | None
+    #: 1 when this attempt ended in doubt.
+    in_doubt_added: int
+    #: The outcome to log (its reply may gain a note).
+    outcome: Outcome
+    #: The ``SendResult`` counter it adds to: sent, deferred, failed, in_doubt.
+    counter: str
+
+
+def decide(outcome: Outcome, *, attempt: int, in_doubt_before: int) -> Decision:
+    """The rules, in one place: ``outcome`` of attempt number ``attempt`` of
+    a message that ended in doubt ``in_doubt_before`` times before.
+
+    - sent: leaves the queue;
+    - in doubt: see :func:`in_doubt`;
+    - 4xx (or any deferral) below ``MAILER_MAX_ATTEMPTS``: due after
+      :func:`backoff`;
+    - a refusal, or the attempt cap, of a message that was in doubt before:
+      held, never failed (:func:`held_after_doubt`);
+    - otherwise: failed for good.
+    """
+    from mailer.models import LogResult, MessageStatus
+
+    if outcome.verdict is Verdict.SENT:
+        return Decision(LogResult.SENT, MessageStatus.SENT, None, 0, outcome, "sent")
+    if outcome.verdict is Verdict.IN_DOUBT:
+        status, due_in, noted = in_doubt(in_doubt_before + 1, outcome)
+        return Decision(LogResult.IN_DOUBT, status, due_in, 1, noted, "in_doubt")
+    if outcome.verdict is Verdict.DEFERRED and attempt < settings.MAX_ATTEMPTS:
+        return Decision(
+            LogResult.DEFERRED,
+            MessageStatus.DEFERRED,
+            backoff(attempt).total_seconds(),
+            0,
+            outcome,
+            "deferred",
+        )
+    if in_doubt_before:
+        return Decision(
+            LogResult.IN_DOUBT,
+            MessageStatus.IN_DOUBT_HELD,
+            None,
+            0,
+            held_after_doubt(outcome, attempt),
+            "in_doubt",
+        )
+    if outcome.verdict is Verdict.DEFERRED:
+        outcome = Outcome(
+            Verdict.FAILED,
+            outcome.code,
+            f"gave up after {attempt} attempts: {outcome.reply}",
+        )
+    return Decision(LogResult.FAILED, MessageStatus.FAILED, None, 0, outcome, "failed")

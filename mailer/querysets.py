@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import models
-from django.utils import timezone
 
 
 class MessageQuerySet(models.QuerySet):
@@ -22,8 +21,13 @@ class MessageQuerySet(models.QuerySet):
         until the lease runs out; a message that left the queue has no
         ``due_at``. This one filter is the whole claim rule, and it matches
         the partial index ``mailer_message_claim`` on every database.
+
+        "Now" is the database's (``mailer.dbclock``), not this process's,
+        unless ``now`` is given.
         """
-        return self.filter(due_at__lte=now or timezone.now()).order_by(
+        from mailer.dbclock import DbNow
+
+        return self.filter(due_at__lte=now or DbNow()).order_by(
             "priority", "due_at", "id"
         )
 

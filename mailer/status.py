@@ -98,7 +98,7 @@ class QueueStatus:
                 f"{job.expanded_count}/{job.recipient_count} expanded, "
                 f"{progress['sent']} sent, {progress['deferred']} deferred, "
                 f"{progress['failed']} failed, {progress['suppressed']} suppressed, "
-                f"{job.skipped_count} skipped"
+                f"{job.skipped_count} skipped" + _in_doubt(progress)
             )
         return "\n".join(lines)
 
@@ -127,3 +127,13 @@ def queue_status(*, recent_jobs: int = 10) -> QueueStatus:
 
     status.last_run = last_run()
     return status
+
+
+def _in_doubt(progress: dict[str, int]) -> str:
+    """The job's messages in doubt (maybe delivered; retried later, or held
+    for an operator), shown only when there are any."""
+    waiting = progress.get("in_doubt", 0)
+    held = progress.get("in_doubt_held", 0)
+    if not waiting and not held:
+        return ""
+    return f", {waiting + held} in doubt ({held} held)"

@@ -34,7 +34,8 @@ from tests.conftest import start_command
 
 #: ``send_mail``'s one summary line.
 SUMMARY = re.compile(
-    r"sent (\d+), deferred (\d+), failed (\d+), suppressed (\d+) in (\d+\.\d\d)s "
+    r"sent (\d+), deferred (\d+), failed (\d+), suppressed (\d+)"
+    r"(?:, in doubt (\d+))? in (\d+\.\d\d)s "
     r"\(\d+\.\d/s\); stopped: ([a-z ]+)"
 )
 
@@ -213,12 +214,13 @@ def summary(out: str) -> dict:
     """The numbers of ``send_mail``'s summary line in ``out``."""
     match = SUMMARY.search(out)
     assert match, f"no summary line in {out!r}"
-    sent, deferred, failed, suppressed, seconds, reason = match.groups()
+    sent, deferred, failed, suppressed, in_doubt, seconds, reason = match.groups()
     return {
         "sent": int(sent),
         "deferred": int(deferred),
         "failed": int(failed),
         "suppressed": int(suppressed),
+        "in_doubt": int(in_doubt or 0),
         "seconds": float(seconds),
         "stopped": reason.strip(),
     }

@@ -76,3 +76,26 @@ if find_spec("django_tasks_db"):
     INSTALLED_APPS.append("django_tasks_db")
     TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 MAILER_USE_TASKS = os.environ.get("MAILER_TEST_USE_TASKS") == "1"
+# Worker processes of the timeout and clock tests: an unset EMAIL_TIMEOUT
+# ("none", Django's default), a small MAILER_SMTP_TIMEOUT, a skewed clock.
+if os.environ.get("MAILER_TEST_EMAIL_TIMEOUT"):
+    _timeout = os.environ["MAILER_TEST_EMAIL_TIMEOUT"]
+    globals().update(
+        queue_then_smtp(
+            "127.0.0.1",
+            SMTP_PORT,
+            timeout=None if _timeout == "none" else float(_timeout),
+        )
+    )
+elif MAILER_LEASE_SECONDS < 30:
+    # Short test leases (2 s in test_crashes) need a short SMTP timeout: a
+    # lease must outlast 3 of them (check mailer.E010).
+    globals().update(
+        queue_then_smtp("127.0.0.1", SMTP_PORT, timeout=MAILER_LEASE_SECONDS / 3)
+    )
+if os.environ.get("MAILER_TEST_SMTP_TIMEOUT"):
+    MAILER_SMTP_TIMEOUT = float(os.environ["MAILER_TEST_SMTP_TIMEOUT"])
+if os.environ.get("MAILER_TEST_CLOCK_OFFSET"):
+    from mailer.testing.clock import shift
+
+    shift(float(os.environ["MAILER_TEST_CLOCK_OFFSET"]))

@@ -128,7 +128,7 @@ def test_send_mail_exits_non_zero_with_a_one_line_reason_when_the_server_is_down
     done = run_command(worker_env, "send_mail")
 
     # ECONNREFUSED is 111 on Linux, 61 on macOS.
-    reason = r"cannot connect to the mail server: \[Errno \d+\] Connection refused"
+    reason = r"cannot connect to 127\.0\.0\.1:\d+: \[Errno \d+\] Connection refused"
     assert done.returncode == 2
     assert re.fullmatch(f"CommandError: {reason}\n", done.stderr), done.stderr
     assert summary(

@@ -400,7 +400,9 @@ def test_claims_of_a_killed_worker_wait_for_their_lease(worker_env, smtp_server)
     """The other half of the rule: nobody takes a live claim. Right after a
     kill, a new run leaves the dead worker's batch alone; once the lease has
     run out, the next run sends it."""
-    lease = 4
+    # Long enough for a second run (Django start-up included) to finish
+    # inside it on a loaded 2-core machine.
+    lease = 8
     env = {**worker_env, "MAILER_TEST_LEASE_SECONDS": str(lease)}
     recipients = addresses(200, "lease")
     fill_single(recipients)

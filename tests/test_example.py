@@ -128,7 +128,7 @@ def test_demo_fails_when_mail_does_not_arrive(example_env):
     assert summary(done.stdout)["Not sent"] == "3 queued"
     assert summary(done.stdout)["Readers without email"] == "3"
     assert done.stderr.splitlines() == [
-        "send_mail: cannot connect to the mail server: [Errno 111] Connection refused",
+        "send_mail: cannot connect to 127.0.0.1:1: [Errno 111] Connection refused",
         "CommandError: Not every one of the 3 readers got exactly one email",
     ]
 
