@@ -45,6 +45,7 @@ and gives back what it has claimed and not started.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -52,6 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from django.db import connections as databases
+from django.db import router
 
 from mailer.claim import claim_batch
 from mailer.engine import Limits, Sender, SendResult, _Stop
@@ -98,9 +100,12 @@ class PoolResult(SendResult):
         line = (
             f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}, "
             f"suppressed {self.suppressed} in {self.seconds:.2f}s "
-            f"({self.rate:.1f}/s); stopped: {self.stop_reason}; "
-            f"{self.parallel} connections"
+            f"({self.rate:.1f}/s); stopped: {self.stop_reason}"
         )
+        if self.attempted:
+            # Only when something was sent: an empty queue's run (cron's
+            # every minute) prints the same line as with one connection.
+            line += f"; {self.parallel} connections"
         if self.error:
             line += f"; error: {self.error}"
         return line
@@ -113,6 +118,10 @@ class _Pool:
 
     def __init__(self, limits: Limits, parallel: int) -> None:
         self.lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._serialize_writes = databases[router.db_for_write(Message)].vendor == (
+            "sqlite"
+        )
         self.stop = threading.Event()
         self.parallel = parallel
         #: Messages the connections may still claim; None: no limit.
@@ -129,16 +138,31 @@ class _Pool:
 
     def claim(self, size: int) -> tuple[str, list[int]]:
         if self.budget is None:
-            return claim_batch(size)
+            with self.writing():
+                return claim_batch(size)
         # Budget and claim under one lock: two connections must not both
         # claim the last message's slot. Held only when --max-messages is set.
-        with self.lock:
+        with self.lock, self.writing():
             size = min(size, self.budget)
             if size <= 0:
                 raise _Stop("message limit")
             token, ids = claim_batch(size)
             self.budget -= len(ids)
         return token, ids
+
+    def writing(self) -> contextlib.AbstractContextManager:
+        """Held around each database write of a connection, on SQLite.
+
+        SQLite lets one connection write at a time and makes the others wait
+        in its busy handler, which sleeps in steps of up to 100 ms; with
+        several threads of one process queueing that way (and, without WAL,
+        readers holding off every commit) writes fail with "database is
+        locked" after the busy timeout: found with 16 connections on a new
+        project's default SQLite settings. The connections of one run take
+        turns in the process instead; SQLite's own lock then only arbitrates
+        between processes. PostgreSQL writes rows, not the database: no lock.
+        """
+        return self._write_lock if self._serialize_writes else contextlib.nullcontext()
 
     def wait_for_slot(self, deadline: float | None) -> None:
         """Sleep until this message's slot: slot k starts k / throttle
@@ -173,6 +197,10 @@ class _PooledSender(Sender):
 
     def _throttle(self, started: float, deadline: float | None) -> None:
         self.pool.wait_for_slot(deadline)
+
+    def _write(self, **values) -> None:
+        with self.pool.writing():
+            super()._write(**values)
 
 
 def send_over_pool(
