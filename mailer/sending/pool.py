@@ -137,6 +137,10 @@ class _Pool:
         self.ended = threading.Event()
 
     def claim(self, size: int) -> tuple[str, list[int]]:
+        if self.stop.is_set():
+            # Another connection stopped the run since this one last looked:
+            # claiming now would take back the mail it just released.
+            raise _Stop("stop requested")
         if self.budget is None:
             with self.writing():
                 return claim_batch(size)
