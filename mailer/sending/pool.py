@@ -50,7 +50,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 from django.db import connections as databases
 from django.db import router
@@ -97,17 +97,12 @@ class PoolResult(SendResult):
     parallel: int = 1
 
     def summary(self) -> str:
-        line = (
-            f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}, "
-            f"suppressed {self.suppressed} in {self.seconds:.2f}s "
-            f"({self.rate:.1f}/s); stopped: {self.stop_reason}"
-        )
+        line = super().summary()
         if self.attempted:
             # Only when something was sent: an empty queue's run (cron's
             # every minute) prints the same line as with one connection.
-            line += f"; {self.parallel} connections"
-        if self.error:
-            line += f"; error: {self.error}"
+            head, sep, error = line.partition("; error: ")
+            line = f"{head}; {self.parallel} connections{sep}{error}"
         return line
 
 
@@ -310,6 +305,15 @@ def send_over_pool(
     return total
 
 
+#: The counters of a run (sent, deferred, ..., batches, connections,
+#: released): every int field of SendResult, summed over the connections.
+_COUNTS = [
+    f.name
+    for f in fields(SendResult)
+    if isinstance(getattr(SendResult(), f.name), int)
+    and not isinstance(getattr(SendResult(), f.name), bool)
+]
+
 #: Why a run stopped, most telling first: the reason of the whole run is the
 #: first of these that any connection gave.
 _REASONS = ("stop requested", "time limit", "message limit", "queue empty")
@@ -321,15 +325,7 @@ def _total(
     with pool.lock:
         parts = [s.result for s in pool.senders] if live else list(pool.results)
     total = PoolResult(parallel=pool.parallel)
-    for name in (
-        "sent",
-        "deferred",
-        "failed",
-        "suppressed",
-        "batches",
-        "connections",
-        "released",
-    ):
+    for name in _COUNTS:
         setattr(total, name, sum(getattr(part, name) for part in parts))
     for part in parts:
         total.messages.extend(part.messages)
