@@ -34,6 +34,7 @@ from tests.faultlib import (
     fill_single,
     nothing_claimed,
     reap_processes,  # noqa: F401 - autouse: kills workers a failed test left
+    report,
     start,
     summary,
     wait_for_mail,
@@ -413,6 +414,7 @@ def test_sigterm_stops_four_connections_without_loss_or_duplicates(
     assert nothing_claimed()  # no lease to wait for
     rest = check_ok(run_command(worker_env, "send_mail", "--connections", "4"))
 
+    report("SIGTERM to send_mail --connections 4", recipients, smtp_server.counts)
     delivered = received(smtp_server)
     assert first["sent"] + rest["sent"] == 1000
     assert sorted(delivered) == sorted(recipients)
@@ -439,6 +441,13 @@ def test_kill_9_of_a_worker_with_four_connections(worker_env, smtp_server):
     sent_before = smtp_server.count  # the last in-flight DATA has its reply
     rest = check_ok(run_command(env, "send_mail", "--connections", "4"))
 
+    report(
+        "kill -9 of send_mail --connections 4",
+        recipients,
+        smtp_server.counts,
+        kills=1,
+        sent_before_kill=sent_before,
+    )
     delivered = received(smtp_server)
     assert set(delivered) == set(recipients)  # none lost
     assert duplicates(delivered) <= 4  # at most the one in flight per connection
