@@ -40,6 +40,7 @@ from tests.faultlib import (
     wait_for_mail,
     wait_until,
 )
+from tests.test_chroniker import chroniker_job, progress_reports  # noqa: F401
 
 # Every connection thread has its own database connection, which sees only
 # committed rows: no test transaction around these tests.
@@ -389,6 +390,26 @@ def test_the_setting_chooses_the_number_of_connections(mailserver, settings):
     result = send_queued()
 
     assert (result.parallel, result.sent, mailserver.connections) == (3, 300, 3)
+
+
+def test_progress_reaches_chroniker_from_the_commands_own_thread(
+    chroniker_job,  # noqa: F811 - fixture
+    progress_reports,  # noqa: F811 - fixture
+    mailserver,
+):
+    """chroniker keeps its running job in a thread-local, so progress must be
+    reported by the command's thread, not by the connections' threads."""
+    fill_single(addresses(40, "chron"))
+    mailserver.delay(0.01)
+    job = chroniker_job("send_mail", "--connections 4")
+
+    job.handle_run()
+
+    assert mailserver.count == 40
+    assert progress_reports, "no progress reached chroniker"
+    assert progress_reports[-1] == (40, 40)
+    done = [complete for _total, complete in progress_reports]
+    assert done == sorted(done)
 
 
 # -- other processes: SIGTERM and kill -9 --------------------------------------------

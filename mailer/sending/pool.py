@@ -315,6 +315,8 @@ def send_over_pool(
     total = _total(pool, started, cpu_started, live=False)
     if should_stop() and total.error is None:
         total.stop_reason = "stop requested"
+    if on_progress is not None and total.attempted + total.suppressed != reported:
+        on_progress(total)  # the last messages, sent after the last look
     return total
 
 
