@@ -12,6 +12,7 @@ really overlap. What the server received is read from its list of messages
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections import Counter
 from io import StringIO
@@ -40,7 +41,6 @@ from tests.faultlib import (
     wait_for_mail,
     wait_until,
 )
-from tests.test_chroniker import chroniker_job, progress_reports  # noqa: F401
 
 # Every connection thread has its own database connection, which sees only
 # committed rows: no test transaction around these tests.
@@ -392,24 +392,24 @@ def test_the_setting_chooses_the_number_of_connections(mailserver, settings):
     assert (result.parallel, result.sent, mailserver.connections) == (3, 300, 3)
 
 
-def test_progress_reaches_chroniker_from_the_commands_own_thread(
-    chroniker_job,  # noqa: F811 - fixture
-    progress_reports,  # noqa: F811 - fixture
-    mailserver,
-):
-    """chroniker keeps its running job in a thread-local, so progress must be
-    reported by the command's thread, not by the connections' threads."""
-    fill_single(addresses(40, "chron"))
+def test_progress_is_reported_from_the_callers_thread(mailserver):
+    """django-chroniker keeps the running job in a thread-local, so progress
+    must be reported by the command's thread, not by the connections'; the
+    last report is the run's total."""
+    fill_single(addresses(40, "progress"))
     mailserver.delay(0.01)
-    job = chroniker_job("send_mail", "--connections 4")
+    reports = []
 
-    job.handle_run()
+    def on_progress(result) -> None:
+        reports.append((threading.current_thread(), result.attempted))
 
-    assert mailserver.count == 40
-    assert progress_reports, "no progress reached chroniker"
-    assert progress_reports[-1] == (40, 40)
-    done = [complete for _total, complete in progress_reports]
+    result = send_queued(connections=4, on_progress=on_progress)
+
+    assert result.sent == 40
+    assert {thread for thread, _done in reports} == {threading.current_thread()}
+    done = [done for _thread, done in reports]
     assert done == sorted(done)
+    assert done[-1] == 40
 
 
 # -- other processes: SIGTERM and kill -9 --------------------------------------------
