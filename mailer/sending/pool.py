@@ -232,7 +232,9 @@ def send_over_pool(
     ``ceil(batch_size / parallel)`` messages at a time. ``on_progress`` is
     called in the caller's thread with the running totals (a
     :class:`PoolResult`) when they change. Each connection runs in a thread
-    of its own with its own database connection, closed when it ends.
+    of its own with its own database connection, closed when it ends; so it
+    sees committed rows only (mail queued inside the caller's open
+    transaction waits for the next run).
 
     :param parallel: number of connections, 1 to :data:`MAX_CONNECTIONS`.
     :raises ValueError: if ``parallel`` is out of range.
