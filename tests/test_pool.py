@@ -443,6 +443,31 @@ def test_sigterm_stops_four_connections_without_loss_or_duplicates(
 
 
 @pytest.mark.slow
+def test_a_loop_worker_with_four_connections_takes_new_mail_and_stops_cleanly(
+    worker_env, smtp_server
+):
+    first = addresses(300, "loop-a")
+    fill_single(first)
+    smtp_server.delay(0.002)
+    worker = start(
+        worker_env, "send_mail", "--loop", "--idle-seconds", "0.2", "--connections", "4"
+    )
+    assert wait_for_mail(smtp_server, 300, worker, timeout=60)
+    later = addresses(100, "loop-b")
+    fill_single(later)  # queued while the worker idles
+    assert wait_for_mail(smtp_server, 400, worker, timeout=60)
+    assert worker.poll() is None
+    worker.send_signal(signal.SIGTERM)
+    out, err = worker.communicate(timeout=60)
+
+    assert worker.returncode == 0, err
+    assert "error" not in out
+    assert sorted(received(smtp_server)) == sorted(first + later)
+    assert nothing_claimed()
+    assert one_sent_log_per_message()
+
+
+@pytest.mark.slow
 def test_kill_9_of_a_worker_with_four_connections(worker_env, smtp_server):
     lease = 2
     env = {**worker_env, "MAILER_TEST_LEASE_SECONDS": str(lease)}
