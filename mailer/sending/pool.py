@@ -16,11 +16,12 @@ email backends usable as they are (any ``EmailBackend``, django-anymail's
 ESPs), where asyncio would need an async SMTP client of its own beside them,
 and processes would need one Django start-up and one set of signal handlers
 each, for no gain while the GIL is not the bottleneck. Measured with
-``python benchmarks/connections.py`` (SQLite, the test server answering DATA
-after 25 ms, a loaded 2-core machine): 29-34 messages/s over 1 connection,
-56-60 over 2, 98-104 over 4, 139-180 over 8, 227-295 over 16; the CPU per
-message stays at 1.3-1.9 ms, so threads scale until the process's CPU is
-the limit. Against a server that answers at once, N makes little difference.
+``python benchmarks/connections.py`` (the test server answering DATA after
+25 ms, a shared 2-core machine), messages per second over 1, 2, 4, 8, 16
+connections: SQLite 29-34, 56-62, 98-110, 139-180, 227-295 (three runs);
+PostgreSQL 31, -, 98, 143, 227. Against a server that answers at once, N
+makes no difference (351, 357, 365 over 1, 4, 16): the process's CPU is the
+limit there, and it grows from 1.3 to 2.4 ms per message with 16 threads.
 The default, 4 (``MAILER_CONNECTIONS``), triples the rate to a distant relay
 and stays within the per-client connection limits smarthosts commonly set;
 an ESP or one's own relay can take 8-16.
