@@ -22,9 +22,14 @@ connections: SQLite 29-34, 56-62, 98-110, 139-180, 227-295 (three runs);
 PostgreSQL 31, -, 98, 143, 227. Against a server that answers at once, N
 makes no difference (351, 357, 365 over 1, 4, 16): the process's CPU is the
 limit there, and it grows from 1.3 to 2.4 ms per message with 16 threads.
-The default, 4 (``MAILER_CONNECTIONS``), triples the rate to a distant relay
-and stays within the per-client connection limits smarthosts commonly set;
-an ESP or one's own relay can take 8-16.
+Up to 4 connections the rate grows nearly N-fold; beyond 8 the process's
+CPU (one core, under the GIL) becomes the limit: 16 connections reach
+227-295, not 16 x 34. More than that comes from a second ``send_mail``
+process (processes share the queue safely), which is also what a
+process-based pool would have bought. The default, 4
+(``MAILER_CONNECTIONS``), triples the rate to a distant relay and stays
+within the per-client connection limits smarthosts commonly set; an ESP or
+one's own relay can take 8-16.
 
 Why each connection claims its own batches (rather than a dispatcher thread
 filling a shared priority queue): a connection's batch is exactly what
@@ -35,8 +40,8 @@ queue would need all of that again for messages claimed by one thread and
 sent by another. Priority still overtakes: every claim takes the most urgent
 due mail first, and each connection claims ``ceil(batch_size / N)`` messages
 at a time, so a password reset queued while a newsletter drains is taken by
-the next claim of any connection, behind at most about ``batch_size``
-messages of the whole pool (plus one in flight per connection): the same
+the next claim of any connection, behind at most ``batch_size`` messages
+of the whole pool (the batches the connections hold already): the same
 bound as with one connection, reached N times sooner (with the defaults and
 a relay 25 ms away: 25 messages of one connection, under a second). The
 extra cost is one claim query per ``batch_size / N`` messages, small next to
