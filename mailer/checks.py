@@ -202,3 +202,15 @@ def check_lease(app_configs: Any = None, **kwargs: Any) -> list:
             )
         ]
     return []
+
+
+@register(Tags.compatibility)
+def check_connections(app_configs: Any = None, **kwargs: Any) -> list:
+    """``MAILER_CONNECTIONS`` must be a number of connections the pool drives."""
+    from mailer.sending.pool import validate_connections
+
+    try:
+        validate_connections(settings.CONNECTIONS)
+    except ValueError as error:
+        return [Error(f"MAILER_CONNECTIONS: {error}.", id="mailer.E006")]
+    return []

@@ -14,6 +14,9 @@ from django.conf import settings as django_settings
 
 DEFAULT_SENDING_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 QUEUE_BACKEND = "mailer.backend.DbBackend"
+#: See ``MailerSettings.CONNECTIONS`` and the measurement in
+#: ``mailer/sending/pool.py``.
+DEFAULT_CONNECTIONS = 4
 
 
 class MailerSettings:
@@ -76,6 +79,13 @@ class MailerSettings:
         """Messages claimed at once. Small, so that high-priority mail queued
         meanwhile is claimed by the very next batch."""
         return int(self._get("MAILER_BATCH_SIZE", 100))
+
+    @property
+    def CONNECTIONS(self) -> int:
+        """SMTP connections one ``send_mail`` run drives at once (1 to
+        ``mailer.sending.pool.MAX_CONNECTIONS``). Parallel connections hide a
+        distant relay's latency; 1 sends everything over one connection."""
+        return self._get("MAILER_CONNECTIONS", DEFAULT_CONNECTIONS)
 
     @property
     def LEASE(self) -> timedelta:

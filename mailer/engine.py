@@ -177,7 +177,7 @@ class Sender:
                 if limits.max_messages is not None:
                     size = min(size, limits.max_messages - self._counted())
                 claimed_at = time.monotonic()
-                token, ids = claim_batch(size)
+                token, ids = self._claim(size)
                 if not ids:
                     result.stop_reason = "queue empty"
                     break
@@ -205,6 +205,11 @@ class Sender:
             result.seconds = time.monotonic() - started
             result.cpu_seconds = time.process_time() - cpu_started
         return result
+
+    def _claim(self, size: int) -> tuple[str, list[int]]:
+        """Claim the next batch (a hook: the connection pool shares one
+        ``max_messages`` budget among its connections here)."""
+        return claim_batch(size)
 
     def _counted(self) -> int:
         r = self.result
@@ -468,10 +473,14 @@ def send_queued(
     batch_size: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[SendResult], None] | None = None,
+    connections: int | None = None,
 ) -> SendResult:
     """Send due mail until the queue is empty or a limit is reached.
 
-    Limits left as ``None`` come from the ``MAILER_*`` settings.
+    Limits left as ``None`` come from the ``MAILER_*`` settings; so does
+    ``connections`` (``MAILER_CONNECTIONS``): with more than one, the run
+    drives that many SMTP connections at once (``mailer.sending.pool``), and
+    the limits apply to the whole run.
     """
     limits = Limits.from_settings(
         max_messages=max_messages,
@@ -479,6 +488,14 @@ def send_queued(
         throttle=throttle,
         batch_size=batch_size,
     )
+    if connections is None:
+        connections = settings.CONNECTIONS
+    if connections != 1:
+        from mailer.sending.pool import send_over_pool
+
+        return send_over_pool(
+            connections, limits, should_stop=should_stop, on_progress=on_progress
+        )
     return Sender(limits, should_stop=should_stop, on_progress=on_progress).run()
 
 

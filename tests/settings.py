@@ -56,6 +56,9 @@ SMTP_PORT = int(os.environ.get("MAILER_TEST_SMTP_PORT", "1"))
 # the fixtures (tests/conftest.py) through override_settings.
 globals().update(queue_then_smtp("127.0.0.1", SMTP_PORT, timeout=10))
 
+# One connection per run unless a test asks for more (tests/test_pool.py):
+# the rest of the suite checks the exact order and counts of one connection.
+MAILER_CONNECTIONS = 1
 MAILER_LEASE_SECONDS = int(os.environ.get("MAILER_TEST_LEASE_SECONDS", "300"))
 MAILER_SITE_URL = "https://news.example.com"
 DEFAULT_FROM_EMAIL = "The Daily <news@example.com>"

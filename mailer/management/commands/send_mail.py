@@ -18,7 +18,8 @@ from mailer.worker.wakeup import open_waiter, wait_for_work
 
 class Command(BaseCommand):
     help = (
-        "Send queued email by priority over one connection, within the limits. "
+        "Send queued email by priority over one or more connections, within the "
+        "limits. "
         "Exits non-zero when the mail server cannot be reached."
     )
 
@@ -35,6 +36,11 @@ class Command(BaseCommand):
             "--throttle", type=float, help="At most this many messages per second."
         )
         parser.add_argument("--batch-size", type=int, help="Messages claimed at once.")
+        parser.add_argument(
+            "--connections",
+            type=int,
+            help="SMTP connections to drive at once (MAILER_CONNECTIONS).",
+        )
         parser.add_argument(
             "--loop",
             action="store_true",
@@ -53,6 +59,7 @@ class Command(BaseCommand):
         max_seconds: float | None,
         throttle: float | None,
         batch_size: int | None,
+        connections: int | None,
         loop: bool,
         idle_seconds: float | None,
         **options: Any,
@@ -65,6 +72,13 @@ class Command(BaseCommand):
         ):
             if value is not None and value <= 0:
                 raise CommandError(f"{name} must be positive, not {value}")
+        if connections is not None:
+            from mailer.sending.pool import validate_connections
+
+            try:
+                validate_connections(connections)
+            except ValueError as error:
+                raise CommandError(f"--connections: {error}") from None
         stop_requested = False
 
         def request_stop(signum: int, frame: Any) -> None:
@@ -84,6 +98,7 @@ class Command(BaseCommand):
                     max_seconds=max_seconds,
                     throttle=throttle,
                     batch_size=batch_size,
+                    connections=connections,
                     should_stop=lambda: stop_requested,
                     on_progress=SendProgress(max_messages),
                 )
