@@ -324,7 +324,7 @@ def import_django_mailer(apps, schema_editor) -> None:
 
         table = ASIDE["mailer_dontsendentry"]
         if table in tables:
-            known = set(DontSendEntry.objects.using(db).values_list("address", flat=True))
+            known = set(DontSendEntry._default_manager.using(db).values_list("address", flat=True))
             entries = []
             from mailer.addresses import normalize
 
@@ -343,7 +343,7 @@ def import_django_mailer(apps, schema_editor) -> None:
                         created_at=_aware(row["when_added"], connection),
                     )
                 )
-            DontSendEntry.objects.using(db).bulk_create(entries, batch_size=CHUNK)
+            DontSendEntry._default_manager.using(db).bulk_create(entries, batch_size=CHUNK)
 
         table = ASIDE["mailer_messagelog"]
         if table in tables:
@@ -453,12 +453,12 @@ def _insert_new(model, objects: list, db: str, key: str = "id") -> None:
         return
     values = [getattr(o, key) for o in objects]
     existing = set(
-        model.objects.using(db)
+        model._default_manager.using(db)
         .filter(**{f"{key}__in": values})
         .values_list(key, flat=True)
     )
     new = [o for o in objects if getattr(o, key) not in existing]
-    model.objects.using(db).bulk_create(new, batch_size=CHUNK)
+    model._default_manager.using(db).bulk_create(new, batch_size=CHUNK)
 
 
 def _reset_sequences(connection, models: list) -> None:

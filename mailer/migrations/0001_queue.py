@@ -25,6 +25,7 @@ already copied.
 """
 
 import django.db.models.deletion
+import django.db.models.manager
 import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
@@ -109,7 +110,11 @@ class Migration(migrations.Migration):
             ],
             options={
                 'verbose_name': 'message',
+                'default_manager_name': 'all_objects',
             },
+            managers=[
+                ('all_objects', django.db.models.manager.Manager()),
+            ],
         ),
         migrations.CreateModel(
             name='MessageLog',
