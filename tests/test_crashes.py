@@ -222,7 +222,9 @@ def test_killed_expansion_leaves_exactly_one_message_per_recipient(env, stop):
     job.refresh_from_db()
     per_address = Counter(
         a.lower()
-        for a in Message.all_objects.filter(job=job).values_list("to_address", flat=True)
+        for a in Message.all_objects.filter(job=job).values_list(
+            "to_address", flat=True
+        )
     )
     emit(
         f"{signal.Signals(stop).name} x{interrupted} in process_mail_jobs (rows)",

@@ -72,7 +72,12 @@ def test_duplicates_in_any_case_are_queued_once():
 
     assert Message.all_objects.count() == 100
     assert (
-        len({a.lower() for a in Message.all_objects.values_list("to_address", flat=True)})
+        len(
+            {
+                a.lower()
+                for a in Message.all_objects.values_list("to_address", flat=True)
+            }
+        )
         == 100
     )
 

@@ -199,8 +199,7 @@ def test_a_django_mailer_site_migrates_and_sends_its_queue_exactly_once(
 
     # The queue: ids, priorities, order and held state carried over.
     rows = legacy.query(
-        "SELECT id, priority, status, attempts, subject FROM mailer_message "
-        "ORDER BY id"
+        "SELECT id, priority, status, attempts, subject FROM mailer_message ORDER BY id"
     )
     assert rows == [
         (2, 2, 1, 1, "Refused"),

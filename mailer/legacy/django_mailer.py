@@ -207,7 +207,9 @@ def _recipient_and_subject(data: str | None) -> tuple[str, str]:
 
 
 def _columns(connection, cursor, table: str) -> set[str]:
-    return {c.name for c in connection.introspection.get_table_description(cursor, table)}
+    return {
+        c.name for c in connection.introspection.get_table_description(cursor, table)
+    }
 
 
 def is_django_mailer_schema(connection) -> bool:
@@ -253,7 +255,7 @@ def _rows(cursor, table: str, columns: list[str], quote) -> Iterator[dict]:
         if not rows:
             return
         for row in rows:
-            yield dict(zip(columns, row))
+            yield dict(zip(columns, row, strict=True))
         last = rows[-1][0]
 
 
@@ -324,7 +326,11 @@ def import_django_mailer(apps, schema_editor) -> None:
 
         table = ASIDE["mailer_dontsendentry"]
         if table in tables:
-            known = set(DontSendEntry._default_manager.using(db).values_list("address", flat=True))
+            known = set(
+                DontSendEntry._default_manager.using(db).values_list(
+                    "address", flat=True
+                )
+            )
             entries = []
             from mailer.addresses import normalize
 
@@ -343,7 +349,9 @@ def import_django_mailer(apps, schema_editor) -> None:
                         created_at=_aware(row["when_added"], connection),
                     )
                 )
-            DontSendEntry._default_manager.using(db).bulk_create(entries, batch_size=CHUNK)
+            DontSendEntry._default_manager.using(db).bulk_create(
+                entries, batch_size=CHUNK
+            )
 
         table = ASIDE["mailer_messagelog"]
         if table in tables:

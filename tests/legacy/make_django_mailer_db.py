@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - the scripts run in the django-mailer virtualenv keep their long lines
 """Regenerate the committed django-mailer 2.3.2 database (tests/legacy/...).
 
 The switch tests migrate a database made by the REAL django-mailer 2.3.2 to
@@ -201,9 +202,7 @@ def postgres_schema(python: Path, env: dict[str, str], url: str) -> str:
     ).stdout
     statements = []
     for statement in dump.split(";\n"):
-        lines = [
-            ln for ln in statement.splitlines() if not ln.startswith(("--", "\\"))
-        ]
+        lines = [ln for ln in statement.splitlines() if not ln.startswith(("--", "\\"))]
         text = "\n".join(lines).strip()
         if text and not text.startswith(("SET ", "SELECT pg_catalog.set_config")):
             statements.append(text + ";")

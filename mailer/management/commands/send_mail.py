@@ -29,7 +29,9 @@ class Command(BaseCommand):
             "--max-seconds", type=float, help="Stop claiming new mail after this long."
         )
         parser.add_argument(
-            "--throttle", type=float, help="At most this many messages per second."
+            "--throttle",
+            type=float,
+            help="At most this many messages per second (MAILER_RATE).",
         )
         parser.add_argument("--batch-size", type=int, help="Messages claimed at once.")
         parser.add_argument(
@@ -42,6 +44,14 @@ class Command(BaseCommand):
             type=float,
             help="With --loop: sleep this long when the queue is empty.",
         )
+        parser.add_argument(
+            "-c",
+            "--cron",
+            type=int,
+            default=0,
+            help="django-mailer's option: 1 prints nothing unless something "
+            "was sent, deferred or failed (errors always show).",
+        )
 
     def handle(
         self,
@@ -52,6 +62,7 @@ class Command(BaseCommand):
         batch_size: int | None,
         loop: bool,
         idle_seconds: float | None,
+        cron: int = 0,
         **options: Any,
     ) -> None:
         for name, value in (
@@ -62,6 +73,11 @@ class Command(BaseCommand):
         ):
             if value is not None and value <= 0:
                 raise CommandError(f"{name} must be positive, not {value}")
+        if settings.PAUSE_SEND:
+            # django-mailer's MAILER_PAUSE_SEND: mail stays queued.
+            if not cron:
+                self.stdout.write("sending is paused (MAILER_PAUSE_SEND); nothing sent")
+            return
         stop_requested = False
 
         def request_stop(signum: int, frame: Any) -> None:
@@ -80,7 +96,8 @@ class Command(BaseCommand):
                     should_stop=lambda: stop_requested,
                     on_progress=SendProgress(max_messages),
                 )
-                if not loop or result.attempted or result.suppressed or result.error:
+                busy = result.attempted or result.suppressed or result.error
+                if busy or not (loop or cron):
                     self._print(result)
                 if result.error and not loop:
                     raise CommandError(result.error, returncode=2)
