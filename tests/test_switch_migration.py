@@ -80,7 +80,10 @@ class LegacyDatabase:
         if ON_POSTGRES:
             sql = sql.replace("?", "%s")
         with self.connect() as conn:
-            return [tuple(r) for r in conn.execute(sql, params).fetchall()]
+            cursor = conn.execute(sql, params)
+            if cursor.description is None:  # not a SELECT
+                return []
+            return [tuple(r) for r in cursor.fetchall()]
 
     def tables(self) -> set[str]:
         if ON_POSTGRES:
@@ -331,3 +334,41 @@ def test_a_pickle_naming_other_code_is_refused_and_kept_not_run(legacy, smtp_ser
     ]
     sent = legacy.manage(smtp_server.port, "send_mail")
     assert sent.stdout.startswith("sent 6,"), sent.stdout
+
+
+@pytest.mark.django_db
+def test_a_fresh_install_has_our_tables_and_no_set_aside_ones():
+    from django.db import connection
+    from django.db.migrations.recorder import MigrationRecorder
+
+    tables = set(connection.introspection.table_names())
+    assert {"mailer_message", "mailer_messagelog", "mailer_dontsendentry"} <= tables
+    assert not {t for t in tables if t.startswith("mailer_djm_")}
+    applied = {
+        name
+        for app, name in MigrationRecorder(connection).applied_migrations()
+        if app == "mailer"
+    }
+    assert {"0001_queue", "0002_from_django_mailer"} <= applied
+    assert "0001_initial" not in applied
+
+
+def test_a_database_of_our_prerelease_gets_a_clear_error(legacy, smtp_server):
+    """Our own pre-release called its first migration 0001_initial; such a
+    database already has our tables. migrate says what to do."""
+    legacy.create()
+    assert legacy.manage(smtp_server.port, "migrate", "mailer").returncode == 0
+    legacy.query("DELETE FROM django_migrations WHERE app = 'mailer'")
+    legacy.query(
+        "INSERT INTO django_migrations (app, name, applied) "
+        "VALUES ('mailer', '0001_initial', '2026-11-28 00:00:00')"
+    )
+    again = legacy.manage(smtp_server.port, "migrate", "mailer")
+    assert again.returncode == 1
+    assert "migrate mailer 0002_from_django_mailer --fake" in again.stderr
+    faked = legacy.manage(
+        smtp_server.port, "migrate", "mailer", "0002_from_django_mailer", "--fake"
+    )
+    assert faked.returncode == 0, faked.stderr
+    assert legacy.manage(smtp_server.port, "migrate").returncode == 0
+    assert legacy.query("SELECT count(*) FROM mailer_message") == [(8,)]

@@ -227,6 +227,7 @@ def set_aside(apps, schema_editor) -> None:
     names. Does nothing on a fresh database or one without them."""
     connection = schema_editor.connection
     if not is_django_mailer_schema(connection):
+        _refuse_our_prerelease_schema(connection)
         return
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
@@ -234,6 +235,25 @@ def set_aside(apps, schema_editor) -> None:
     for old, new in ASIDE.items():
         if old in existing and new not in existing:
             schema_editor.execute(f"ALTER TABLE {quote(old)} RENAME TO {quote(new)}")
+
+
+def _refuse_our_prerelease_schema(connection) -> None:
+    """A database made by our own pre-release, whose first migration was
+    called ``0001_initial``, already has our tables: creating them again
+    would fail with a bare "table already exists". Say what to do instead."""
+    with connection.cursor() as cursor:
+        if "mailer_message" not in connection.introspection.table_names(cursor):
+            return
+        if "claim_token" not in _columns(connection, cursor, "mailer_message"):
+            return
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "The mailer tables already exist in this database (made by a "
+        "pre-release of django-mailer-jobs whose first migration was "
+        "0001_initial). Record our renamed migrations as applied instead: "
+        "python manage.py migrate mailer 0002_from_django_mailer --fake"
+    )
 
 
 def _rows(cursor, table: str, columns: list[str], quote) -> Iterator[dict]:
