@@ -372,3 +372,71 @@ def test_a_database_of_our_prerelease_gets_a_clear_error(legacy, smtp_server):
     assert faked.returncode == 0, faked.stderr
     assert legacy.manage(smtp_server.port, "migrate").returncode == 0
     assert legacy.query("SELECT count(*) FROM mailer_message") == [(8,)]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ON_POSTGRES, reason="runmailer_pg needs PostgreSQL")
+def test_a_moved_site_on_runmailer_pg_delivers_a_password_reset_within_a_second(
+    legacy, smtp_server
+):
+    """Issue 13's last line: a django-mailer site, migrated, then run with
+    ``runmailer_pg``: a password reset goes out within a second of the commit
+    that queues it. (Skipped until the ``runmailer_pg`` command exists.)"""
+    import signal
+    import time
+
+    from django.core.management import get_commands
+
+    if "runmailer_pg" not in get_commands():
+        pytest.skip("runmailer_pg is not installed in this tree")
+    legacy.create()
+    port = smtp_server.port
+    assert legacy.manage(port, "migrate", "-v0").returncode == 0
+    made = legacy.manage(
+        port,
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; "
+        "User.objects.create_user('ann', 'ann@example.com', 'pw')",
+    )
+    assert made.returncode == 0, made.stderr
+    first = legacy.manage(port, "send_mail")  # django-mailer's queue, sent first
+    assert first.returncode == 0, first.stderr
+    before = smtp_server.count
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONPATH": str(ROOT),
+        "MAILER_TEST_DB_NAME": legacy.name,
+        "MAILER_TEST_SMTP_PORT": str(port),
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "django", "runmailer_pg"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)  # the worker is up and listening
+        reset = legacy.manage(
+            port,
+            "shell",
+            "-c",
+            "import time; from django.contrib.auth.forms import PasswordResetForm; "
+            "form = PasswordResetForm({'email': 'ann@example.com'}); "
+            "assert form.is_valid(); "
+            "form.save(domain_override='example.com'); print(time.monotonic())",
+        )
+        assert reset.returncode == 0, reset.stderr
+        committed_at = float(reset.stdout.strip().splitlines()[-1])
+        assert smtp_server.wait_for(before + 1, timeout=10)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=30)
+    received = smtp_server.messages[-1]
+    assert received.rcpt_tos == ["ann@example.com"]
+    assert "Password reset" in str(received.message["Subject"])
+    # Both clocks are the machine's CLOCK_MONOTONIC.
+    assert received.received_at - committed_at < 1.0
