@@ -291,10 +291,21 @@ def test_a_migration_stopped_after_its_first_step_resumes(legacy, smtp_server):
     assert {"mailer_djm_message", "mailer_djm_messagelog"} <= legacy.tables()
     assert legacy.query("SELECT count(*) FROM mailer_djm_message") == [(8,)]
     assert legacy.query("SELECT count(*) FROM mailer_message") == [(0,)]
+    # As a copy interrupted on a database without transactional DDL leaves
+    # it: one message already copied. The rerun skips it, copies the rest.
+    legacy.query(
+        "INSERT INTO mailer_message (id, priority, status, attempts, to_address, "
+        "envelope_from, subject, provider_id, created_at) VALUES "
+        "(3, 1, 0, 0, 'high@example.com', '', 'copied before', '', "
+        "'2026-12-01 00:00:00')"
+    )
 
     rest = legacy.manage(smtp_server.port, "migrate")
     assert rest.returncode == 0, rest.stderr
     assert legacy.query("SELECT count(*) FROM mailer_message") == [(8,)]
+    assert legacy.query("SELECT subject FROM mailer_message WHERE id = 3") == [
+        ("copied before",)
+    ]
     assert "mailer_djm_message" not in legacy.tables()
 
 
@@ -440,3 +451,23 @@ def test_a_moved_site_on_runmailer_pg_delivers_a_password_reset_within_a_second(
     assert "Password reset" in str(received.message["Subject"])
     # Both clocks are the machine's CLOCK_MONOTONIC.
     assert received.received_at - committed_at < 1.0
+
+
+def test_every_committed_message_decodes_to_the_email_django_mailer_queued():
+    from mailer.legacy.django_mailer import convert_email, decode_message_data
+
+    emails = {
+        row[0]: decode_message_data(row[1]) for row in DATA["mailer_message"]["rows"]
+    }
+    assert {e.subject for e in emails.values()} == QUEUED_SUBJECTS | HELD_SUBJECTS
+    through_backend = next(
+        e for e in emails.values() if e.subject == "Through the backend"
+    )
+    assert through_backend.connection is None  # django-mailer's DbBackend, dropped
+    converted = convert_email(emails[8], "site@example.com")
+    assert converted.envelope_to == [
+        "attach@example.com",
+        "cc@example.com",
+        "bcc@example.com",
+    ]
+    assert b"Bcc:" not in converted.mime and b"report.csv" in converted.mime
