@@ -203,3 +203,32 @@ def test_email_backend_is_what_really_sends(settings, smtp_server):
     queue("a@example.com")
     assert send_queued().sent == 1
     assert [m.to for m in mail.outbox] == [["a@example.com"]]
+
+
+def test_a_loop_worker_waits_out_pause_send(mailserver, settings, monkeypatch):
+    """``send_mail --loop`` (a supervised worker) idles while paused instead
+    of exiting, and sends once the pause is lifted."""
+    import os
+    import signal
+
+    from mailer.management.commands import send_mail as command_module
+
+    settings.MAILER_PAUSE_SEND = True
+    queue("a@example.com")
+    naps = []
+    real_sleep = command_module.time.sleep
+
+    def nap(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 3:
+            assert mailserver.count == 0  # still paused
+            settings.MAILER_PAUSE_SEND = False
+        if mailserver.count or len(naps) > 50:
+            os.kill(os.getpid(), signal.SIGTERM)  # the command's own handler
+        real_sleep(0.001)
+
+    monkeypatch.setattr(command_module.time, "sleep", nap)
+    out = StringIO()
+    call_command("send_mail", "--loop", "--idle-seconds", "0.01", stdout=out)
+    assert mailserver.count == 1
+    assert out.getvalue().startswith("sent 1,")

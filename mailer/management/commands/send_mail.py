@@ -73,7 +73,7 @@ class Command(BaseCommand):
         ):
             if value is not None and value <= 0:
                 raise CommandError(f"{name} must be positive, not {value}")
-        if settings.PAUSE_SEND:
+        if settings.PAUSE_SEND and not loop:
             # django-mailer's MAILER_PAUSE_SEND: mail stays queued.
             if not cron:
                 self.stdout.write("sending is paused (MAILER_PAUSE_SEND); nothing sent")
@@ -88,14 +88,19 @@ class Command(BaseCommand):
         previous = signal.signal(signal.SIGTERM, request_stop)
         try:
             while True:
-                result = send_queued(
-                    max_messages=max_messages,
-                    max_seconds=max_seconds,
-                    throttle=throttle,
-                    batch_size=batch_size,
-                    should_stop=lambda: stop_requested,
-                    on_progress=SendProgress(max_messages),
-                )
+                if settings.PAUSE_SEND:
+                    # A --loop worker waits out MAILER_PAUSE_SEND instead of
+                    # exiting (its supervisor would only restart it).
+                    result = SendResult(stop_reason="paused")
+                else:
+                    result = send_queued(
+                        max_messages=max_messages,
+                        max_seconds=max_seconds,
+                        throttle=throttle,
+                        batch_size=batch_size,
+                        should_stop=lambda: stop_requested,
+                        on_progress=SendProgress(max_messages),
+                    )
                 busy = result.attempted or result.suppressed or result.error
                 if busy or not (loop or cron):
                     self._print(result)
@@ -103,7 +108,7 @@ class Command(BaseCommand):
                     raise CommandError(result.error, returncode=2)
                 if not loop or stop_requested:
                     break
-                if result.stop_reason == "queue empty" or result.error:
+                if result.stop_reason in ("queue empty", "paused") or result.error:
                     idle = idle_seconds or settings.LOOP_IDLE_SECONDS
                     deadline = time.monotonic() + idle
                     while not stop_requested and time.monotonic() < deadline:
