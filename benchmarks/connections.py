@@ -79,7 +79,7 @@ def main() -> None:
         for n in [int(x) for x in args.connections.split(",")]:
             count = min(max(args.per_connection * n, args.min_messages), 2000)
             count = min(count, args.max_messages)
-            Message.objects.all().delete()
+            Message.all_objects.all().delete()
             fill_job(addresses(count, f"c{n}-"))
             started = time.monotonic()
             result = send_queued(connections=n)

@@ -188,7 +188,7 @@ class Relay:
             list_id=ISSUE_EMAIL.list_id,
         )
         run_django_command("process_mail_jobs", env=django_env(), timeout=300)
-        queued = Message.objects.count()
+        queued = Message.all_objects.count()
         if queued != count:
             raise AssertionError(f"expanded {queued} of {count}")
 

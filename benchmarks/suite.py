@@ -213,7 +213,7 @@ class Suite:
     def all_sent(self, count: int) -> None:
         from mailer.models import Message, MessageStatus
 
-        sent = Message.objects.filter(status=MessageStatus.SENT).count()
+        sent = Message.all_objects.filter(status=MessageStatus.SENT).count()
         if sent != count:
             raise AssertionError(f"{sent} of {count} messages marked sent")
 
@@ -453,7 +453,7 @@ class Suite:
                 )
                 seconds = time.perf_counter() - t
                 after = self.storage()
-                queued = Message.objects.count()
+                queued = Message.all_objects.count()
                 if queued != count:
                     raise AssertionError(f"expanded {queued} of {count}")
                 per_message = {
@@ -695,7 +695,7 @@ class Suite:
         import mailer
         from mailer.models import Message
 
-        pending = Message.objects.pending().count()
+        pending = Message.all_objects.pending().count()
         if pending < self.sizes.overtake * 0.9:
             self.queue_job(self.sizes.overtake)
             pending = self.sizes.overtake

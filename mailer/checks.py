@@ -214,3 +214,52 @@ def check_connections(app_configs: Any = None, **kwargs: Any) -> list:
     except ValueError as error:
         return [Error(f"MAILER_CONNECTIONS: {error}.", id="mailer.E006")]
     return []
+
+
+#: django-mailer settings that have no use here, and why (ids are stable).
+DJANGO_MAILER_UNNEEDED = {
+    "MAILER_USE_FILE_LOCK": "mailer.W131",
+    "MAILER_LOCK_PATH": "mailer.W131",
+    "MAILER_LOCK_WAIT_TIMEOUT": "mailer.W131",
+    "MAILER_EMAIL_LOG_MESSAGE_DATA": "mailer.W132",
+}
+
+
+@register(Tags.compatibility)
+def check_django_mailer_settings(app_configs: Any = None, **kwargs: Any) -> list:
+    """Name the django-mailer settings a switched site still sets that mean
+    nothing here, and say why (every other django-mailer setting is honoured
+    with its meaning; see the README's "Switching from django-mailer")."""
+    from django.conf import settings as django_settings
+
+    messages = []
+    locks = [
+        name
+        for name, check_id in DJANGO_MAILER_UNNEEDED.items()
+        if check_id == "mailer.W131" and hasattr(django_settings, name)
+    ]
+    if locks:
+        messages.append(
+            Warning(
+                f"{', '.join(locks)} {'is' if len(locks) == 1 else 'are'} "
+                "django-mailer's lock-file setting(s) and have no effect: "
+                "send_mail claims messages with database leases, so any number "
+                "of workers on any number of hosts run without a lock file and "
+                "never send a message twice.",
+                hint="Remove the setting(s); MAILER_LEASE_SECONDS sets the lease.",
+                id="mailer.W131",
+            )
+        )
+    if getattr(django_settings, "MAILER_EMAIL_LOG_MESSAGE_DATA", False):
+        messages.append(
+            Warning(
+                "MAILER_EMAIL_LOG_MESSAGE_DATA is true, but the mail log never "
+                "keeps message bodies: a password-reset link in a log is a live "
+                "credential. The log keeps recipient, subject, Message-ID, "
+                "result and the server's reply.",
+                hint="Remove the setting (or set it to False, which is what "
+                "happens anyway).",
+                id="mailer.W132",
+            )
+        )
+    return messages

@@ -49,7 +49,7 @@ def claim_batch(size: int, *, now: datetime | None = None) -> tuple[str, list[in
     token = new_token()
     lease_end = now + settings.LEASE if now else DbNow(settings.LEASE)
     db = router.db_for_write(Message)
-    due = Message.objects.using(db).due(now)
+    due = Message.all_objects.using(db).due(now)
     if connections[db].features.has_select_for_update_skip_locked:
         # A plain probe first: an empty queue (cron's usual case, every
         # minute) then costs one indexed query instead of a transaction.
@@ -62,19 +62,19 @@ def claim_batch(size: int, *, now: datetime | None = None) -> tuple[str, list[in
                 ]
             )
             if ids:
-                Message.objects.using(db).filter(id__in=ids).update(
+                Message.all_objects.using(db).filter(id__in=ids).update(
                     claim_token=token, due_at=lease_end
                 )
         return token, ids
     claimed = (
-        Message.objects.using(db)
+        Message.all_objects.using(db)
         .filter(id__in=due.values("id")[:size])
         .update(claim_token=token, due_at=lease_end)
     )
     if not claimed:
         return token, []
     ids = list(
-        Message.objects.using(db)
+        Message.all_objects.using(db)
         .filter(claim_token=token)
         .order_by("priority", "id")
         .values_list("id", flat=True)
@@ -92,7 +92,7 @@ def renew(token: str, ids: list[int], *, now: datetime | None = None) -> set[int
     before that happens. A message missing from the answer was taken over
     (the renewal came too late), cancelled, or released: not ours to send.
     """
-    held = Message.objects.pending().filter(claim_token=token, id__in=ids)
+    held = Message.all_objects.pending().filter(claim_token=token, id__in=ids)
     renewed = held.update(due_at=now + settings.LEASE if now else DbNow(settings.LEASE))
     if renewed == len(ids):
         return set(ids)
@@ -101,7 +101,7 @@ def renew(token: str, ids: list[int], *, now: datetime | None = None) -> set[int
 
 def release(token: str, ids: list[int] | None = None) -> int:
     """Give claimed messages back, due at once, without burning an attempt."""
-    qs = Message.objects.pending().filter(claim_token=token)
+    qs = Message.all_objects.pending().filter(claim_token=token)
     if ids is not None:
         qs = qs.filter(id__in=ids)
     return qs.update(claim_token=None, due_at=DbNow())

@@ -69,10 +69,16 @@ class MailerSettings:
         return self._get("MAILER_EMAIL_MAX_SECONDS", None)
 
     @property
-    def EMAIL_THROTTLE(self) -> float | None:
+    def RATE(self) -> float | None:
         """Most messages per second one worker sends (``None``: as fast as the
         server takes them)."""
-        return self._get("MAILER_EMAIL_THROTTLE", None)
+        return self._get("MAILER_RATE", None)
+
+    @property
+    def EMAIL_THROTTLE(self) -> float:
+        """django-mailer's setting, with its meaning: seconds to pause after
+        each message (0: no pause). Not a rate: ``MAILER_RATE`` is ours."""
+        return float(self._get("MAILER_EMAIL_THROTTLE", 0) or 0)
 
     @property
     def BATCH_SIZE(self) -> int:
@@ -133,8 +139,14 @@ class MailerSettings:
 
     @property
     def MAX_ATTEMPTS(self) -> int:
-        """Attempts before a temporarily failing (4xx) message fails for good."""
-        return int(self._get("MAILER_MAX_ATTEMPTS", 5))
+        """Attempts before a temporarily failing (4xx) message fails for good.
+        Without ``MAILER_MAX_ATTEMPTS``, django-mailer's
+        ``MAILER_EMAIL_MAX_RETRIES`` (retries after the first attempt) sets it
+        to that plus one."""
+        value = self._get("MAILER_MAX_ATTEMPTS", None)
+        if value is None and self.EMAIL_MAX_RETRIES is not None:
+            return self.EMAIL_MAX_RETRIES + 1
+        return int(5 if value is None else value)
 
     @property
     def RETRY_BACKOFF(self) -> timedelta:
@@ -236,6 +248,47 @@ class MailerSettings:
         before the check fails (``--max-age`` overrides it)."""
         value = self._get("MAILER_STATUS_MAX_AGE", None)
         return None if value is None else float(value)
+
+    # -- django-mailer's settings, with django-mailer's meaning ---------------------
+
+    @property
+    def PAUSE_SEND(self) -> bool:
+        """While true, ``send_mail``, ``send_loop`` (and the worker commands)
+        send nothing; mail keeps being queued."""
+        return bool(self._get("MAILER_PAUSE_SEND", False))
+
+    @property
+    def EMAIL_MAX_DEFERRED(self) -> int | None:
+        """Stop a run once this many messages were deferred in it (``None``:
+        no limit): a relay deferring everything is not hammered further."""
+        return self._get("MAILER_EMAIL_MAX_DEFERRED", None)
+
+    @property
+    def EMAIL_MAX_RETRIES(self) -> int | None:
+        """Retries of a deferred message after its first attempt (``None``:
+        ``MAILER_MAX_ATTEMPTS`` decides); ``retry_deferred`` leaves alone a
+        message that has used them."""
+        value = self._get("MAILER_EMAIL_MAX_RETRIES", None)
+        return None if value is None else int(value)
+
+    @property
+    def ERROR_HANDLER(self) -> str | None:
+        """Dotted path of a django-mailer error handler, called as
+        ``handler(connection, message, exc)`` for a delivery error; it
+        returns ``(connection, status)``. See ``mailer.legacy.api``."""
+        return self._get("MAILER_ERROR_HANDLER", None)
+
+    @property
+    def EMPTY_QUEUE_SLEEP(self) -> float:
+        """Seconds ``send_loop`` (``runmailer``) sleeps when nothing is due."""
+        return float(self._get("MAILER_EMPTY_QUEUE_SLEEP", 30))
+
+    @property
+    def MESSAGES_BATCH_SIZE(self) -> int | None:
+        """Rows per INSERT when several emails are queued at once (the
+        queueing backend's ``bulk_create`` batch size; ``None``: all at once)."""
+        value = self._get("MAILER_MESSAGES_BATCH_SIZE", None)
+        return None if value is None else int(value)
 
 
 settings = MailerSettings()

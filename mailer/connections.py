@@ -180,6 +180,7 @@ class SendingConnection:
         # value, and several third-party backends return None after sending:
         # None is "sent". 0 (or another false number) without an exception is
         # the backend saying it sent nothing (fail_silently): retry later.
+        # (django-mailer counted None as sent too; its own test backends return it.)
         if sent is not None and not sent:
             raise smtplib.SMTPException("the email backend reported nothing sent")
         status = getattr(email_message, "anymail_status", None)

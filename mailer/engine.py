@@ -38,6 +38,7 @@ from mailer.claim import claim_batch, release, renew
 from mailer.conf import settings
 from mailer.connections import SendingConnection
 from mailer.dbclock import DbNow
+from mailer.legacy.api import apply_error_handler, send_all, send_loop
 from mailer.models import (
     DontSendEntry,
     LogResult,
@@ -51,6 +52,9 @@ from mailer.records import OutcomeWriter
 from mailer.sending.build import MessageBuilder, without_blocked
 
 logger = logging.getLogger("mailer.engine")
+
+#: django-mailer's names, for code (Celery, RQ tasks) that calls them.
+__all__ = ["send_queued", "retry_deferred", "purge_log", "send_all", "send_loop"]
 
 #: Reconnects tried for one message before it is deferred instead.
 MAX_RECONNECTS_PER_MESSAGE = 2
@@ -116,14 +120,20 @@ class Limits:
     max_seconds: float | None = None
     throttle: float | None = None
     batch_size: int | None = None
+    #: django-mailer's MAILER_EMAIL_THROTTLE: seconds of pause between messages.
+    pause: float | None = None
+    #: django-mailer's MAILER_EMAIL_MAX_DEFERRED: deferrals that end the run.
+    max_deferred: int | None = None
 
     @classmethod
     def from_settings(cls, **overrides) -> Limits:
         limits = cls(
             max_messages=settings.EMAIL_MAX_BATCH,
             max_seconds=settings.EMAIL_MAX_SECONDS,
-            throttle=settings.EMAIL_THROTTLE,
+            throttle=settings.RATE,
             batch_size=settings.BATCH_SIZE,
+            pause=settings.EMAIL_THROTTLE,
+            max_deferred=settings.EMAIL_MAX_DEFERRED,
         )
         for name, value in overrides.items():
             if value is not None:
@@ -161,6 +171,9 @@ class Sender:
         #: time.monotonic() by which the current batch's lease surely ends
         #: (measured from before the claim or renewal was sent).
         self._lease_until = 0.0
+        #: The exception behind the last delivery's outcome (for
+        #: MAILER_ERROR_HANDLER), None when the server accepted the message.
+        self._last_error: Exception | None = None
 
     # -- the loop -------------------------------------------------------------
 
@@ -225,6 +238,11 @@ class Sender:
             and self._counted() >= self.limits.max_messages
         ):
             raise _Stop("message limit")
+        if (
+            self.limits.max_deferred is not None
+            and self.result.deferred >= self.limits.max_deferred
+        ):
+            raise _Stop("deferred limit")
 
     def _send_batch(
         self,
@@ -236,7 +254,7 @@ class Sender:
     ) -> None:
         by_id = {
             m.id: m
-            for m in Message.objects.filter(id__in=ids, claim_token=token).defer(
+            for m in Message.all_objects.filter(id__in=ids, claim_token=token).defer(
                 "created_at"
             )
         }
@@ -289,6 +307,10 @@ class Sender:
             if outcome.verdict is Verdict.STOP:
                 self.result.released += release(token, [m.id for m in batch[index:]])
                 raise _Stop("mail server unreachable", outcome.reply)
+            if self._last_error is not None and settings.ERROR_HANDLER:
+                outcome = apply_error_handler(
+                    self.connection, message, self._last_error, outcome
+                )
             if skipped:
                 note = f"not sent to {', '.join(skipped)} (don't-send list)"
                 reply = f"{outcome.reply}; {note}" if outcome.reply else note
@@ -296,6 +318,9 @@ class Sender:
             self._record(message, token, None, outcome, message_id=message_id)
 
     def _throttle(self, started: float, deadline: float | None) -> None:
+        if self.limits.pause and self._counted():
+            # django-mailer's throttle: a fixed pause after each message.
+            _pause(self.limits.pause, deadline)
         if not self.limits.throttle:
             return
         # Slots are counted from the first message, not from the run's start
@@ -326,6 +351,7 @@ class Sender:
         (``time.monotonic()``), reconnecting if the connection broke before
         the end of DATA. Never retries after it (in doubt)."""
         last: Outcome | None = None
+        self._last_error = None
         for _ in range(MAX_RECONNECTS_PER_MESSAGE + 1):
             if not self.connection.is_open:
                 try:
@@ -354,6 +380,7 @@ class Sender:
                 if unavailable is not None:
                     return Outcome(Verdict.STOP, error.smtp_code, unavailable)
                 last = outcomes.classify(error)
+                self._last_error = error
                 if last.verdict is Verdict.RECONNECT:
                     logger.info("reconnecting after: %s", last.reply)
                     self.connection.close()
@@ -499,22 +526,42 @@ def send_queued(
     return Sender(limits, should_stop=should_stop, on_progress=on_progress).run()
 
 
-def retry_deferred(*, now=None) -> int:
-    """Make every deferred message due now (and give held ones their turn).
+def retry_deferred(*, now=None, queryset=None, priority=None) -> int:
+    """Make every deferred message due now (and give held ones their turn);
+    return how many.
 
-    Messages in doubt keep their own delay (``MAILER_IN_DOUBT_RETRY_SECONDS``):
-    the relay may still deliver them; see :func:`release_in_doubt`. "Now" is
-    the database's clock (``mailer.dbclock``) unless ``now`` is given.
+    ``queryset`` narrows the messages (``Message.all_objects.filter(...)
+    .retry_deferred()``); ``priority`` (a name or django-mailer's 1-3) is
+    given to them, as django-mailer's ``retry_deferred(new_priority)`` does.
+    With ``MAILER_EMAIL_MAX_RETRIES`` set, a message that has used its
+    retries stays deferred (django-mailer's rule). Messages in doubt keep
+    their own delay (``MAILER_IN_DOUBT_RETRY_SECONDS``): the relay may still
+    deliver them; see :func:`release_in_doubt`. "Now" is the database's clock
+    (``mailer.dbclock``) unless ``now`` is given.
     """
     now = now or DbNow()
     # A deferred message that a worker holds right now (token set, lease not
     # over) is left alone: making it due would let a second worker take it.
     unclaimed = Q(claim_token__isnull=True) | Q(due_at__lte=now)
-    return (
-        Message.objects.deferred()
-        .filter(unclaimed)
-        .update(status=MessageStatus.QUEUED, due_at=now)
-    )
+    qs = (queryset if queryset is not None else Message.all_objects).deferred()
+    if settings.EMAIL_MAX_RETRIES is not None:
+        qs = qs.filter(attempts__lte=settings.EMAIL_MAX_RETRIES)
+    values = {"status": MessageStatus.QUEUED, "due_at": now}
+    if priority is not None:
+        from mailer.queue import parse_priority
+
+        level, held = parse_priority(priority, "medium")
+        if held:
+            raise ValueError("retry_deferred cannot give the 'deferred' priority")
+        values["priority"] = level
+    return qs.filter(unclaimed).update(**values)
+
+
+def _pause(seconds: float, deadline: float | None) -> None:
+    if deadline is not None:
+        seconds = min(seconds, deadline - time.monotonic())
+    if seconds > 0:
+        time.sleep(seconds)
 
 
 def release_in_doubt(ids: list[int] | None = None) -> int:
@@ -526,7 +573,7 @@ def release_in_doubt(ids: list[int] | None = None) -> int:
 
     :param ids: only these messages (default: every held one).
     """
-    held = Message.objects.filter(status=MessageStatus.IN_DOUBT_HELD)
+    held = Message.all_objects.filter(status=MessageStatus.IN_DOUBT_HELD)
     if ids is not None:
         held = held.filter(id__in=ids)
     return held.update(status=MessageStatus.IN_DOUBT, due_at=DbNow(), claim_token=None)

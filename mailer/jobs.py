@@ -338,7 +338,7 @@ def job_progress(job: MessageJob) -> dict[str, int]:
     """Messages of ``job`` by status name (queued, sent, deferred, ...)."""
     counts = {status.name.lower(): 0 for status in MessageStatus}
     for status, n in (
-        Message.objects.filter(job=job)
+        Message.all_objects.filter(job=job)
         .order_by()
         .values_list("status")
         .annotate(n=Count("id"))
@@ -356,7 +356,7 @@ def cancel_jobs(jobs: models.QuerySet) -> tuple[int, int]:
         status__in=[JobStatus.CANCELLED, JobStatus.DONE]
     ):
         with transaction.atomic():
-            pending = Message.objects.filter(job=job, status__in=PENDING_STATUSES)
+            pending = Message.all_objects.filter(job=job, status__in=PENDING_STATUSES)
             rows = list(pending.values_list("id", "to_address"))
             # Clearing the token makes a worker's later "sent" write a no-op;
             # a message already on the wire cannot be called back.
@@ -387,7 +387,7 @@ def cancel_jobs(jobs: models.QuerySet) -> tuple[int, int]:
 
 def retry_failed(jobs: models.QuerySet) -> int:
     """Queue the failed messages of ``jobs`` again, with fresh attempts."""
-    count = Message.objects.filter(
+    count = Message.all_objects.filter(
         job__in=jobs.exclude(status=JobStatus.CANCELLED), status=MessageStatus.FAILED
     ).update(status=MessageStatus.QUEUED, due_at=timezone.now(), attempts=0)
     if count:
@@ -406,7 +406,7 @@ def finish_jobs() -> int:
     for job_id in MessageJob.objects.filter(status=JobStatus.QUEUED).values_list(
         "id", flat=True
     ):
-        if not Message.objects.filter(
+        if not Message.all_objects.filter(
             job_id=job_id, status__in=PENDING_STATUSES
         ).exists():
             done += MessageJob.objects.filter(

@@ -15,7 +15,37 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from mailer.querysets import MessageQuerySet
+from mailer.querysets import (
+    DontSendEntryManager,
+    MessageLogManager,
+    MessageQuerySet,
+    QueueManager,
+)
+
+# django-mailer's names for the priorities (``mailer.models.PRIORITY_*``).
+# ``PRIORITY_DEFERRED`` is no level of its own here: mail queued with it is
+# held (status deferred) until ``retry_deferred`` releases it at medium.
+PRIORITY_HIGH = 1
+PRIORITY_MEDIUM = 2
+PRIORITY_LOW = 3
+PRIORITY_DEFERRED = 4
+PRIORITIES = [
+    (PRIORITY_HIGH, "high"),
+    (PRIORITY_MEDIUM, "medium"),
+    (PRIORITY_LOW, "low"),
+    (PRIORITY_DEFERRED, "deferred"),
+]
+PRIORITY_MAPPING = {label: value for value, label in PRIORITIES}
+
+# django-mailer's log result codes, as ``purge_old_entries`` takes them.
+RESULT_SUCCESS = "1"
+RESULT_DONT_SEND = "2"
+RESULT_FAILURE = "3"
+RESULT_CODES = (
+    (RESULT_SUCCESS, "success"),
+    (RESULT_DONT_SEND, "don't send"),
+    (RESULT_FAILURE, "failure"),
+)
 
 
 class Priority(models.IntegerChoices):
@@ -195,10 +225,19 @@ class Message(models.Model):
     provider_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
-    objects = MessageQuerySet.as_manager()
+    #: The queue, as django-mailer's ``Message.objects`` was: mail still to
+    #: send (queued, deferred, held). Sent, failed, suppressed and cancelled
+    #: rows stay in the table for the admin and job reports, under
+    #: ``all_objects``; code written for django-mailer (``Message.objects
+    #: .count()``, ``.deferred()``, ...) keeps its meaning.
+    objects = QueueManager()
+    #: Every row. The default manager (admin, ``job.messages``, dumpdata), and
+    #: the one the engine, claims and reports use.
+    all_objects = MessageQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("message")
+        default_manager_name = "all_objects"
         constraints = [
             # Backs resumable expansion: a rerun after kill -9 can never
             # queue a second email to the same recipient of a job.
@@ -246,6 +285,37 @@ class Message(models.Model):
     def recipients(self) -> list[str]:
         return list(self.envelope_to or [self.to_address])
 
+    # -- django-mailer's instance API --------------------------------------------
+
+    @property
+    def email(self):
+        """The Django ``EmailMessage`` this row sends (django-mailer's
+        ``Message.email``), rebuilt from the stored bytes; ``None`` for job
+        mail, whose content is the job's, rendered per reader when sent.
+        Assigning an ``EmailMessage`` replaces the content and envelope
+        (checked like mail entering the queue; raises ``InvalidEmail``)."""
+        from mailer.legacy.api import email_of
+
+        return email_of(self)
+
+    @email.setter
+    def email(self, email_message) -> None:
+        from mailer.legacy.api import set_email
+
+        set_email(self, email_message)
+
+    @property
+    def to_addresses(self) -> list[str]:
+        """django-mailer's name: the envelope recipients."""
+        return self.recipients
+
+    def defer(self) -> None:
+        """django-mailer's ``Message.defer()``: hold this message until
+        ``retry_deferred`` (what django-mailer's error handlers call)."""
+        from mailer.legacy.api import hold
+
+        hold(self)
+
 
 class MessageLog(models.Model):
     """One row per attempt (or per skip). Never holds a body by default."""
@@ -262,6 +332,8 @@ class MessageLog(models.Model):
     attempt = models.PositiveSmallIntegerField(_("attempt"), default=0)
     message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
     created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+
+    objects = MessageLogManager()
 
     class Meta:
         verbose_name = _("message log")
@@ -290,6 +362,8 @@ class DontSendEntry(models.Model):
     )
     note = models.TextField(_("note"), blank=True)
     created_at = models.DateTimeField(_("when"), default=timezone.now)
+
+    objects = DontSendEntryManager()
 
     class Meta:
         verbose_name = _("don't-send entry")
@@ -328,3 +402,31 @@ class WorkerState(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+def make_message(
+    subject: str = "",
+    body: str = "",
+    from_email: str | None = None,
+    to: list[str] | None = None,
+    bcc: list[str] | None = None,
+    attachments: list | None = None,
+    headers: dict[str, str] | None = None,
+    priority: str | int | None = None,
+) -> Message:
+    """django-mailer's ``make_message``: an unsaved ``Message``; ``save()``
+    queues it. ``to`` and ``bcc`` leave out addresses on the don't-send list
+    (as django-mailer did); ``message.email`` may be replaced before saving.
+    Raises ``InvalidEmail`` for mail our queue would refuse."""
+    from mailer.legacy.api import make_message as make
+
+    return make(
+        subject=subject,
+        body=body,
+        from_email=from_email,
+        to=to,
+        bcc=bcc,
+        attachments=attachments,
+        headers=headers,
+        priority=priority,
+    )

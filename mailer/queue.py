@@ -148,7 +148,10 @@ def enqueue_many(
     written."""
     messages = [build(m, priority=priority) for m in email_messages]
     with transaction.atomic():
-        saved = Message.objects.bulk_create(messages)
+        # MAILER_MESSAGES_BATCH_SIZE: django-mailer's cap on rows per INSERT.
+        saved = Message.all_objects.bulk_create(
+            messages, batch_size=settings.MESSAGES_BATCH_SIZE
+        )
         _wake(*saved)
     return saved
 

@@ -35,7 +35,7 @@ def purge_sent_bodies(*, seconds: float | None = None) -> int:
         seconds = settings.SENT_BODY_RETENTION_SECONDS
     if seconds < 0:
         raise ValueError(f"The retention must be 0 seconds or more, not {seconds}")
-    rows = Message.objects.filter(
+    rows = Message.all_objects.filter(
         mime__isnull=False, status=MessageStatus.SENT, job__isnull=True
     )
     if seconds > 0:

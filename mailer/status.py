@@ -106,7 +106,7 @@ class QueueStatus:
 def queue_status(*, recent_jobs: int = 10) -> QueueStatus:
     status = QueueStatus()
     rows = (
-        Message.objects.order_by()
+        Message.all_objects.order_by()
         .values_list("priority", "status")
         .annotate(n=Count("id"))
     )
@@ -115,7 +115,7 @@ def queue_status(*, recent_jobs: int = 10) -> QueueStatus:
         status.counts[str(key[0]), str(key[1])] = n
     now = timezone.now()
     oldest = (
-        Message.objects.pending().filter(due_at__lte=now).aggregate(m=Min("due_at"))
+        Message.all_objects.pending().filter(due_at__lte=now).aggregate(m=Min("due_at"))
     )
     if oldest["m"] is not None:
         status.oldest_due_age = now - oldest["m"]

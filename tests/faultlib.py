@@ -137,7 +137,7 @@ def fill_single(recipients: list[str], *, subject: str = "News") -> set[str]:
     """Queue one single (non-job) email per address, with bulk_create: the
     stored bytes are what ``queue.build`` stores, minus Django's cost."""
     now = timezone.now()
-    Message.objects.bulk_create(
+    Message.all_objects.bulk_create(
         [
             Message(
                 to_address=a,
@@ -172,7 +172,7 @@ def fill_job(
         recipients=recipients[:1],
     )
     now = timezone.now()
-    Message.objects.bulk_create(
+    Message.all_objects.bulk_create(
         [
             Message(job=job, to_address=a, priority=job.priority, due_at=now)
             for a in recipients
@@ -233,10 +233,10 @@ def check_ok(done: subprocess.CompletedProcess) -> dict:
 
 def nothing_claimed() -> bool:
     """No pending message is held by a lease (all claims were given back)."""
-    return not Message.objects.pending().filter(claim_token__isnull=False).exists()
+    return not Message.all_objects.pending().filter(claim_token__isnull=False).exists()
 
 
 def pending_count() -> int:
-    return Message.objects.filter(
+    return Message.all_objects.filter(
         status__in=[MessageStatus.QUEUED, MessageStatus.DEFERRED]
     ).count()

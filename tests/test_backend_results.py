@@ -55,7 +55,7 @@ def test_a_backend_that_returns_none_has_sent_the_message(settings):
 
     assert (result.sent, result.deferred) == (1, 0)
     assert handed == ["Hello"]
-    assert Message.objects.get().status == MessageStatus.SENT
+    assert Message.all_objects.get().status == MessageStatus.SENT
     assert MessageLog.objects.get().result == LogResult.SENT
     assert send_queued().attempted == 0  # not sent again
 
@@ -67,7 +67,7 @@ def test_a_backend_that_returns_0_has_not_sent_it_and_it_is_deferred(settings):
     result = send_queued()
 
     assert (result.sent, result.deferred) == (0, 1)
-    message = Message.objects.get()
+    message = Message.all_objects.get()
     assert (message.status, message.attempts) == (MessageStatus.DEFERRED, 1)
     log = MessageLog.objects.get()
     assert log.result == LogResult.DEFERRED

@@ -57,7 +57,7 @@ def test_a_full_disk_is_reported_as_such(mailserver, monkeypatch):
     # back whole: the message keeps its claim (it goes out again after the
     # lease, the one allowed duplicate), nothing half-recorded.
     assert mailserver.count == 1
-    first = Message.objects.order_by("id").first()
+    first = Message.all_objects.order_by("id").first()
     assert (first.status, first.attempts) == (MessageStatus.QUEUED, 0)
     assert first.claim_token is not None
     assert not MessageLog.objects.filter(recipient=first.to_address).exists()

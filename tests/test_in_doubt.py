@@ -57,7 +57,7 @@ def log_rows(address: str) -> list[tuple]:
 
 def make_in_doubt_due() -> None:
     """The in-doubt delay (20 min by default), skipped."""
-    Message.objects.filter(status=MessageStatus.IN_DOUBT).update(
+    Message.all_objects.filter(status=MessageStatus.IN_DOUBT).update(
         due_at=Message._meta.get_field("due_at").default()
     )
 
@@ -82,7 +82,7 @@ def test_a_slow_final_reply_gives_at_most_two_copies_and_is_never_failed(relay):
     assert sum(r.failed + r.sent for r in runs) == 0
     assert "in doubt 2" in runs[0].summary()
     for address in ("ann@example.com", "bob@example.com"):
-        message = Message.objects.get(to_address=address)
+        message = Message.all_objects.get(to_address=address)
         assert (message.status, message.in_doubt, message.due_at) == (
             MessageStatus.IN_DOUBT_HELD,
             2,
@@ -97,7 +97,7 @@ def test_a_slow_final_reply_gives_at_most_two_copies_and_is_never_failed(relay):
             (LogResult.IN_DOUBT, 2),
         ]
         assert {r[2] for r in rows} == {ids[0]}
-    assert not Message.objects.filter(status=MessageStatus.FAILED).exists()
+    assert not Message.all_objects.filter(status=MessageStatus.FAILED).exists()
     reply = (
         MessageLog.objects.filter(recipient="ann@example.com").order_by("id").last()
     ).reply
@@ -117,7 +117,7 @@ def test_in_doubt_is_not_resent_on_the_spot_and_waits_its_delay(relay, settings)
     # connection; the first was not sent again.
     assert (first.sent, first.in_doubt) == (1, 1)
     assert sum(relay.counts.values()) == 2
-    doubtful = Message.objects.get(status=MessageStatus.IN_DOUBT)
+    doubtful = Message.all_objects.get(status=MessageStatus.IN_DOUBT)
     assert doubtful.claim_token is None
     assert send_queued().attempted == 0  # not due for 10 minutes
     assert retry_deferred() == 0  # retry_deferred leaves it its delay
@@ -147,7 +147,7 @@ def test_the_attempt_cap_never_turns_a_message_in_doubt_into_failed(relay, setti
         retry_deferred()
         send_queued()
 
-    message = Message.objects.get()
+    message = Message.all_objects.get()
     assert message.status == MessageStatus.IN_DOUBT_HELD
     assert [r[0] for r in log_rows("ann@example.com")] == [
         LogResult.IN_DOUBT,
@@ -165,7 +165,7 @@ def test_an_operator_releases_a_held_message_for_one_more_try(relay):
     for _ in range(2):
         send_queued()
         make_in_doubt_due()
-    assert Message.objects.get().status == MessageStatus.IN_DOUBT_HELD
+    assert Message.all_objects.get().status == MessageStatus.IN_DOUBT_HELD
     assert send_queued().attempted == 0
 
     relay.accept_all()
@@ -174,7 +174,7 @@ def test_an_operator_releases_a_held_message_for_one_more_try(relay):
 
     assert out.getvalue() == "1 message(s) in doubt released for one more try\n"
     assert send_queued().sent == 1
-    assert Message.objects.get().status == MessageStatus.SENT
+    assert Message.all_objects.get().status == MessageStatus.SENT
     ids = message_ids(relay, "ann@example.com")
     assert len(ids) == 3 and len(set(ids)) == 1
     assert release_in_doubt() == 0
@@ -206,7 +206,7 @@ def test_a_job_email_deferred_once_keeps_its_message_id(relay):
     [received] = relay.messages
     message_id = str(received.message["Message-ID"])
     assert [r[2] for r in log_rows("ann@example.com")] == [message_id, message_id]
-    assert Message.objects.get().message_id == message_id
+    assert Message.all_objects.get().message_id == message_id
     assert message_id.endswith("@news.example.com>")
 
 
@@ -252,6 +252,6 @@ def test_cron_cycles_against_a_slow_final_reply_deliver_at_most_two_copies(
     assert row["duplicates"] == 1
     assert [r["in_doubt"] for r in runs] == [1, 1, 0, 0, 0]
     assert sum(r["failed"] for r in runs) == 0
-    message = Message.objects.get()
+    message = Message.all_objects.get()
     assert message.status == MessageStatus.IN_DOUBT_HELD
     assert len(set(message_ids(smtp_server, "slow@example.com"))) == 1

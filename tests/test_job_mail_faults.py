@@ -443,7 +443,7 @@ def test_create_job_refuses_a_damaged_placeholder_naming_part_and_line(damaged):
         f"The text body holds a damaged per-recipient placeholder, line 3: {damaged}."
     )
     assert not MessageJob.objects.exists()
-    assert not Message.objects.exists()
+    assert not Message.all_objects.exists()
 
 
 def test_a_damaged_placeholder_in_the_subject_or_html_is_refused_too():

@@ -41,7 +41,7 @@ def test_kill_9_mail_goes_out_again_within_a_minute_with_defaults(
     first.send_signal(signal.SIGKILL)
     first.communicate(timeout=30)
     killed_with = smtp_server.count
-    held = Message.objects.pending().filter(claim_token__isnull=False).count()
+    held = Message.all_objects.pending().filter(claim_token__isnull=False).count()
     assert 0 < held <= 100
 
     # A long-lived worker takes over: everything but the dead worker's batch
@@ -50,7 +50,7 @@ def test_kill_9_mail_goes_out_again_within_a_minute_with_defaults(
         defaults, "send_mail", "--loop", "--idle-seconds", "1", "--batch-size", "100"
     )
     everything_out = wait_until(
-        lambda: not Message.objects.exclude(status=MessageStatus.SENT).exists(),
+        lambda: not Message.all_objects.exclude(status=MessageStatus.SENT).exists(),
         timeout=75,
         interval=0.5,
     )

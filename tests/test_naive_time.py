@@ -35,7 +35,7 @@ def test_held_single_mail_is_queued_sent_after_retry_and_purged(naive, mailserve
     mailer.send_mail(
         "Held", "Body", "news@example.com", ["held@example.com"], "deferred"
     )
-    held = Message.objects.get()
+    held = Message.all_objects.get()
     assert held.status == MessageStatus.DEFERRED
     assert held.due_at.year == 9999 and timezone.is_naive(held.due_at)
 
@@ -48,7 +48,7 @@ def test_held_single_mail_is_queued_sent_after_retry_and_purged(naive, mailserve
     assert received.message["Subject"] == "Held"
     assert MessageLog.objects.get().result == LogResult.SENT
     assert purge_sent_bodies(seconds=0) == 1
-    assert Message.objects.get().mime is None
+    assert Message.all_objects.get().mime is None
     MessageLog.objects.update(created_at=timezone.now() - timedelta(days=3))
     assert purge_log(2) == 1
 
@@ -63,7 +63,7 @@ def test_job_mail_is_expanded_deferred_by_the_server_and_sent_later(naive, mails
     assert expand_pending_jobs().queued == 2
     first = send_queued()
     assert (first.sent, first.deferred) == (1, 1)
-    bob = Message.objects.get(to_address="bob@example.com")
+    bob = Message.all_objects.get(to_address="bob@example.com")
     assert bob.status == MessageStatus.DEFERRED and timezone.is_naive(bob.due_at)
 
     assert retry_deferred() == 1

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.django_db
 
 
 def db_now():
-    return Message.objects.annotate(now=DbNow()).values_list("now", flat=True)[0]
+    return Message.all_objects.annotate(now=DbNow()).values_list("now", flat=True)[0]
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_a_worker_an_hour_ahead_does_not_take_a_live_claim(mailserver, skewed):
     result = send_queued()
 
     assert result.sent == 2
-    held = Message.objects.get(pk=ids[0])
+    held = Message.all_objects.get(pk=ids[0])
     assert (held.status, held.claim_token) == (MessageStatus.QUEUED, token)
     assert set(mailserver.counts.values()) == {1}
 
@@ -66,7 +66,7 @@ def test_a_worker_an_hour_behind_sets_leases_by_the_database(skewed):
     token, ids = claim_batch(2)
 
     assert len(ids) == 2
-    lease_ends = set(Message.objects.values_list("due_at", flat=True))
+    lease_ends = set(Message.all_objects.values_list("due_at", flat=True))
     now = db_now()
     for end in lease_ends:
         # A full lease from the database's now, not one that ended an hour
@@ -75,7 +75,7 @@ def test_a_worker_an_hour_behind_sets_leases_by_the_database(skewed):
     # Renewing and releasing are on the database's clock too.
     assert renew(token, ids) == set(ids)
     assert release(token, ids) == 2
-    assert Message.objects.due().count() == 2
+    assert Message.all_objects.due().count() == 2
 
 
 def test_a_deferral_is_due_after_its_backoff_on_the_database_clock(
@@ -87,7 +87,7 @@ def test_a_deferral_is_due_after_its_backoff_on_the_database_clock(
     skewed(-7200)  # two hours behind: a Python-clock due time would be past
 
     assert send_queued().deferred == 1
-    wait = Message.objects.get().due_at - db_now()
+    wait = Message.all_objects.get().due_at - db_now()
     assert timedelta(seconds=110) < wait <= timedelta(seconds=120)
     assert send_queued().attempted == 0
     assert retry_deferred() == 1
@@ -104,11 +104,11 @@ def test_with_use_tz_false_leases_are_in_local_time(mailserver):
 
     _token, ids = claim_batch(1)
 
-    held = Message.objects.get(pk=ids[0])
+    held = Message.all_objects.get(pk=ids[0])
     lease = held.due_at - timezone.now()
     assert timedelta(seconds=250) < lease <= timedelta(seconds=301)
     assert send_queued().sent == 1  # the other one; the claimed one waits
-    assert Message.objects.get(pk=ids[0]).status == MessageStatus.QUEUED
+    assert Message.all_objects.get(pk=ids[0]).status == MessageStatus.QUEUED
 
 
 @pytest.mark.slow
@@ -144,4 +144,4 @@ def test_two_workers_60_s_apart_drain_2000_with_no_duplicates(worker_env, smtp_s
     assert (row["delivered"], row["duplicates"], row["lost"]) == (2000, 0, 0)
     assert min(sent) > 0
     assert rest["sent"] == 0
-    assert not Message.objects.exclude(status=MessageStatus.SENT).exists()
+    assert not Message.all_objects.exclude(status=MessageStatus.SENT).exists()

@@ -64,7 +64,7 @@ def one_sent_log_per_message() -> bool:
         .annotate(n=Count("id"))
     )
     return {row["n"] for row in per_message} == {1} and len(per_message) == (
-        Message.objects.filter(status=MessageStatus.SENT).count()
+        Message.all_objects.filter(status=MessageStatus.SENT).count()
     )
 
 
@@ -100,7 +100,7 @@ def test_four_connections_deliver_500_messages_exactly_once(mailserver):
     assert sorted(delivered) == sorted(recipients)  # none lost, none twice
     assert mailserver.connections == 4
     assert overlapping_sessions(mailserver) == 4
-    assert not Message.objects.exclude(status=MessageStatus.SENT).exists()
+    assert not Message.all_objects.exclude(status=MessageStatus.SENT).exists()
     assert one_sent_log_per_message()
     assert nothing_claimed()
     assert result.summary().endswith("; stopped: queue empty; 4 connections")
@@ -194,7 +194,7 @@ def test_550_and_451_are_judged_per_message_under_four_connections(
 
     assert (result.sent, result.failed, result.deferred) == (57, 2, 2)
     for address in rejected:
-        message = Message.objects.get(to_address=address)
+        message = Message.all_objects.get(to_address=address)
         assert (message.status, message.attempts) == (MessageStatus.FAILED, 1)
         assert list(
             MessageLog.objects.filter(recipient=address).values_list(
@@ -202,7 +202,7 @@ def test_550_and_451_are_judged_per_message_under_four_connections(
             )
         ) == [(LogResult.FAILED, 550, "5.1.1 No such user")]
     for address in deferred:
-        message = Message.objects.get(to_address=address)
+        message = Message.all_objects.get(to_address=address)
         assert (message.status, message.attempts) == (MessageStatus.DEFERRED, 1)
         assert MessageLog.objects.get(recipient=address).smtp_code == 451
     minutes = MessageLog.objects.get(subject="Minutes")
@@ -260,9 +260,9 @@ def test_max_messages_is_exact_across_connections(mailserver):
 
     assert (result.sent, result.stop_reason) == (137, "message limit")
     assert len(received(mailserver)) == 137
-    assert Message.objects.filter(status=MessageStatus.SENT).count() == 137
+    assert Message.all_objects.filter(status=MessageStatus.SENT).count() == 137
     assert nothing_claimed()
-    assert Message.objects.due().count() == 500 - 137
+    assert Message.all_objects.due().count() == 500 - 137
 
 
 def test_max_seconds_is_one_deadline_for_all_connections(mailserver):
@@ -276,8 +276,8 @@ def test_max_seconds_is_one_deadline_for_all_connections(mailserver):
     # each has in flight at the deadline.
     assert 4 <= result.sent <= 4 * 6
     assert nothing_claimed()
-    assert Message.objects.due().count() == 80 - result.sent
-    assert set(Message.objects.due().values_list("attempts", flat=True)) == {0}
+    assert Message.all_objects.due().count() == 80 - result.sent
+    assert set(Message.all_objects.due().values_list("attempts", flat=True)) == {0}
 
 
 def test_the_throttle_is_for_the_whole_run(mailserver):
@@ -305,8 +305,8 @@ def test_a_stop_request_lets_each_connection_finish_its_message(mailserver):
     assert result.stop_reason == "stop requested"
     assert nothing_claimed()  # every unstarted claim given back
     assert result.sent == mailserver.count == len(received(mailserver))
-    assert Message.objects.due().count() == 400 - result.sent
-    assert set(Message.objects.due().values_list("attempts", flat=True)) == {0}
+    assert Message.all_objects.due().count() == 400 - result.sent
+    assert set(Message.all_objects.due().values_list("attempts", flat=True)) == {0}
     rest = send_queued(connections=4)
     assert rest.sent + result.sent == 400
     assert sorted(received(mailserver)) == sorted(recipients)
@@ -326,7 +326,7 @@ def test_an_unreachable_server_stops_every_connection_with_one_error(mailserver)
     assert result.released >= 50
     assert result.summary().count("error") == 1
     assert nothing_claimed()
-    assert set(Message.objects.values_list("attempts", flat=True)) == {0}
+    assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}
     assert not MessageLog.objects.exists()
 
     mailserver.up()
@@ -498,7 +498,7 @@ def test_kill_9_of_a_worker_with_four_connections(worker_env, smtp_server):
     assert set(delivered) == set(recipients)  # none lost
     assert duplicates(delivered) <= 4  # at most the one in flight per connection
     assert rest["sent"] == 2000 - sent_before + duplicates(delivered)
-    assert not Message.objects.exclude(status=MessageStatus.SENT).exists()
+    assert not Message.all_objects.exclude(status=MessageStatus.SENT).exists()
     assert one_sent_log_per_message()
 
 
@@ -507,7 +507,7 @@ def nothing_claimed_after_lease() -> bool:
     from django.utils import timezone
 
     return not (
-        Message.objects.pending()
+        Message.all_objects.pending()
         .filter(claim_token__isnull=False, due_at__gt=timezone.now())
         .exists()
     )

@@ -39,11 +39,11 @@ def test_with_retention_0_send_mail_drops_the_sent_body_and_keeps_the_rest(
 
     [received] = mailserver.messages
     assert received.message.get_content().strip() == RESET
-    sent = Message.objects.get(to_address="ann@example.com")
+    sent = Message.all_objects.get(to_address="ann@example.com")
     assert (sent.status, sent.mime, sent.subject) == (MessageStatus.SENT, None, "Reset")
     assert MessageLog.objects.get(message_pk=sent.pk).result == LogResult.SENT
     for address in ("held@example.com", "busy@example.com"):
-        waiting = Message.objects.get(to_address=address)
+        waiting = Message.all_objects.get(to_address=address)
         assert waiting.status == MessageStatus.DEFERRED
         assert b"Subject: " in bytes(waiting.mime)
 
@@ -55,16 +55,18 @@ def test_purge_mail_bodies_drops_bodies_sent_longer_ago_than_the_retention(
     mailer.send_mail("Reset", RESET, "news@example.com", ["ann@example.com"])
     mailer.send_mail("Reset", RESET, "news@example.com", ["bob@example.com"])
     command("send_mail")
-    assert Message.objects.filter(mime__isnull=False).count() == 2
+    assert Message.all_objects.filter(mime__isnull=False).count() == 2
     assert command("purge_mail_bodies") == "0 sent email bodies dropped\n"
 
-    ann = Message.objects.get(to_address="ann@example.com")
+    ann = Message.all_objects.get(to_address="ann@example.com")
     MessageLog.objects.filter(message_pk=ann.pk).update(
         created_at=timezone.now() - timedelta(seconds=3601)
     )
     assert command("purge_mail_bodies") == "1 sent email body dropped\n"
     assert list(
-        Message.objects.filter(mime__isnull=True).values_list("to_address", flat=True)
+        Message.all_objects.filter(mime__isnull=True).values_list(
+            "to_address", flat=True
+        )
     ) == ["ann@example.com"]
     assert command("purge_mail_bodies", "--seconds", "0") == (
         "1 sent email body dropped\n"

@@ -189,7 +189,7 @@ def test_status_json_on_a_healthy_queue(mailserver):
 @pytest.mark.django_db
 def test_status_fails_when_the_oldest_due_message_is_older_than_max_age(settings):
     queue_reset()
-    mailer.models.Message.objects.update(
+    mailer.models.Message.all_objects.update(
         due_at=mailer.models.timezone.now() - mailer.models.timezone.timedelta(hours=1)
     )
 
@@ -233,10 +233,10 @@ def test_sigterm_finishes_the_message_in_flight_and_gives_back_the_rest(
 
     assert (returncode, err) == (0, ""), out
     assert "stopped: stop requested" in out
-    sent = Message.objects.filter(status=MessageStatus.SENT).count()
+    sent = Message.all_objects.filter(status=MessageStatus.SENT).count()
     assert sent == smtp_server.count < 60
     assert f"Mail worker stopped: {sent} sent in " in out
-    assert not Message.objects.filter(claim_token__isnull=False).exists()
+    assert not Message.all_objects.filter(claim_token__isnull=False).exists()
 
 
 # -- how long an idle worker waits (in-process) -------------------------------------
@@ -270,7 +270,7 @@ def test_a_worker_wakes_for_the_retry_of_deferred_mail(settings, mailserver, lin
 
     settings.MAILER_EMPTY_QUEUE_SLEEP = 600
     queue_reset()
-    Message.objects.update(due_at=timezone.now() + timedelta(seconds=30))
+    Message.all_objects.update(due_at=timezone.now() + timedelta(seconds=30))
     pause = Worker(listen=False, write=lines.append).drain()
     assert 20 < pause <= 30
 

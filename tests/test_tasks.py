@@ -135,7 +135,7 @@ def test_deferred_mail_schedules_a_task_for_its_retry(use_tasks, mailserver):
     mailserver.defer(["reader@example.com"])
     send_mail_task.call()
 
-    message = Message.objects.get()
+    message = Message.all_objects.get()
     assert message.status == MessageStatus.DEFERRED
     # Enqueued to run at the retry's due time (the first one, "as soon as
     # possible", has django-tasks-db's far-future marker date instead).

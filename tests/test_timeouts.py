@@ -67,7 +67,7 @@ def test_a_silent_relay_ends_the_run_with_the_relay_named_and_exit_2(env, smtp_s
     result = summary(done.stdout)
     assert result["stopped"] == "mail server unreachable"
     assert result["seconds"] <= 2 + TIMEOUT + 1  # the run's own clock
-    assert set(Message.objects.values_list("attempts", flat=True)) == {0}
+    assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}
     assert nothing_claimed()
 
 
@@ -88,7 +88,7 @@ def test_a_relay_slow_on_every_reply_cannot_stretch_one_message(env, smtp_server
     result = summary(done.stdout)
     assert result["seconds"] <= 2 + TIMEOUT + 1
     assert smtp_server.count == 0
-    assert set(Message.objects.values_list("attempts", flat=True)) == {0}
+    assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}
     assert nothing_claimed()
     assert not MessageLog.objects.exists()
 
@@ -110,10 +110,10 @@ def test_sigterm_during_a_stalled_reply_ends_the_run(env, smtp_server):
     assert ", in doubt 1 in " in out
     assert smtp_server.count == 1
     assert nothing_claimed()
-    [doubtful] = Message.objects.filter(status=MessageStatus.IN_DOUBT)
+    [doubtful] = Message.all_objects.filter(status=MessageStatus.IN_DOUBT)
     assert doubtful.attempts == 1
     assert MessageLog.objects.get().result == LogResult.IN_DOUBT
-    assert Message.objects.filter(status=MessageStatus.QUEUED).count() == 19
+    assert Message.all_objects.filter(status=MessageStatus.QUEUED).count() == 19
 
 
 def test_a_lease_shorter_than_three_timeouts_is_refused(settings):

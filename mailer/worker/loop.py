@@ -193,7 +193,7 @@ class Worker:
     def _until_next_due(self, idle: float | None) -> float:
         from mailer.models import Message
 
-        next_due = Message.objects.filter(due_at__isnull=False).aggregate(
+        next_due = Message.all_objects.filter(due_at__isnull=False).aggregate(
             m=Min("due_at")
         )["m"]
         pause = idle if idle is not None else LONGEST_WAIT

@@ -160,7 +160,9 @@ def _supports_defer() -> bool:
 def _next_due() -> datetime | None:
     from mailer.models import Message
 
-    return Message.objects.filter(due_at__isnull=False).aggregate(m=Min("due_at"))["m"]
+    return Message.all_objects.filter(due_at__isnull=False).aggregate(m=Min("due_at"))[
+        "m"
+    ]
 
 
 @task()

@@ -97,7 +97,7 @@ def work_waiting(using: str | None = None, *, jobs: bool = True) -> bool:
     # so a queue of mail due later (deferred, or claimed by a busy worker)
     # costs no more than an empty one.
     due = (
-        Message.objects.using(db)
+        Message.all_objects.using(db)
         .filter(priority__in=Priority.values, due_at__lte=timezone.now())
         .order_by()
         .values("id")

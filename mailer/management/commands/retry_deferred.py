@@ -19,16 +19,24 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
+            "-c",
+            "--cron",
+            type=int,
+            default=0,
+            help="django-mailer's option: 1 prints nothing when nothing was retried.",
+        )
+        parser.add_argument(
             "--in-doubt",
             action="store_true",
             help="Release messages held in doubt (the relay went silent after "
             "their DATA) instead: one more try each, same Message-ID.",
         )
 
-    def handle(self, *, in_doubt: bool = False, **options: Any) -> None:
+    def handle(self, *, in_doubt: bool = False, cron: int = 0, **options: Any) -> None:
         if in_doubt:
             count = release_in_doubt()
             self.stdout.write(f"{count} message(s) in doubt released for one more try")
             return
         count = retry_deferred()
-        self.stdout.write(f"{count} deferred message(s) queued again")
+        if count or not cron:
+            self.stdout.write(f"{count} deferred message(s) queued again")

@@ -33,7 +33,9 @@ class Command(BaseCommand):
             "--max-seconds", type=float, help="Stop claiming new mail after this long."
         )
         parser.add_argument(
-            "--throttle", type=float, help="At most this many messages per second."
+            "--throttle",
+            type=float,
+            help="At most this many messages per second (MAILER_RATE).",
         )
         parser.add_argument("--batch-size", type=int, help="Messages claimed at once.")
         parser.add_argument(
@@ -51,6 +53,14 @@ class Command(BaseCommand):
             type=float,
             help="With --loop: sleep this long when the queue is empty.",
         )
+        parser.add_argument(
+            "-c",
+            "--cron",
+            type=int,
+            default=0,
+            help="django-mailer's option: 1 prints nothing unless something "
+            "was sent, deferred or failed (errors always show).",
+        )
 
     def handle(
         self,
@@ -62,6 +72,7 @@ class Command(BaseCommand):
         connections: int | None,
         loop: bool,
         idle_seconds: float | None,
+        cron: int = 0,
         **options: Any,
     ) -> None:
         for name, value in (
@@ -79,6 +90,11 @@ class Command(BaseCommand):
                 validate_connections(connections)
             except ValueError as error:
                 raise CommandError(f"--connections: {error}") from None
+        if settings.PAUSE_SEND and not loop:
+            # django-mailer's MAILER_PAUSE_SEND: mail stays queued.
+            if not cron:
+                self.stdout.write("sending is paused (MAILER_PAUSE_SEND); nothing sent")
+            return
         stop_requested = False
 
         def request_stop(signum: int, frame: Any) -> None:
@@ -93,17 +109,23 @@ class Command(BaseCommand):
         waiter = open_waiter(jobs=False) if loop else None
         try:
             while True:
-                result = send_queued(
-                    max_messages=max_messages,
-                    max_seconds=max_seconds,
-                    throttle=throttle,
-                    batch_size=batch_size,
-                    connections=connections,
-                    should_stop=lambda: stop_requested,
-                    on_progress=SendProgress(max_messages),
-                )
-                record_run(result)  # for mailer_status (mailer/worker/health.py)
-                if not loop or result.attempted or result.suppressed or result.error:
+                if settings.PAUSE_SEND:
+                    # A --loop worker waits out MAILER_PAUSE_SEND instead of
+                    # exiting (its supervisor would only restart it).
+                    result = SendResult(stop_reason="paused")
+                else:
+                    result = send_queued(
+                        max_messages=max_messages,
+                        max_seconds=max_seconds,
+                        throttle=throttle,
+                        batch_size=batch_size,
+                        connections=connections,
+                        should_stop=lambda: stop_requested,
+                        on_progress=SendProgress(max_messages),
+                    )
+                    record_run(result)  # for mailer_status (mailer/worker/health.py)
+                busy = result.attempted or result.suppressed or result.error
+                if busy or not (loop or cron):
                     self._print(result)
                 # Sent single mail may carry live links (password resets); its
                 # body goes once MAILER_SENT_BODY_RETENTION_SECONDS is over:
@@ -114,7 +136,7 @@ class Command(BaseCommand):
                     raise CommandError(result.error, returncode=2)
                 if not loop or stop_requested:
                     break
-                if result.stop_reason == "queue empty" or result.error:
+                if result.stop_reason in ("queue empty", "paused") or result.error:
                     idle = idle_seconds or settings.LOOP_IDLE_SECONDS
                     if waiter is not None and not result.error:
                         # Woken early by new mail (mailer/worker/wakeup.py).
