@@ -205,30 +205,32 @@ def test_email_backend_is_what_really_sends(settings, smtp_server):
     assert [m.to for m in mail.outbox] == [["a@example.com"]]
 
 
-def test_a_loop_worker_waits_out_pause_send(mailserver, settings, monkeypatch):
+def test_a_loop_worker_waits_out_pause_send(mailserver, settings):
     """``send_mail --loop`` (a supervised worker) idles while paused instead
     of exiting, and sends once the pause is lifted."""
     import os
     import signal
-
-    from mailer.management.commands import send_mail as command_module
+    import threading
+    import time
 
     settings.MAILER_PAUSE_SEND = True
     queue("a@example.com")
-    naps = []
-    real_sleep = command_module.time.sleep
+    seen_while_paused = []
 
-    def nap(seconds: float) -> None:
-        naps.append(seconds)
-        if len(naps) == 3:
-            assert mailserver.count == 0  # still paused
-            settings.MAILER_PAUSE_SEND = False
-        if mailserver.count or len(naps) > 50:
-            os.kill(os.getpid(), signal.SIGTERM)  # the command's own handler
-        real_sleep(0.001)
+    def lift_the_pause_then_stop() -> None:
+        # The worker idles (sleeping, or waiting on LISTEN on PostgreSQL)
+        # for a few rounds; nothing may go out until the pause is lifted.
+        time.sleep(0.5)
+        seen_while_paused.append(mailserver.count)
+        settings.MAILER_PAUSE_SEND = False
+        mailserver.wait_for(1, timeout=20)
+        os.kill(os.getpid(), signal.SIGTERM)  # the command's own handler
 
-    monkeypatch.setattr(command_module.time, "sleep", nap)
+    helper = threading.Thread(target=lift_the_pause_then_stop, daemon=True)
+    helper.start()
     out = StringIO()
     call_command("send_mail", "--loop", "--idle-seconds", "0.01", stdout=out)
+    helper.join(timeout=5)
+    assert seen_while_paused == [0]
     assert mailserver.count == 1
     assert out.getvalue().startswith("sent 1,")
