@@ -38,6 +38,7 @@ from mailer.models import (
 )
 from mailer.outcomes import Outcome, Verdict
 from mailer.records import OutcomeWriter
+from mailer.sending import quotas
 from mailer.unsubscribe import UnsubscribeLinks, site_domain
 
 logger = logging.getLogger("mailer.engine")
@@ -66,6 +67,9 @@ class SendResult:
     error: str | None = None
     released: int = 0
     messages: list[int] = field(default_factory=list, repr=False)
+    #: Messages given back, due later, because their recipient domain's
+    #: window was full (``MAILER_DOMAIN_RATE``); no attempt burned.
+    paced: int = 0
 
     @property
     def attempted(self) -> int:
@@ -85,6 +89,8 @@ class SendResult:
             f"suppressed {self.suppressed} in {self.seconds:.2f}s "
             f"({self.rate:.1f}/s); stopped: {self.stop_reason}"
         )
+        if self.paced:
+            line += f"; paced {self.paced} (domain rate)"
         if self.error:
             line += f"; error: {self.error}"
         return line
@@ -140,6 +146,7 @@ class Sender:
         self.domain = site_domain() or DNS_NAME.get_fqdn()
         self.result = SendResult()
         self._first_send_at: float | None = None
+        self.gate = quotas.Gate()
 
     # -- the loop -------------------------------------------------------------
 
@@ -254,6 +261,20 @@ class Sender:
                 if not recipients:
                     self._record(message, token, LogResult.SUPPRESSED, None)
                     continue
+            wait = self.gate.before_send(
+                recipients, deadline=deadline, should_stop=self.should_stop
+            )
+            if wait is not None:
+                # A full rate window defers; it never fails mail nor burns an
+                # attempt (see mailer.sending.quotas).
+                if wait.is_global:
+                    rest = [m.id for m in batch[index:]]
+                    self.result.released += quotas.defer_claimed(
+                        token, rest, wait.until
+                    )
+                    raise _Stop(f"rate limit ({wait.scope}) until {wait.until:%H:%M:%S}")
+                self.result.paced += quotas.defer_claimed(token, [message.id], wait.until)
+                continue
             outcome = self._deliver(envelope_from, recipients, data)
             if outcome.verdict is Verdict.STOP:
                 self.result.released += release(token, [m.id for m in batch[index:]])

@@ -1,0 +1,278 @@
+"""Provider limits: global rate caps shared by every worker on every host, and
+pacing per recipient domain.
+
+Relays and ESPs quote quotas (Amazon SES: N recipients per second and M per
+day; Gmail: per day), and receiving domains throttle senders that go too
+fast. A per-process throttle cannot honour them once two workers run, so the
+counts live in the database (``mailer.models.RateWindow``): one row per
+(scope, window start), e.g. ``("global:second", 12:00:05)`` or
+``("domain:gmail.com", 12:00)``. A worker takes its slots for one message
+with one conditional UPDATE per window::
+
+    UPDATE mailer_ratewindow SET count = count + w
+    WHERE scope = ... AND window_start = ... AND (count + w <= cap OR count = 0)
+
+all windows of the message inside one transaction, in a fixed order (so two
+workers never wait on each other in a cycle). The row lock (PostgreSQL) or the
+database write lock (SQLite) makes the check and the increment one step, so
+the caps hold however many workers run. Window starts come from the
+database's clock, so workers whose clocks disagree still share each window.
+
+A full window never fails a message and burns no attempt: the caller either
+waits for a short window to end (a second) or gives the mail back, due when
+the window ends (see :class:`Gate`).
+
+Settings (``mailer.conf``): ``MAILER_RATE_LIMITS`` (``{"second": 14, "day":
+50000}``, counted in recipients, as SES counts), ``MAILER_DOMAIN_RATE``
+(``{"default": 600, "gmail.com": 300}`` recipients per minute to one domain),
+``MAILER_RATE_WAIT_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from django.db import IntegrityError, router, transaction
+from django.db.models import F, Q
+
+from mailer.conf import settings
+from mailer.models import Message, RateWindow
+from mailer.sending.clock import database_now
+
+#: Window lengths in seconds, by the keys ``MAILER_RATE_LIMITS`` takes.
+UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+#: Per-domain pacing counts in windows of this many seconds.
+DOMAIN_WINDOW = 60
+
+#: Rows of windows that ended longer ago than this are deleted.
+KEEP_WINDOWS = timedelta(days=2)
+
+#: How often (seconds) one process deletes old rows.
+PURGE_EVERY = 300.0
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class ConfigurationError(ValueError):
+    """A rate setting that cannot work (unknown unit, cap below 1)."""
+
+
+@dataclass(frozen=True)
+class Wait:
+    """A full window: no more mail to ``scope`` before ``until``.
+
+    ``until`` is on the database's clock; ``seconds`` is how long that is
+    from the moment the window was found full.
+    """
+
+    scope: str
+    until: datetime
+    seconds: float
+
+    @property
+    def is_global(self) -> bool:
+        """True for a global cap (every message waits), False for one
+        recipient domain (other mail may go)."""
+        return self.scope.startswith("global:")
+
+
+@dataclass(frozen=True)
+class _Window:
+    scope: str
+    seconds: int
+    cap: int
+    weight: int
+
+
+def domain_of(address: str) -> str:
+    """The lower-cased domain of an envelope address ("" when it has none)."""
+    return address.rpartition("@")[2].strip().rstrip(">").lower()
+
+
+def configured_windows(recipients: Sequence[str]) -> list[_Window]:
+    """The rate windows one message to ``recipients`` counts against, in
+    the order their slots are taken. Raises :class:`ConfigurationError` for
+    an unknown unit or a cap below 1."""
+    windows = []
+    for unit, cap in sorted(settings.RATE_LIMITS.items(), key=lambda i: str(i[0])):
+        if unit not in UNITS:
+            raise ConfigurationError(
+                f"MAILER_RATE_LIMITS has unknown unit {unit!r}; "
+                f"use {', '.join(UNITS)}"
+            )
+        if int(cap) < 1:
+            raise ConfigurationError(f"MAILER_RATE_LIMITS[{unit!r}] must be >= 1")
+        windows.append(_Window(f"global:{unit}", UNITS[unit], int(cap), 0))
+    pacing = settings.DOMAIN_RATE
+    if pacing:
+        per_domain = Counter(domain_of(address) for address in recipients)
+        for domain in sorted(per_domain):
+            cap = pacing.get(domain, pacing.get("default"))
+            if cap is None:
+                continue
+            if int(cap) < 1:
+                raise ConfigurationError(f"MAILER_DOMAIN_RATE[{domain!r}] must be >= 1")
+            windows.append(
+                _Window(f"domain:{domain}", DOMAIN_WINDOW, int(cap), per_domain[domain])
+            )
+    count = len(recipients)
+    return [w if w.weight else _Window(w.scope, w.seconds, w.cap, count) for w in windows]
+
+
+def window_start(now: datetime, seconds: int) -> datetime:
+    """Start of the ``seconds``-long window that holds ``now`` (windows are
+    aligned on the Unix epoch, UTC: days start at 00:00 UTC)."""
+    elapsed = (now - _EPOCH) // timedelta(seconds=seconds)
+    return _EPOCH + timedelta(seconds=elapsed * seconds)
+
+
+class _Full(Exception):
+    def __init__(self, window: _Window, start: datetime) -> None:
+        self.window = window
+        self.start = start
+
+
+def acquire(recipients: Sequence[str], *, using: str | None = None) -> Wait | None:
+    """Take the slots one message to ``recipients`` needs in every configured
+    window, all or none.
+
+    Returns ``None`` when the message may go now (its slots are taken), or a
+    :class:`Wait` naming the first full window (nothing is taken). Costs no
+    query when no limit is configured. A message with more recipients than a
+    cap goes alone in an otherwise empty window, so it can never be stuck.
+    """
+    windows = configured_windows(recipients)
+    if not windows:
+        return None
+    db = using or router.db_for_write(RateWindow)
+    now = database_now(db)
+    _purge_now_and_then(db, now)
+    try:
+        with transaction.atomic(using=db):
+            for window in windows:
+                start = window_start(now, window.seconds)
+                if not _take(db, window, start):
+                    raise _Full(window, start)
+    except _Full as full:
+        until = full.start + timedelta(seconds=full.window.seconds)
+        return Wait(full.window.scope, until, (until - now).total_seconds())
+    return None
+
+
+def _take(db: str, window: _Window, start: datetime) -> bool:
+    rows = RateWindow.objects.using(db).filter(scope=window.scope, window_start=start)
+    room = Q(count__lte=window.cap - window.weight) | Q(count=0)
+    if rows.filter(room).update(count=F("count") + window.weight):
+        return True
+    # The window's first message (or a full window). The row is created with
+    # this message's count; a racing worker that created it first makes the
+    # INSERT fail, and the UPDATE then decides against its count. The
+    # savepoint keeps the failed INSERT from spoiling the transaction.
+    try:
+        with transaction.atomic(using=db):
+            RateWindow.objects.using(db).create(
+                scope=window.scope, window_start=start, count=window.weight
+            )
+        return True
+    except IntegrityError:
+        return bool(rows.filter(room).update(count=F("count") + window.weight))
+
+
+_last_purge = {"at": float("-inf")}
+
+
+def _purge_now_and_then(db: str, now: datetime) -> None:
+    if time.monotonic() - _last_purge["at"] < PURGE_EVERY:
+        return
+    _last_purge["at"] = time.monotonic()
+    cutoff = now - KEEP_WINDOWS
+    RateWindow.objects.using(db).filter(window_start__lt=cutoff).delete()
+
+
+def defer_claimed(token: str, ids: Sequence[int], until: datetime) -> int:
+    """Give claimed messages back, due at ``until``, without burning an
+    attempt or writing a log row (a full window is not an attempt). Returns
+    how many this claim still held."""
+    return (
+        Message.objects.pending()
+        .filter(claim_token=token, id__in=list(ids))
+        .update(claim_token=None, due_at=until)
+    )
+
+
+class Gate:
+    """What the engine asks before each message: may it go now?
+
+    One per run. A full *global* window shorter than
+    ``MAILER_RATE_WAIT_SECONDS`` (a second, a minute with a short wait set)
+    is waited out here, asleep, then tried again; a longer one comes back as
+    a :class:`Wait` and the engine gives the rest of its batch back, due when
+    the window ends, and ends the run. A full *domain* window comes back at
+    once: the engine defers that one message and goes on with the next.
+    Domains found full are remembered until their window ends, so the rest
+    of a batch to gmail.com costs no query.
+    """
+
+    def __init__(
+        self,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sleep = sleep
+        self.clock = clock
+        self.waits = 0
+        self.waited_seconds = 0.0
+        self._full: dict[str, tuple[float, Wait]] = {}
+
+    def before_send(
+        self,
+        recipients: Sequence[str],
+        *,
+        deadline: float | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> Wait | None:
+        """``None``: send now (slots taken). A :class:`Wait`: do not send
+        this message now; the engine defers it (domain) or ends the run
+        (global). Sleeps at most ``MAILER_RATE_WAIT_SECONDS`` per wait and
+        never past ``deadline`` (a ``time.monotonic()`` value)."""
+        known = self._known_full(recipients)
+        if known is not None:
+            return known
+        # Bounded: each pass either returns or sleeps until a window ends.
+        for _ in range(1000):
+            wait = acquire(recipients)
+            if wait is None:
+                return None
+            if not wait.is_global:
+                self._full[wait.scope] = (self.clock() + wait.seconds, wait)
+                return wait
+            pause = wait.seconds
+            if deadline is not None:
+                pause = min(pause, deadline - self.clock())
+            if wait.seconds > settings.RATE_WAIT_SECONDS or pause <= 0 or should_stop():
+                return wait
+            self.waits += 1
+            self.waited_seconds += pause
+            # A hair past the window's end, so the retry lands in the next one.
+            self.sleep(pause + 0.002)
+        return wait
+
+    def _known_full(self, recipients: Sequence[str]) -> Wait | None:
+        if not self._full:
+            return None
+        now = self.clock()
+        for domain in {domain_of(a) for a in recipients}:
+            entry = self._full.get(f"domain:{domain}")
+            if entry is None:
+                continue
+            ends, wait = entry
+            if now < ends:
+                return wait
+            del self._full[f"domain:{domain}"]
+        return None
