@@ -38,7 +38,7 @@ from mailer.models import (
 )
 from mailer.outcomes import Outcome, Verdict
 from mailer.records import OutcomeWriter
-from mailer.sending import quotas
+from mailer.sending import quotas, relaypause
 from mailer.unsubscribe import UnsubscribeLinks, site_domain
 
 logger = logging.getLogger("mailer.engine")
@@ -147,6 +147,8 @@ class Sender:
         self.result = SendResult()
         self._first_send_at: float | None = None
         self.gate = quotas.Gate()
+        self._relay_ok = False
+        self._expiry: dict[int, object] = {}
 
     # -- the loop -------------------------------------------------------------
 
@@ -167,6 +169,13 @@ class Sender:
                 if not ids:
                     result.stop_reason = "queue empty"
                     break
+                # Every worker honours a pause another one recorded after the
+                # relay's own trouble (mailer.sending.relaypause). Checked once
+                # mail is claimed, so an empty queue still costs one query.
+                paused = relaypause.current()
+                if paused is not None:
+                    result.released += release(token, ids)
+                    raise _Stop("relay paused", str(paused))
                 result.batches += 1
                 self._send_batch(token, ids, deadline, started, claimed_at)
                 if self.on_progress:
@@ -217,9 +226,7 @@ class Sender:
     ) -> None:
         by_id = {
             m.id: m
-            for m in Message.objects.filter(id__in=ids, claim_token=token).defer(
-                "created_at"
-            )
+            for m in Message.objects.filter(id__in=ids, claim_token=token)
         }
         batch = [by_id[i] for i in ids if i in by_id]
         suppressed = self._suppressed_among(batch)
@@ -243,6 +250,17 @@ class Sender:
                 held = renew(token, [m.id for m in batch[index:]])
             if message.id not in held:
                 continue  # taken over, cancelled or released meanwhile
+            expires_at = self._expires_at(message)
+            if expires_at is not None and expires_at <= timezone.now():
+                # News goes stale: past the job's expiry, undelivered mail
+                # fails instead of going out late (create_job(expires_at=)).
+                outcome = Outcome(
+                    Verdict.FAILED,
+                    None,
+                    f"expired at {expires_at:%Y-%m-%d %H:%M} UTC before delivery",
+                )
+                self._record(message, token, LogResult.FAILED, outcome)
+                continue
             is_job_mail = message.job_id is not None
             if is_job_mail and normalize(message.to_address) in suppressed:
                 self._record(message, token, LogResult.SUPPRESSED, None)
@@ -278,7 +296,14 @@ class Sender:
             outcome = self._deliver(envelope_from, recipients, data)
             if outcome.verdict is Verdict.STOP:
                 self.result.released += release(token, [m.id for m in batch[index:]])
-                raise _Stop("mail server unreachable", outcome.reply)
+                paused = relaypause.pause(outcome.reply)
+                error = f"{outcome.reply}; {paused}" if paused else outcome.reply
+                if outcome.reply.startswith("relay trouble"):
+                    raise _Stop("relay trouble", error)
+                raise _Stop("mail server unreachable", error)
+            if outcome.verdict is Verdict.SENT and not self._relay_ok:
+                self._relay_ok = True
+                relaypause.clear()
             if skipped:
                 note = f"not sent to {', '.join(skipped)} (don't-send list)"
                 reply = f"{outcome.reply}; {note}" if outcome.reply else note
@@ -318,6 +343,19 @@ class Sender:
                 "address", "reason"
             )
         )
+
+    def _expires_at(self, message: Message):
+        """The job's expiry (None for single mail or a job without one),
+        one query per job per run."""
+        if message.job_id is None:
+            return None
+        if message.job_id not in self._expiry:
+            self._expiry[message.job_id] = (
+                MessageJob.objects.filter(pk=message.job_id)
+                .values_list("expires_at", flat=True)
+                .first()
+            )
+        return self._expiry[message.job_id]
 
     def _template(self, job_id: int) -> JobTemplate:
         template = self.templates.get(job_id)
@@ -403,6 +441,9 @@ class Sender:
                 )
                 if unavailable is not None:
                     return Outcome(Verdict.STOP, error.smtp_code, unavailable)
+                trouble = outcomes.relay_trouble(error)
+                if trouble is not None:
+                    return Outcome(Verdict.STOP, getattr(error, "smtp_code", None), trouble)
                 last = outcomes.classify(error)
                 if last.verdict is Verdict.RECONNECT:
                     logger.info("reconnecting after: %s", last.reply)
@@ -441,17 +482,22 @@ class Sender:
         elif outcome.verdict is Verdict.SENT:
             result, status = LogResult.SENT, MessageStatus.SENT
             self.result.sent += 1
-        elif outcome.verdict is Verdict.DEFERRED and attempt < settings.MAX_ATTEMPTS:
+        elif outcome.verdict is Verdict.DEFERRED and (
+            retry := outcomes.next_try(
+                attempt,
+                queued_at=message.created_at,
+                now=now,
+                expires_at=self._expires_at(message),
+            )
+        ).due_at:
             result, status = LogResult.DEFERRED, MessageStatus.DEFERRED
-            due_at = now + outcomes.backoff(attempt)
+            due_at = retry.due_at
             self.result.deferred += 1
         else:
             result, status = LogResult.FAILED, MessageStatus.FAILED
             if outcome.verdict is Verdict.DEFERRED:
                 outcome = Outcome(
-                    Verdict.FAILED,
-                    outcome.code,
-                    f"gave up after {attempt} attempts: {outcome.reply}",
+                    Verdict.FAILED, outcome.code, f"{retry.reason}: {outcome.reply}"
                 )
             self.result.failed += 1
         self._write(

@@ -26,7 +26,7 @@ import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from mailer.conf import settings
 
@@ -173,3 +173,122 @@ def backoff(attempts: int) -> timedelta:
     base = settings.RETRY_BACKOFF
     delay = base * (2 ** max(attempts - 1, 0))
     return min(delay, settings.RETRY_BACKOFF_MAX)
+
+
+# -- the relay's own trouble ---------------------------------------------------
+
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def enhanced_code(reply: bytes | str) -> tuple[int, int, int] | None:
+    """The RFC 3463 enhanced status code at the start of a reply's text
+    (``"4.3.1 Insufficient system storage"`` -> ``(4, 3, 1)``), or None."""
+    match = _ENHANCED.match(_text(reply))
+    return tuple(int(part) for part in match.groups()) if match else None  # type: ignore[return-value]
+
+
+#: RFC 3463 "mail system status" details that speak of the relay itself at
+#: any stage: 4.3.1 mail system full (Postfix's "452 4.3.1 Insufficient
+#: system storage" while its disk is full), 4.3.2 system not accepting
+#: network messages, 4.3.5 system incorrectly configured. X.3.0 ("other")
+#: is too vague at RCPT, where greylisting relays use it for one recipient.
+RELAY_DETAILS = frozenset({1, 2, 5})
+
+
+def relay_trouble(error: BaseException) -> str | None:
+    """If ``error`` (raised while sending one message) is temporary trouble
+    of the relay itself rather than of this message or recipient, return a
+    one-line reason; else ``None``.
+
+    The engine then stops, gives every claim back without burning an
+    attempt, and pauses every worker (``mailer.sending.relaypause``):
+    retrying message after message against a full disk burns each one's
+    attempts (a Postfix answering 452 4.3.1 for 15 minutes failed a whole
+    queue for good). The rules, by where the reply came (RFC 5321 4.2,
+    RFC 3463):
+
+    - ``MAIL FROM`` answered 4xx: before a recipient is named, a temporary
+      refusal is about the relay (full disk, overload, rate limiting), except
+      a 4.1.x, which is about the sender address.
+    - ``RCPT TO`` refused for every recipient with 4.3.1/4.3.2/4.3.5: the
+      relay says so itself. Other 4xx there (451 4.3.0 greylisting, 452 4.5.3
+      too many recipients, 450 mailbox busy) stay per message.
+    - ``DATA`` (the command or the final ".") answered 4xx with 4.3.x, or
+      452 with no enhanced code ("insufficient system storage"): the relay.
+
+    421 and lost connections are judged by :func:`refused_service` and
+    :func:`connect_failure` (the connection, not the message).
+    """
+    if isinstance(error, smtplib.SMTPSenderRefused):
+        code, reply = error.smtp_code, error.smtp_error
+        enhanced = enhanced_code(reply)
+        if 400 <= code < 500 and code != 421 and (enhanced is None or enhanced[1] != 1):
+            return f"relay trouble at MAIL FROM: {code} {_text(reply)}"
+        return None
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        replies = list(error.recipients.values())
+        if replies and all(_is_relay_reply(code, reply) for code, reply in replies):
+            code, reply = replies[0]
+            return f"relay trouble at RCPT TO: {code} {_text(reply)}"
+        return None
+    if isinstance(error, smtplib.SMTPDataError):
+        code, reply = error.smtp_code, error.smtp_error
+        enhanced = enhanced_code(reply)
+        if 400 <= code < 500 and (
+            (enhanced is not None and enhanced[1] == 3)
+            or (enhanced is None and code == 452)
+        ):
+            return f"relay trouble at DATA: {code} {_text(reply)}"
+    return None
+
+
+def _is_relay_reply(code: int, reply: bytes | str) -> bool:
+    enhanced = enhanced_code(reply)
+    return (
+        400 <= code < 500
+        and enhanced is not None
+        and enhanced[1] == 3
+        and enhanced[2] in RELAY_DETAILS
+    )
+
+
+# -- how long a message is retried ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Retry:
+    """What becomes of a message after a temporary failure: due again at
+    ``due_at``, or given up with ``reason`` (then ``due_at`` is None)."""
+
+    due_at: datetime | None
+    reason: str = ""
+
+
+def next_try(
+    attempt: int,
+    *,
+    queued_at: datetime | None,
+    now: datetime,
+    expires_at: datetime | None = None,
+) -> Retry:
+    """After the ``attempt``-th try (1, 2, ...) failed temporarily at ``now``:
+    when to try again, or why not.
+
+    Like a real MTA (Postfix keeps mail 5 days), the deciding limit is time,
+    not a count: a message queued at ``queued_at`` is retried, with the
+    backoff doubling to ``MAILER_RETRY_BACKOFF_MAX_SECONDS``, until
+    ``MAILER_MAX_RETRY_SECONDS`` after it was queued. ``MAILER_MAX_ATTEMPTS``
+    (off by default) can still cap the count. A job's ``expires_at`` (news
+    goes stale) ends retries earlier: a next try at or after it is not
+    made, and the message fails as "expired".
+    """
+    due_at = now + backoff(attempt)
+    limit = settings.MAX_ATTEMPTS
+    if limit is not None and attempt >= limit:
+        return Retry(None, f"gave up after {attempt} attempts")
+    if expires_at is not None and due_at >= expires_at:
+        return Retry(None, f"expired at {expires_at:%Y-%m-%d %H:%M} UTC")
+    if queued_at is not None and due_at - queued_at > settings.MAX_RETRY_SECONDS:
+        hours = (now - queued_at).total_seconds() / 3600
+        return Retry(None, f"gave up after {attempt} attempts over {hours:.1f} hours")
+    return Retry(due_at)
