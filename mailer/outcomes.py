@@ -170,9 +170,11 @@ def connect_failure(error: BaseException) -> str | None:
 def backoff(attempts: int) -> timedelta:
     """Delay before the next try after ``attempts`` failed tries (1, 2, ...):
     the base delay doubled each time, capped."""
-    base = settings.RETRY_BACKOFF
-    delay = base * (2 ** max(attempts - 1, 0))
-    return min(delay, settings.RETRY_BACKOFF_MAX)
+    base, cap = settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX
+    # The exponent is capped before multiplying: a message retried for days
+    # reaches attempt 70 and more, and timedelta * 2**69 overflows.
+    seconds = base.total_seconds() * 2.0 ** min(max(attempts - 1, 0), 60)
+    return min(timedelta(seconds=min(seconds, cap.total_seconds())), cap)
 
 
 # -- the relay's own trouble ---------------------------------------------------
