@@ -17,7 +17,13 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from django.core.mail.utils import DNS_NAME
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
 from django.db.models import Q
 from django.utils import timezone
 
@@ -38,7 +44,7 @@ from mailer.models import (
 )
 from mailer.outcomes import Outcome, Verdict
 from mailer.records import OutcomeWriter
-from mailer.sending import quotas, relaypause
+from mailer.sending import partial, quotas, relaypause
 from mailer.unsubscribe import UnsubscribeLinks, site_domain
 
 logger = logging.getLogger("mailer.engine")
@@ -308,6 +314,20 @@ class Sender:
                 note = f"not sent to {', '.join(skipped)} (don't-send list)"
                 reply = f"{outcome.reply}; {note}" if outcome.reply else note
                 outcome = replace(outcome, reply=reply)
+            if outcome.refused and message.job_id is None:
+                # Some recipients refused, the others served: the refused ones
+                # are retried alone or failed, in the transaction that records
+                # the email as sent, so a crash cannot lose them.
+                with transaction.atomic(using=self.writer.db):
+                    self._record(message, token, None, outcome, message_id=message_id)
+                    partial.record_refusals(
+                        message,
+                        outcome.refused,
+                        data=data,
+                        now=timezone.now(),
+                        attempt=message.attempts + 1,
+                    )
+                continue
             self._record(message, token, None, outcome, message_id=message_id)
 
     def _throttle(self, started: float, deadline: float | None) -> None:

@@ -3,7 +3,8 @@
 Every sending error is judged here and nowhere else:
 
 - 2xx: sent (some recipients of a multi-recipient message may have been
-  refused; that is noted in the log, the message is still sent).
+  refused; the message is sent once to the others, and the refused ones are
+  retried alone (4xx) or failed (5xx): see ``mailer.sending.partial``).
 - 4xx: deferred, due again after an exponential backoff; after
   ``MAILER_MAX_ATTEMPTS`` it fails for good.
 - 5xx: failed for good. A 5.1.1 "no such user" may also suppress the address.
@@ -45,6 +46,9 @@ class Outcome:
     code: int | None = None
     reply: str = ""
     no_such_user: bool = False
+    #: Recipients refused at RCPT while the message went to the others
+    #: (smtplib's ``sendmail()`` return value), for ``mailer.sending.partial``.
+    refused: dict[str, tuple[int, bytes]] | None = None
 
 
 _NO_SUCH_USER = re.compile(
@@ -83,7 +87,7 @@ def sent(refused: dict[str, tuple[int, bytes]]) -> Outcome:
         f"{rcpt} refused: {code} {_text(reply)}"
         for rcpt, (code, reply) in refused.items()
     )
-    return Outcome(Verdict.SENT, 250, notes)
+    return Outcome(Verdict.SENT, 250, notes, refused=dict(refused))
 
 
 def classify(error: BaseException) -> Outcome:
