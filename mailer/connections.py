@@ -90,7 +90,13 @@ class SendingConnection:
     def open(self) -> None:
         if self.backend is None:
             self.backend = open_sending_backend()
-        self.backend.open()
+        if type(self.backend).open is SMTPBackend.open:
+            # Django's own open(), plus our HELO name and CA file.
+            from mailer.sending.extensions import open_smtp
+
+            open_smtp(self.backend)
+        else:
+            self.backend.open()
         self.opened += 1
         self.accepted = 0
 
@@ -118,7 +124,11 @@ class SendingConnection:
         if self.is_smtp:
             if self.backend.connection is None:
                 self.open()
-            refused = self.backend.connection.sendmail(envelope_from, recipients, data)
+            from mailer.sending.extensions import mail_options
+
+            smtp = self.backend.connection
+            options = mail_options(smtp, data, envelope_from, recipients)
+            refused = smtp.sendmail(envelope_from, recipients, data, options)
             self.accepted += 1
             return refused
         email_message = PreparedEmail(data, envelope_from, recipients)
