@@ -55,8 +55,14 @@ def addr_spec(address: str) -> str:
     if len(parsed) != 1 or not parsed[0][1]:
         raise InvalidAddress(f"Invalid address {address!r}: not a single address")
     spec = parsed[0][1]
+    local, _, domain = spec.rpartition("@")
+    # RFC 6531 lets a local part hold any non-ASCII UTF-8 character where an
+    # ASCII letter may stand; Django's validator knows ASCII only, so it
+    # checks the address with each such character standing in as "a". Such
+    # an address is sent with SMTPUTF8 (mailer.sending.extensions).
+    checked = spec if local.isascii() else f"{_ascii_stand_in(local)}@{domain}"
     try:
-        validate_email(spec)
+        validate_email(checked)
     except ValidationError:
         raise InvalidAddress(f"Invalid address {address!r}") from None
     return spec
@@ -71,8 +77,12 @@ def envelope_address(address: str) -> str:
     local, _, domain = spec.rpartition("@")
     if domain and not domain.isascii():
         domain = punycode(domain)
-    if not local.isascii():
-        raise InvalidAddress(
-            f"Invalid address {address!r}: non-ASCII local part needs SMTPUTF8"
-        )
     return f"{local}@{domain}"
+
+
+def _ascii_stand_in(local: str) -> str:
+    # Non-ASCII spaces and control characters stay, and fail validation.
+    return "".join(
+        "a" if not c.isascii() and c.isprintable() and not c.isspace() else c
+        for c in local
+    )
