@@ -26,6 +26,15 @@ from tests.faultlib import (
 pytestmark = pytest.mark.django_db
 
 
+def _clear_of_a_minute_boundary() -> None:
+    """Per-domain windows are minutes of the database's clock; a test that
+    fills one must not straddle two. Waits (at most 12 s) for a fresh minute
+    when fewer than 12 s of this one are left."""
+    now = database_now()
+    if now.second >= 48:
+        time.sleep(60.2 - now.second - now.microsecond / 1e6)
+
+
 def test_window_starts_are_aligned_on_the_epoch_in_utc():
     now = database_now()
     second = quotas.window_start(now, 1)
@@ -75,6 +84,7 @@ def test_global_caps_count_recipients_and_a_large_email_goes_alone(settings):
 
 def test_domain_pacing_has_a_default_and_overrides(settings):
     settings.MAILER_DOMAIN_RATE = {"default": 3, "slow.example": 1}
+    _clear_of_a_minute_boundary()
     assert quotas.acquire(["a@Slow.Example"]) is None
     assert quotas.acquire(["b@slow.example"]).scope == "domain:slow.example"
     for i in range(3):
@@ -136,6 +146,7 @@ def test_a_full_hourly_cap_defers_the_rest_without_burning_attempts(
 
 def test_a_paced_domain_waits_while_other_domains_go(settings, mailserver):
     settings.MAILER_DOMAIN_RATE = {"default": 100, "slow.example": 2}
+    _clear_of_a_minute_boundary()
     slow = [f"s{i}@slow.example" for i in range(5)]
     fast = [f"f{i}@fast.example" for i in range(3)]
     fill_single(slow + fast)
@@ -149,8 +160,10 @@ def test_a_paced_domain_waits_while_other_domains_go(settings, mailserver):
     held = Message.objects.exclude(status=MessageStatus.SENT)
     assert sorted(held.values_list("to_address", flat=True)) == slow[2:]
     assert set(held.values_list("attempts", "status")) == {(0, MessageStatus.QUEUED)}
-    (due,) = set(held.values_list("due_at", flat=True))
-    assert due.second == 0 and due > database_now() - timedelta(seconds=1)
+    due = sorted(held.values_list("due_at", flat=True))
+    next_minute = quotas.window_start(database_now(), 60) + timedelta(minutes=1)
+    # Two in the next minute (the cap), the third in the one after.
+    assert due == [next_minute, next_minute, next_minute + timedelta(minutes=1)]
 
 
 def test_a_per_second_cap_makes_the_worker_wait_and_send_everything(
@@ -203,3 +216,25 @@ def _done(process, output):
 
     out, err = output
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def test_mail_deferred_for_a_full_domain_is_spread_over_later_windows(
+    settings, mailserver
+):
+    settings.MAILER_DOMAIN_RATE = {"default": 2}
+    _clear_of_a_minute_boundary()
+    fill_single([f"r{i}@gmail.example" for i in range(9)])
+
+    result = send_queued()
+
+    assert (result.sent, result.paced) == (2, 7)
+    due = sorted(
+        Message.objects.exclude(status=MessageStatus.SENT).values_list(
+            "due_at", flat=True
+        )
+    )
+    first = due[0]
+    assert first.second == 0
+    minutes = [round((d - first).total_seconds() / 60) for d in due]
+    # Two a minute, as the cap allows, instead of all seven at once.
+    assert minutes == [0, 0, 1, 1, 2, 2, 3]

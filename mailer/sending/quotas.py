@@ -73,6 +73,10 @@ class Wait:
     scope: str
     until: datetime
     seconds: float
+    #: The window's cap and length (seconds), to spread deferred mail over
+    #: the windows after it.
+    cap: int = 0
+    window: int = 0
 
     @property
     def is_global(self) -> bool:
@@ -160,7 +164,13 @@ def acquire(recipients: Sequence[str], *, using: str | None = None) -> Wait | No
                     raise _Full(window, start)
     except _Full as full:
         until = full.start + timedelta(seconds=full.window.seconds)
-        return Wait(full.window.scope, until, (until - now).total_seconds())
+        return Wait(
+            full.window.scope,
+            until,
+            (until - now).total_seconds(),
+            full.window.cap,
+            full.window.seconds,
+        )
     return None
 
 
@@ -229,6 +239,7 @@ class Gate:
         self.waits = 0
         self.waited_seconds = 0.0
         self._full: dict[str, tuple[float, Wait]] = {}
+        self._deferred: Counter[str] = Counter()
 
     def before_send(
         self,
@@ -251,7 +262,8 @@ class Gate:
                 return None
             if not wait.is_global:
                 self._full[wait.scope] = (self.clock() + wait.seconds, wait)
-                return wait
+                self._deferred[wait.scope] = 0
+                return self._spread(wait)
             pause = wait.seconds
             if deadline is not None:
                 pause = min(pause, deadline - self.clock())
@@ -273,6 +285,22 @@ class Gate:
                 continue
             ends, wait = entry
             if now < ends:
-                return wait
+                return self._spread(wait)
             del self._full[f"domain:{domain}"]
         return None
+
+    def _spread(self, wait: Wait) -> Wait:
+        """The n-th message this run defers for a full domain window is due
+        in the window ``n // cap`` after the next one, not all of them at
+        the next window's start: 100,000 readers at gmail.com, paced at 300
+        a minute, are then each deferred about once instead of being claimed
+        and deferred again every minute."""
+        n = self._deferred[wait.scope]
+        self._deferred[wait.scope] = n + 1
+        if not wait.cap or n < wait.cap:
+            return wait
+        later = timedelta(seconds=wait.window * (n // wait.cap))
+        return Wait(
+            wait.scope, wait.until + later, wait.seconds + later.total_seconds(),
+            wait.cap, wait.window,
+        )
