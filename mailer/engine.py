@@ -230,10 +230,7 @@ class Sender:
         started: float,
         claimed_at: float,
     ) -> None:
-        by_id = {
-            m.id: m
-            for m in Message.objects.filter(id__in=ids, claim_token=token)
-        }
+        by_id = {m.id: m for m in Message.objects.filter(id__in=ids, claim_token=token)}
         batch = [by_id[i] for i in ids if i in by_id]
         suppressed = self._suppressed_among(batch)
         # Renew the lease once half of it is gone, so no message of this batch
@@ -296,8 +293,12 @@ class Sender:
                     self.result.released += quotas.defer_claimed(
                         token, rest, wait.until
                     )
-                    raise _Stop(f"rate limit ({wait.scope}) until {wait.until:%H:%M:%S}")
-                self.result.paced += quotas.defer_claimed(token, [message.id], wait.until)
+                    raise _Stop(
+                        f"rate limit ({wait.scope}) until {wait.until:%H:%M:%S}"
+                    )
+                self.result.paced += quotas.defer_claimed(
+                    token, [message.id], wait.until
+                )
                 continue
             outcome = self._deliver(envelope_from, recipients, data)
             if outcome.verdict is Verdict.STOP:
@@ -463,7 +464,9 @@ class Sender:
                     return Outcome(Verdict.STOP, error.smtp_code, unavailable)
                 trouble = outcomes.relay_trouble(error)
                 if trouble is not None:
-                    return Outcome(Verdict.STOP, getattr(error, "smtp_code", None), trouble)
+                    return Outcome(
+                        Verdict.STOP, getattr(error, "smtp_code", None), trouble
+                    )
                 last = outcomes.classify(error)
                 if last.verdict is Verdict.RECONNECT:
                     logger.info("reconnecting after: %s", last.reply)
@@ -496,20 +499,23 @@ class Sender:
         attempts_added = 0 if result is LogResult.SUPPRESSED else 1
         attempt = message.attempts + attempts_added
         due_at = None
+        retry = None
+        if result is not LogResult.SUPPRESSED and outcome.verdict is Verdict.DEFERRED:
+            # Time decides, not a count (MAILER_MAX_RETRY_SECONDS), and a
+            # job's expiry ends retries early: see outcomes.next_try.
+            retry = outcomes.next_try(
+                attempt,
+                queued_at=message.created_at,
+                now=now,
+                expires_at=self._expires_at(message),
+            )
         if result is LogResult.SUPPRESSED:
             status = MessageStatus.SUPPRESSED
             self.result.suppressed += 1
         elif outcome.verdict is Verdict.SENT:
             result, status = LogResult.SENT, MessageStatus.SENT
             self.result.sent += 1
-        elif outcome.verdict is Verdict.DEFERRED and (
-            retry := outcomes.next_try(
-                attempt,
-                queued_at=message.created_at,
-                now=now,
-                expires_at=self._expires_at(message),
-            )
-        ).due_at:
+        elif outcome.verdict is Verdict.DEFERRED and retry.due_at:
             result, status = LogResult.DEFERRED, MessageStatus.DEFERRED
             due_at = retry.due_at
             self.result.deferred += 1

@@ -336,7 +336,9 @@ def test_bad_rows_in_the_queue_fail_alone_and_the_batch_goes_on(
         "header injection": Message(
             job=newsletter, to_address="eve@example.com\r\nBcc: evil@example.com"
         ),
-        "non-ASCII, no dot in domain": Message(job=newsletter, to_address="jörg@example"),
+        "non-ASCII, no dot in domain": Message(
+            job=newsletter, to_address="jörg@example"
+        ),
         "job with broken headers": Message(
             job=broken_job, to_address="victim@example.com"
         ),

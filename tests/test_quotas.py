@@ -238,3 +238,23 @@ def test_mail_deferred_for_a_full_domain_is_spread_over_later_windows(
     minutes = [round((d - first).total_seconds() / 60) for d in due]
     # Two a minute, as the cap allows, instead of all seven at once.
     assert minutes == [0, 0, 1, 1, 2, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"MAILER_RATE_LIMITS": {"second": 14, "day": 50000}}, []),
+        ({"MAILER_RATE_LIMITS": {"week": 5}}, ["mailer.E020"]),
+        ({"MAILER_DOMAIN_RATE": {"default": 0}}, ["mailer.E020"]),
+        ({"MAILER_DOMAIN_RATE": {"gmail.com": "300"}}, ["mailer.E020"]),
+        ({"MAILER_SSL_CA_FILE": "/nonexistent/ca.pem"}, ["mailer.E021"]),
+    ],
+)
+def test_the_system_check_names_relay_settings_that_cannot_work(
+    settings, overrides, expected
+):
+    from mailer.checks import check_relay_settings
+
+    for name, value in overrides.items():
+        setattr(settings, name, value)
+    assert [error.id for error in check_relay_settings()] == expected

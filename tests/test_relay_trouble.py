@@ -36,17 +36,37 @@ FULL = b"4.3.1 Insufficient system storage"
 TROUBLE_CASES = [
     # (error, is the relay's own trouble)
     (smtplib.SMTPSenderRefused(452, FULL, "n@x.org"), True),
-    (smtplib.SMTPSenderRefused(451, b"4.3.0 Local error in processing", "n@x.org"), True),
+    (
+        smtplib.SMTPSenderRefused(451, b"4.3.0 Local error in processing", "n@x.org"),
+        True,
+    ),
     (smtplib.SMTPSenderRefused(450, b"4.7.1 Rate limit exceeded", "n@x.org"), True),
     (smtplib.SMTPSenderRefused(451, b"Server busy", "n@x.org"), True),
-    (smtplib.SMTPSenderRefused(450, b"4.1.8 Sender domain not found", "n@x.org"), False),
+    (
+        smtplib.SMTPSenderRefused(450, b"4.1.8 Sender domain not found", "n@x.org"),
+        False,
+    ),
     (smtplib.SMTPSenderRefused(421, b"4.7.0 Closing", "n@x.org"), False),
     (smtplib.SMTPSenderRefused(550, b"5.7.1 Relaying denied", "n@x.org"), False),
-    (smtplib.SMTPRecipientsRefused({"a@x.org": (452, FULL), "b@x.org": (452, FULL)}), True),
+    (
+        smtplib.SMTPRecipientsRefused({"a@x.org": (452, FULL), "b@x.org": (452, FULL)}),
+        True,
+    ),
     (smtplib.SMTPRecipientsRefused({"a@x.org": (452, b"4.3.2 Not accepting")}), True),
-    (smtplib.SMTPRecipientsRefused({"a@x.org": (451, b"4.3.0 Try again later")}), False),
-    (smtplib.SMTPRecipientsRefused({"a@x.org": (452, b"4.5.3 Too many recipients")}), False),
-    (smtplib.SMTPRecipientsRefused({"a@x.org": (452, FULL), "b@x.org": (550, b"5.1.1 No")}), False),
+    (
+        smtplib.SMTPRecipientsRefused({"a@x.org": (451, b"4.3.0 Try again later")}),
+        False,
+    ),
+    (
+        smtplib.SMTPRecipientsRefused({"a@x.org": (452, b"4.5.3 Too many recipients")}),
+        False,
+    ),
+    (
+        smtplib.SMTPRecipientsRefused(
+            {"a@x.org": (452, FULL), "b@x.org": (550, b"5.1.1 No")}
+        ),
+        False,
+    ),
     (smtplib.SMTPRecipientsRefused({"a@x.org": (450, b"4.2.1 Mailbox busy")}), False),
     (smtplib.SMTPDataError(452, FULL), True),
     (smtplib.SMTPDataError(451, b"4.3.0 Queue file write error"), True),

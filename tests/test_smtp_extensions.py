@@ -71,9 +71,7 @@ def test_a_non_ascii_local_part_needs_smtputf8(smtp_server, smtp):
     )
 
 
-def test_a_message_over_the_advertised_size_is_refused_before_data(
-    smtp_server, smtp
-):
+def test_a_message_over_the_advertised_size_is_refused_before_data(smtp_server, smtp):
     smtp_server.advertise(size=1000)
     assert mail_options(smtp(), b"x" * 1000, "a@example.com", ["b@x.org"]) == []
     with pytest.raises(ExtensionRefused, match="1,001 bytes, over the 1,000 bytes"):

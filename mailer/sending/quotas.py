@@ -106,8 +106,7 @@ def configured_windows(recipients: Sequence[str]) -> list[_Window]:
     for unit, cap in sorted(settings.RATE_LIMITS.items(), key=lambda i: str(i[0])):
         if unit not in UNITS:
             raise ConfigurationError(
-                f"MAILER_RATE_LIMITS has unknown unit {unit!r}; "
-                f"use {', '.join(UNITS)}"
+                f"MAILER_RATE_LIMITS has unknown unit {unit!r}; use {', '.join(UNITS)}"
             )
         if int(cap) < 1:
             raise ConfigurationError(f"MAILER_RATE_LIMITS[{unit!r}] must be >= 1")
@@ -125,7 +124,9 @@ def configured_windows(recipients: Sequence[str]) -> list[_Window]:
                 _Window(f"domain:{domain}", DOMAIN_WINDOW, int(cap), per_domain[domain])
             )
     count = len(recipients)
-    return [w if w.weight else _Window(w.scope, w.seconds, w.cap, count) for w in windows]
+    return [
+        w if w.weight else _Window(w.scope, w.seconds, w.cap, count) for w in windows
+    ]
 
 
 def window_start(now: datetime, seconds: int) -> datetime:
@@ -301,6 +302,9 @@ class Gate:
             return wait
         later = timedelta(seconds=wait.window * (n // wait.cap))
         return Wait(
-            wait.scope, wait.until + later, wait.seconds + later.total_seconds(),
-            wait.cap, wait.window,
+            wait.scope,
+            wait.until + later,
+            wait.seconds + later.total_seconds(),
+            wait.cap,
+            wait.window,
         )

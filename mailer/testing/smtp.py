@@ -592,7 +592,10 @@ class SMTPTestServer:
             self._advertised_size = size
             self._hidden_extensions = {
                 name
-                for name, offered in (("8BITMIME", eightbitmime), ("SMTPUTF8", smtputf8))
+                for name, offered in (
+                    ("8BITMIME", eightbitmime),
+                    ("SMTPUTF8", smtputf8),
+                )
                 if not offered
             }
 
