@@ -304,7 +304,9 @@ class Sender:
             if outcome.verdict is Verdict.STOP:
                 self.result.released += release(token, [m.id for m in batch[index:]])
                 paused = relaypause.pause(outcome.reply)
-                error = f"{outcome.reply}; {paused}" if paused else outcome.reply
+                error = (
+                    f"{outcome.reply}; {paused.short()}" if paused else outcome.reply
+                )
                 if outcome.reply.startswith("relay trouble"):
                     raise _Stop("relay trouble", error)
                 raise _Stop("mail server unreachable", error)

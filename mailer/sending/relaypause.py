@@ -37,9 +37,13 @@ class Paused:
     reason: str
 
     def __str__(self) -> str:
+        return f"{self.short()}: {self.reason}"
+
+    def short(self) -> str:
+        """The pause without its reason (for a line that gives it already)."""
         return (
             f"relay paused for {self.seconds:.0f} s (until {self.until:%H:%M:%S} "
-            f"UTC, trouble #{self.failures}): {self.reason}"
+            f"UTC, trouble #{self.failures})"
         )
 
 
