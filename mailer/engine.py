@@ -76,6 +76,9 @@ class SendResult:
     #: Messages given back, due later, because their recipient domain's
     #: window was full (``MAILER_DOMAIN_RATE``); no attempt burned.
     paced: int = 0
+    #: When the run stopped for a full rate window or a relay pause: seconds
+    #: until sending may resume (``send_mail --loop`` sleeps that long).
+    wait_seconds: float | None = None
 
     @property
     def attempted(self) -> int:
@@ -126,9 +129,12 @@ class Limits:
 class _Stop(Exception):
     """Leave the run: ``reason`` says why, claims are released by the caller."""
 
-    def __init__(self, reason: str, error: str | None = None) -> None:
+    def __init__(
+        self, reason: str, error: str | None = None, wait: float | None = None
+    ) -> None:
         self.reason = reason
         self.error = error
+        self.wait = wait
 
 
 class Sender:
@@ -181,7 +187,7 @@ class Sender:
                 paused = relaypause.current()
                 if paused is not None:
                     result.released += release(token, ids)
-                    raise _Stop("relay paused", str(paused))
+                    raise _Stop("relay paused", str(paused), paused.seconds)
                 result.batches += 1
                 self._send_batch(token, ids, deadline, started, claimed_at)
                 if self.on_progress:
@@ -189,6 +195,7 @@ class Sender:
         except _Stop as stop:
             result.stop_reason = stop.reason
             result.error = stop.error
+            result.wait_seconds = stop.wait
         except DatabaseError as error:
             # The database went away (restart, failover, network) where no
             # retry helps. Found by test_crashes (PostgreSQL restarted
@@ -294,7 +301,8 @@ class Sender:
                         token, rest, wait.until
                     )
                     raise _Stop(
-                        f"rate limit ({wait.scope}) until {wait.until:%H:%M:%S}"
+                        f"rate limit ({wait.scope}) until {wait.until:%H:%M:%S}",
+                        wait=wait.seconds,
                     )
                 self.result.paced += quotas.defer_claimed(
                     token, [message.id], wait.until
@@ -307,9 +315,10 @@ class Sender:
                 error = (
                     f"{outcome.reply}; {paused.short()}" if paused else outcome.reply
                 )
+                wait = paused.seconds if paused else None
                 if outcome.reply.startswith("relay trouble"):
-                    raise _Stop("relay trouble", error)
-                raise _Stop("mail server unreachable", error)
+                    raise _Stop("relay trouble", error, wait)
+                raise _Stop("mail server unreachable", error, wait)
             if outcome.verdict is Verdict.SENT and not self._relay_ok:
                 self._relay_ok = True
                 relaypause.clear()

@@ -165,6 +165,7 @@ def test_a_full_relay_pauses_the_workers_and_burns_no_attempt(settings, mailserv
     assert first.stop_reason == "relay trouble"
     assert "452 4.3.1 Insufficient system storage" in first.error
     assert "relay paused for 30 s" in first.error
+    assert 25 < first.wait_seconds <= 30  # what send_mail --loop sleeps
     assert first.released == 20
     assert set(Message.objects.values_list("attempts", "status", "claim_token")) == {
         (0, MessageStatus.QUEUED, None)
@@ -321,3 +322,33 @@ def test_a_job_expiry_that_cannot_work_is_refused(expiry, message):
     with pytest.raises(InvalidEmail, match=message):
         _job(**expiry)
     assert not MessageJob.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_looping_worker_sleeps_through_the_pause_instead_of_polling(
+    worker_env, smtp_server
+):
+    """``send_mail --loop --idle-seconds 0.2`` against a full relay: one
+    line for the trouble, then it sleeps until the pause ends (30 s), not
+    waking every 0.2 s to print that the relay is still paused."""
+    import signal
+
+    from tests.faultlib import start, wait_until
+
+    fill_single(addresses(5, "loop"))
+    smtp_server.relay_trouble()
+    env = {**worker_env, "MAILER_TEST_RELAY_BACKOFF": "30"}
+    worker = start(env, "send_mail", "--loop", "--idle-seconds", "0.2")
+    try:
+        assert wait_until(lambda: RelayPause.objects.exists(), timeout=30)
+        # Fifteen idle periods: a polling worker would have printed a line each.
+        assert not wait_until(lambda: worker.poll() is not None, timeout=3)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    lines = [line for line in out.splitlines() if line.startswith("sent ")]
+    assert len(lines) == 1, out
+    assert "stopped: relay trouble" in lines[0]
+    assert smtp_server.connections == 1
+    assert set(Message.objects.values_list("attempts", flat=True)) == {0}

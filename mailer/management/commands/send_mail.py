@@ -86,8 +86,15 @@ class Command(BaseCommand):
                     raise CommandError(result.error, returncode=2)
                 if not loop or stop_requested:
                     break
-                if result.stop_reason == "queue empty" or result.error:
+                if (
+                    result.stop_reason == "queue empty"
+                    or result.error
+                    or (result.wait_seconds)
+                ):
                     idle = idle_seconds or settings.LOOP_IDLE_SECONDS
+                    # A relay pause or a full rate window: sleep until it
+                    # ends instead of waking every few seconds to find it so.
+                    idle = max(idle, min(result.wait_seconds or 0, 86400))
                     deadline = time.monotonic() + idle
                     while not stop_requested and time.monotonic() < deadline:
                         time.sleep(min(0.2, idle))
