@@ -36,8 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from django.db import IntegrityError, router, transaction
-from django.db.models import F, Q
+from django.db import IntegrityError, connections, router, transaction
 
 from mailer.conf import settings
 from mailer.models import Message, RateWindow
@@ -148,21 +147,25 @@ def acquire(recipients: Sequence[str], *, using: str | None = None) -> Wait | No
 
     Returns ``None`` when the message may go now (its slots are taken), or a
     :class:`Wait` naming the first full window (nothing is taken). Costs no
-    query when no limit is configured. A message with more recipients than a
-    cap goes alone in an otherwise empty window, so it can never be stuck.
+    query when no limit is configured, one UPDATE per window otherwise (in
+    one transaction when there are several). A message with more recipients
+    than a cap goes alone in an otherwise empty window, so it is never stuck.
     """
     windows = configured_windows(recipients)
     if not windows:
         return None
     db = using or router.db_for_write(RateWindow)
-    now = database_now(db)
+    now = _clock(db).now()
     _purge_now_and_then(db, now)
+    statements = _statements(db)
     try:
-        with transaction.atomic(using=db):
-            for window in windows:
-                start = window_start(now, window.seconds)
-                if not _take(db, window, start):
-                    raise _Full(window, start)
+        if len(windows) == 1:
+            # One statement is atomic by itself: no transaction to pay for.
+            _take_or_raise(statements, windows[0], now)
+        else:
+            with transaction.atomic(using=db):
+                for window in windows:
+                    _take_or_raise(statements, window, now)
     except _Full as full:
         until = full.start + timedelta(seconds=full.window.seconds)
         return Wait(
@@ -175,23 +178,102 @@ def acquire(recipients: Sequence[str], *, using: str | None = None) -> Wait | No
     return None
 
 
-def _take(db: str, window: _Window, start: datetime) -> bool:
-    rows = RateWindow.objects.using(db).filter(scope=window.scope, window_start=start)
-    room = Q(count__lte=window.cap - window.weight) | Q(count=0)
-    if rows.filter(room).update(count=F("count") + window.weight):
-        return True
-    # The window's first message (or a full window). The row is created with
-    # this message's count; a racing worker that created it first makes the
-    # INSERT fail, and the UPDATE then decides against its count. The
-    # savepoint keeps the failed INSERT from spoiling the transaction.
-    try:
-        with transaction.atomic(using=db):
-            RateWindow.objects.using(db).create(
-                scope=window.scope, window_start=start, count=window.weight
-            )
-        return True
-    except IntegrityError:
-        return bool(rows.filter(room).update(count=F("count") + window.weight))
+def _take_or_raise(statements: _Statements, window: _Window, now: datetime) -> None:
+    start = window_start(now, window.seconds)
+    if not statements.take(window, start):
+        raise _Full(window, start)
+
+
+class _Statements:
+    """The two statements a slot needs, composed once per database from the
+    model's metadata. Raw SQL for speed, as in ``mailer.records``: the ORM's
+    ``filter().update()`` costs about 1 ms of Python per call, more than
+    sending a message to a nearby relay."""
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        connection = connections[db]
+        quote = connection.ops.quote_name
+        self.adapt = connection.ops.adapt_datetimefield_value
+        table = quote(RateWindow._meta.db_table)
+        scope, start, count = (
+            quote(RateWindow._meta.get_field(name).column)
+            for name in ("scope", "window_start", "count")
+        )
+        self.update_sql = (
+            f"UPDATE {table} SET {count} = {count} + %s "
+            f"WHERE {scope} = %s AND {start} = %s "
+            f"AND ({count} + %s <= %s OR {count} = 0)"
+        )
+        self.insert_sql = (
+            f"INSERT INTO {table} ({scope}, {start}, {count}) VALUES (%s, %s, %s)"
+        )
+
+    def take(self, window: _Window, start: datetime) -> bool:
+        when = self.adapt(start)
+        update = [window.weight, window.scope, when, window.weight, window.cap]
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(self.update_sql, update)
+            if cursor.rowcount:
+                return True
+        # The window's first message (or a full window). The row is created
+        # with this message's count; a racing worker that created it first
+        # makes the INSERT fail, and the UPDATE then decides against its
+        # count. The savepoint keeps a failed INSERT from spoiling an
+        # enclosing transaction.
+        try:
+            with transaction.atomic(using=self.db):
+                with connections[self.db].cursor() as cursor:
+                    cursor.execute(self.insert_sql, [window.scope, when, window.weight])
+            return True
+        except IntegrityError:
+            with connections[self.db].cursor() as cursor:
+                cursor.execute(self.update_sql, update)
+                return bool(cursor.rowcount)
+
+
+_statement_cache: dict[str, _Statements] = {}
+
+
+def _statements(db: str) -> _Statements:
+    statements = _statement_cache.get(db)
+    if statements is None:
+        statements = _statement_cache[db] = _Statements(db)
+    return statements
+
+
+class _DatabaseClock:
+    """The database's time without a query per message: read once, then
+    carried forward on this process's monotonic clock, and read again every
+    ``RESYNC_SECONDS``. The two clocks tick at the same rate to within parts
+    per million, so the error stays far below a millisecond, while the
+    worker's own wall clock (which may be off by minutes, or stepped) plays
+    no part."""
+
+    RESYNC_SECONDS = 30.0
+
+    def __init__(self, db: str) -> None:
+        self.db = db
+        self.synced_at = float("-inf")
+        self.base = _EPOCH
+
+    def now(self) -> datetime:
+        elapsed = time.monotonic() - self.synced_at
+        if elapsed >= self.RESYNC_SECONDS or elapsed < 0:
+            self.base = database_now(self.db)
+            self.synced_at = time.monotonic()
+            return self.base
+        return self.base + timedelta(seconds=elapsed)
+
+
+_clocks: dict[str, _DatabaseClock] = {}
+
+
+def _clock(db: str) -> _DatabaseClock:
+    clock = _clocks.get(db)
+    if clock is None:
+        clock = _clocks[db] = _DatabaseClock(db)
+    return clock
 
 
 _last_purge = {"at": float("-inf")}
