@@ -312,3 +312,89 @@ def reaped(children: list[Child]) -> Iterator[list[Child]]:
     finally:
         for child in children:
             child.kill()
+
+
+@dataclass
+class FastSinkStats(SinkStats):
+    #: The sink's CPU seconds between its first and last accepted message.
+    cpu_between: float | None = None
+
+    @property
+    def cpu_ms_per_message(self) -> float | None:
+        """The sink's own CPU per message, start-up and idling excluded."""
+        if self.cpu_between is None or self.count < 2:
+            return None
+        return self.cpu_between / (self.count - 1) * 1000
+
+    @property
+    def busy_percent(self) -> float | None:
+        """Share of one core the sink used between its first and last
+        message: well under 100 means it was not what limited the rate."""
+        if self.cpu_between is None or self.window <= 0:
+            return None
+        return self.cpu_between / self.window * 100
+
+
+class FastSink:
+    """``python -m benchmarks.fastsink`` in its own process (a fresh one per
+    measurement): an SMTP server that costs well under the sender's CPU per
+    message, optionally waiting ``delay_ms`` before every reply, optionally
+    capturing the first ``capture_count`` messages to ``capture``."""
+
+    def __init__(
+        self,
+        max_seconds: float,
+        *,
+        delay_ms: float = 0.0,
+        capture: str | None = None,
+        capture_count: int = 200,
+    ) -> None:
+        self.dir = tempfile.mkdtemp(prefix="mailer-bench-fastsink-")
+        self.ready = os.path.join(self.dir, "port")
+        self.stats_file = os.path.join(self.dir, "stats.json")
+        args = [PYTHON, "-m", "benchmarks.fastsink", "--ready-file", self.ready]
+        args += ["--stats-file", self.stats_file, "--delay-ms", str(delay_ms)]
+        args += ["--max-seconds", str(max_seconds)]
+        if capture:
+            args += ["--capture", capture, "--capture-count", str(capture_count)]
+        self.child = Child(args, env=django_env())
+        deadline = time.monotonic() + 20
+        while not os.path.exists(self.ready):
+            if not self.child.running() or time.monotonic() > deadline:
+                self.child.kill()
+                shutil.rmtree(self.dir, ignore_errors=True)
+                raise ChildFailed(f"fast SMTP sink did not start: {self.child.result}")
+            time.sleep(0.01)
+        with open(self.ready) as f:
+            self.port = int(f.read())
+
+    def read_stats(self) -> FastSinkStats:
+        try:
+            with open(self.stats_file) as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return FastSinkStats(0, 0, None, None)
+        between = None
+        if data["cpu_first"] is not None and data["cpu_last"] is not None:
+            between = data["cpu_last"] - data["cpu_first"]
+        return FastSinkStats(
+            data["count"],
+            data["connections"],
+            data["first_at"],
+            data["last_at"],
+            cpu=data["cpu"],
+            cpu_between=between,
+        )
+
+    def stop(self) -> FastSinkStats:
+        """Stop (SIGTERM: it writes its final stats and capture)."""
+        self.child.signal(signal.SIGTERM)
+        self.child.wait(15).check("fast SMTP sink")
+        return self.read_stats()
+
+    def __enter__(self) -> FastSink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.child.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -346,7 +346,7 @@ def _header(results: dict[str, Any]) -> list[str]:
         "personalised (name, unsubscribe URL, own List-Unsubscribe)"
         + (f"; {wire / 1024:.1f} KB on the wire" if wire else ""),
         f"Each figure: median of {first.get('sizes', {}).get('reps', '?')} "
-        "repetition(s); SMTP sink: python -m mailer.testing.smtp --count-only, "
+        "repetition(s); SMTP sink: python -m benchmarks.fastsink, "
         "own process, 127.0.0.1",
     ]
     return lines

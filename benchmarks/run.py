@@ -1,13 +1,17 @@
 """Benchmark django-mailer-jobs on SQLite and PostgreSQL; print a table.
 
     python benchmarks/run.py [--quick] [--json PATH] [--databases sqlite,postgres]
+        [--figures suite,relay] [--tuned] [--delays 0,5,25] [--connections 8]
+        [--relay-seconds S] [--relay-messages M]
 
 Each database gets a fresh store (a temporary SQLite file; a throwaway
-PostgreSQL cluster from ``tests/postgres.py``, as the test suite starts it) and
-a process of its own running ``benchmarks/suite.py``. Everything talks to
-127.0.0.1; the SMTP sink is always a separate process. The full run takes
-under 25 minutes on a 2-core machine, ``--quick`` (smaller sizes, one or two
-repetitions) under 3.
+PostgreSQL cluster from ``tests/postgres.py`` with PostgreSQL's stock, durable
+settings) and, per figure, a process of its own: ``benchmarks/suite.py``
+(sending, expansion, admin, memory, overtaking) and ``benchmarks/relay.py``
+(a relay D ms away). ``--tuned`` adds the same runs on non-durable settings
+as extra, labelled columns. Everything talks to 127.0.0.1; the SMTP server is
+always a separate process. The full run takes about 25 minutes for the suite
+and 15 for the relay figure on a 2-core machine; ``--quick`` a few minutes.
 """
 
 from __future__ import annotations
@@ -30,12 +34,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.procs import PYTHON, Child, ChildFailed  # noqa: E402
-from benchmarks.report import render_table  # noqa: E402
+from benchmarks.relay import RelaySizes  # noqa: E402
+from benchmarks.relay import table as relay_table  # noqa: E402
+from benchmarks.report import _header, render_table  # noqa: E402
 
 DATABASES = ("sqlite", "postgres")
-#: Bounds for the whole run (expected: about 17 and 2.5 minutes); a suite that
+FIGURES = ("suite", "relay")
+#: Bounds for the suite (expected: about 20 and 3 minutes on durable settings,
+#: which commit slower than the old fsync=off runs); a suite that
 #: would overrun is stopped, and what it measured so far is still reported.
-RUN_BUDGET = {"full": 24 * 60, "quick": 170}
+RUN_BUDGET = {"full": 35 * 60, "quick": 240}
 
 
 def machine() -> dict[str, Any]:
@@ -94,14 +102,24 @@ def contention(before: list[int] | None) -> dict[str, Any]:
 
 
 def run_suite(
-    name: str, url: str, mode: str, workdir: str, timeout: float
+    name: str,
+    url: str,
+    mode: str,
+    workdir: str,
+    timeout: float,
+    module: str = "benchmarks.suite",
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
-    out = os.path.join(workdir, f"{name}.json")
-    args = [PYTHON, "-m", "benchmarks.suite", "--database", name, "--out", out]
+    """One figure's module on one database, in a process of its own."""
+    out = os.path.join(workdir, f"{name}-{module.rsplit('.', 1)[-1]}.json")
+    args = [PYTHON, "-m", module, "--database", name, "--out", out, *(extra or [])]
     if mode == "quick":
         args.append("--quick")
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
     env["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
+    env.pop("MAILER_BENCH_TUNED", None)
+    if name.endswith("-tuned"):
+        env["MAILER_BENCH_TUNED"] = "1"
     # Its own process group: on a timeout or Ctrl-C, the suite and everything
     # it started (sinks, workers) go together.
     child = Child(args, env=env, stream_stderr=True, own_group=True)
@@ -109,7 +127,7 @@ def run_suite(
     try:
         finished = child.wait(timeout)
         if finished.returncode != 0:
-            error = f"suite exited {finished.returncode}\n{finished.stdout}"
+            error = f"{module} exited {finished.returncode}\n{finished.stdout}"
     except ChildFailed as failure:
         error = str(failure)
     finally:
@@ -124,20 +142,49 @@ def run_suite(
     return results
 
 
-def run_database(name: str, mode: str, workdir: str, deadline: float) -> dict[str, Any]:
-    if name == "sqlite":
-        url = f"sqlite:///{workdir}/bench.sqlite3"
-        return run_suite(name, url, mode, workdir, deadline - time.monotonic())
+def run_figures(
+    name: str, url: str, mode: str, workdir: str, plan: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if "suite" in plan:
+        # The suite's budget is shared by its databases (a slow SQLite run
+        # leaves less to PostgreSQL), and counts the suite's own time only.
+        started = time.monotonic()
+        out["suite"] = run_suite(name, url, mode, workdir, plan["suite"]["left"])
+        plan["suite"]["left"] -= time.monotonic() - started
+    if "relay" in plan:
+        out["relay"] = run_suite(
+            name,
+            url,
+            mode,
+            workdir,
+            plan["relay"]["budget"],
+            module="benchmarks.relay",
+            extra=plan["relay"]["args"],
+        )
+    return out
+
+
+def run_database(
+    name: str, mode: str, workdir: str, plan: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Every planned figure on one fresh database: ``{figure: results}``."""
+    if name.startswith("sqlite"):
+        url = f"sqlite:///{workdir}/{name}.sqlite3"
+        return run_figures(name, url, mode, workdir, plan)
     from tests.postgres import PostgresError, PostgresNotFound, TemporaryPostgres
 
     try:
-        pg = TemporaryPostgres()
+        # Stock settings (fsync, synchronous_commit, full_page_writes on)
+        # unless this is the labelled tuned column.
+        pg = TemporaryPostgres(durable=not name.endswith("-tuned"))
         pg.start()
     except (PostgresNotFound, PostgresError) as error:
-        return {"database": name, "error": f"PostgreSQL did not start: {error}"}
+        failed = {"database": name, "error": f"PostgreSQL did not start: {error}"}
+        return {figure: dict(failed) for figure in plan}
     try:
         print(f"PostgreSQL {pg.version} on {pg.host}:{pg.port}", file=sys.stderr)
-        return run_suite(name, pg.url, mode, workdir, deadline - time.monotonic())
+        return run_figures(name, pg.url, mode, workdir, plan)
     finally:
         pg.stop()
 
@@ -161,11 +208,44 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(DATABASES),
         help="comma-separated, from: sqlite, postgres (default both)",
     )
+    parser.add_argument(
+        "--figures",
+        default=",".join(FIGURES),
+        help="comma-separated, from: suite, relay (default both)",
+    )
+    parser.add_argument(
+        "--tuned",
+        action="store_true",
+        help="also run each database on non-durable settings (labelled columns)",
+    )
+    parser.add_argument(
+        "--delays", help="relay: server delays in ms (default 0,5,25; quick 0,25)"
+    )
+    parser.add_argument(
+        "--connections", type=int, help="relay: N connections (default 8)"
+    )
+    parser.add_argument(
+        "--relay-seconds",
+        type=float,
+        help="relay: length of each limit case, and the drain M is scaled to "
+        "(default 20 s; quick 5 s)",
+    )
+    parser.add_argument(
+        "--relay-messages",
+        type=int,
+        help="relay: newsletter size M (default: scaled; quick 500)",
+    )
     args = parser.parse_args(argv)
     databases = [d.strip() for d in args.databases.split(",") if d.strip()]
     unknown = [d for d in databases if d not in DATABASES]
     if unknown or not databases:
         parser.error(f"unknown database(s): {', '.join(unknown) or '(none)'}")
+    if args.tuned:
+        databases += [f"{d}-tuned" for d in databases]
+    figures = [f.strip() for f in args.figures.split(",") if f.strip()]
+    unknown = [f for f in figures if f not in FIGURES]
+    if unknown or not figures:
+        parser.error(f"unknown figure(s): {', '.join(unknown) or '(none)'}")
     mode = "quick" if args.quick else "full"
 
     started = time.monotonic()
@@ -180,18 +260,43 @@ def main(argv: list[str] | None = None) -> int:
     }
     ticks = cpu_ticks()
     workdir = tempfile.mkdtemp(prefix="mailer-bench-run-")
-    deadline = started + RUN_BUDGET[mode]
+    plan: dict[str, Any] = {}
+    if "suite" in figures:
+        # RUN_BUDGET is for the two default databases (and at least that).
+        plan["suite"] = {"left": RUN_BUDGET[mode] * max(len(databases), 2) / 2}
+    if "relay" in figures:
+        plan["relay"] = relay_plan(args, mode)
+        results["relay"] = {}
     try:
         for name in databases:
-            results["databases"][name] = run_database(name, mode, workdir, deadline)
+            ran = run_database(name, mode, workdir, plan)
+            if "suite" in ran:
+                results["databases"][name] = ran["suite"]
+            if "relay" in ran:
+                results["relay"][name] = ran["relay"]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["seconds"] = round(time.monotonic() - started, 1)
     results["machine"].update(contention(ticks))
-    table, targets = render_table(results)
-    results["targets"] = targets
-    results["table"] = table
-    print(table)
+    tables = []
+    if "suite" in figures:
+        table, targets = render_table(results)
+        results["targets"] = targets
+        results["table"] = table
+        tables.append(table)
+    if "relay" in figures:
+        text, rows = relay_table(results["relay"])
+        results["relay_rows"] = rows
+        results["relay_table"] = text
+        if "suite" not in figures:
+            # The machine and versions lines; the suite's workload lines
+            # describe figures that did not run.
+            header = _header({**results, "databases": results["relay"]})
+            skip = ("Workload", "Each figure")
+            header = [line for line in header if not line.startswith(skip)]
+            text = "\n".join([*header, "", text])
+        tables.append(text)
+    print("\n\n".join(tables))
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -199,7 +304,27 @@ def main(argv: list[str] | None = None) -> int:
     tmp.replace(path)
     print(f"\nResults written to {path}", file=sys.stderr)
     failed = [name for name, r in results["databases"].items() if "error" in r]
+    failed += [name for name, r in results.get("relay", {}).items() if "error" in r]
     return 1 if failed else 0
+
+
+def relay_plan(args: argparse.Namespace, mode: str) -> dict[str, Any]:
+    """The relay figure's arguments and time bound, from the command line."""
+    sizes = RelaySizes.quick() if mode == "quick" else RelaySizes.full()
+    extra: list[str] = []
+    if args.delays:
+        sizes.delays = [float(d) for d in args.delays.split(",") if d.strip()]
+        extra += ["--delays", args.delays]
+    if args.connections:
+        sizes.connections = args.connections
+        extra += ["--connections", str(args.connections)]
+    if args.relay_seconds:
+        sizes.seconds = args.relay_seconds
+        extra += ["--seconds", str(args.relay_seconds)]
+    if args.relay_messages:
+        sizes.messages = args.relay_messages
+        extra += ["--messages", str(args.relay_messages)]
+    return {"args": extra, "budget": sizes.budget()}
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ __all__ = [
     "send_mass_mail",
     "mail_admins",
     "mail_managers",
+    "get_priority",
 ]
 
 
@@ -152,3 +153,12 @@ def _queue(emails: list, priority: str | int | None, fail_silently: bool) -> int
         if fail_silently:
             return 0
         raise
+
+
+def get_priority(priority: str | int | None) -> int:
+    """django-mailer's ``mailer.get_priority``: the ``PRIORITY_*`` number (1
+    high, 2 medium, 3 low, 4 deferred) for a name, a number, or ``None``
+    (medium). Raises ``ValueError`` for anything else."""
+    from mailer.legacy.api import get_priority as convert
+
+    return convert(priority)

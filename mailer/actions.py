@@ -194,8 +194,8 @@ def email_update_action(
             modeladmin.message_user(
                 request,
                 _(
-                    "A test email is queued for %(address)s; it goes out within the "
-                    "minute."
+                    "A test email is queued for %(address)s; it goes out with the "
+                    "next send run (within seconds with a mail worker running)."
                 )
                 % {"address": address},
                 messages.SUCCESS,

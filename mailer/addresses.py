@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from email.errors import HeaderParseError
 from email.utils import getaddresses
 
 from django.core.exceptions import ValidationError
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.validators import validate_email
 from django.utils.encoding import punycode
 
@@ -21,18 +23,41 @@ _PLAIN_ADDRESS = re.compile(
 )
 
 
-def normalize(address: str) -> str:
-    """The form stored in the don't-send list and compared against it.
+def split_mailbox(address: str) -> tuple[str, str]:
+    """``(display name, addr-spec)`` of ``"Name <local@domain>"`` or of a bare
+    ``local@domain``, read strictly: the addr-spec is what stands between the
+    last ``<`` and a final ``>``, or the whole (stripped) text. Nothing is
+    repaired: ``"Ann <ann@example.com"`` gives the addr-spec
+    ``"Ann <ann@example.com"``, which no validator accepts. (Python's own
+    parser repairs some malformed addresses, differently on different patch
+    levels; see CVE-2023-27043.)"""
+    address = address.strip()
+    if address.endswith(">"):
+        start = address.rfind("<")
+        if start >= 0:
+            return address[:start].strip(), address[start + 1 : -1].strip()
+    return "", address
 
-    Lower-cased as a whole: strictly only the domain is case-insensitive, but
-    every mailbox provider that matters treats the local part so too, and a
-    reader who unsubscribed as ``Ann@X`` must not get mail as ``ann@x``.
+
+def normalize(address: str) -> str:
+    """The canonical identity of an address: what de-duplicates recipients
+    (at the click and at expansion), and what the don't-send list stores and
+    compares.
+
+    The display name is dropped (``"Anna <anna@example.com>"`` is
+    ``anna@example.com``); the addr-spec is lower-cased as a whole: strictly
+    only the domain is case-insensitive, but every mailbox provider that
+    matters treats the local part so too, and a reader who unsubscribed as
+    ``Ann@X`` must not get mail as ``ann@x``.
 
     An internationalised domain is compared in punycode, the form the
     envelope uses: ``ann@bücher.example`` and ``ann@xn--bcher-kva.example``
-    are one mailbox.
+    are one mailbox. Does not validate; an invalid address is compared as
+    written (lower-cased).
     """
     address = address.strip().lower()
+    if address.endswith(">"):
+        address = split_mailbox(address)[1]
     if address.isascii():
         return address
     local, at, domain = address.rpartition("@")
@@ -46,7 +71,13 @@ def normalize(address: str) -> str:
 
 def addr_spec(address: str) -> str:
     """Return the bare ``local@domain`` of ``address`` (which may carry a display
-    name), validated, or raise :class:`InvalidAddress`."""
+    name), validated, or raise :class:`InvalidAddress`.
+
+    Refused: what Django's SMTP backend refuses (``sanitize_address``), what
+    Django's ``EmailValidator`` refuses, and any text Python's parser would
+    read as a different address than the strict reading of
+    :func:`split_mailbox`: such an address is never rewritten into another.
+    """
     if not isinstance(address, str):
         raise InvalidAddress(f"Invalid address {address!r}: not a string")
     if "\n" in address or "\r" in address:
@@ -54,7 +85,7 @@ def addr_spec(address: str) -> str:
     parsed = getaddresses([address])
     if len(parsed) != 1 or not parsed[0][1]:
         raise InvalidAddress(f"Invalid address {address!r}: not a single address")
-    spec = parsed[0][1]
+    _name, spec = split_mailbox(address)
     local, _, domain = spec.rpartition("@")
     # RFC 6531 lets a local part hold any non-ASCII UTF-8 character where an
     # ASCII letter may stand; Django's validator knows ASCII only, so it
@@ -63,14 +94,39 @@ def addr_spec(address: str) -> str:
     checked = spec if local.isascii() else f"{_ascii_stand_in(local)}@{domain}"
     try:
         validate_email(checked)
-    except ValidationError:
+        smtp_backend_check(address)
+    except (ValidationError, ValueError, IndexError, HeaderParseError):
         raise InvalidAddress(f"Invalid address {address!r}") from None
+    if parsed[0][1] != spec:
+        raise InvalidAddress(
+            f"Invalid address {address!r}: ambiguous, it could be read as "
+            f"{parsed[0][1]!r}"
+        )
     return spec
+
+
+def smtp_backend_check(address: str) -> None:
+    """Raise ``ValueError`` (or the parser's ``HeaderParseError`` /
+    ``IndexError``) for an address Django's SMTP backend would refuse to send
+    to: ``EmailBackend.prep_address`` on Django 6.0+, ``sanitize_address``
+    (deprecated there) on 5.2."""
+    prep_address = getattr(SMTPBackend, "prep_address", None)
+    if prep_address is not None:
+        # Reads no instance state: the backend's check without a backend.
+        prep_address(None, address)
+    else:
+        from django.core.mail.message import sanitize_address
+
+        sanitize_address(address, "utf-8")
 
 
 def envelope_address(address: str) -> str:
     """``addr_spec`` with an internationalised domain in punycode, as the SMTP
-    envelope needs it (``RCPT TO:<user@xn--...>``)."""
+    envelope needs it (``RCPT TO:<user@xn--...>``).
+
+    Raises :class:`InvalidAddress` as ``addr_spec`` does, and for a non-ASCII
+    local part (it would need SMTPUTF8, RFC 6531, which Django does not use).
+    """
     if len(address) <= 254 and _PLAIN_ADDRESS.fullmatch(address):
         return address
     spec = addr_spec(address)

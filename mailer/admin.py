@@ -78,10 +78,19 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Retry now (the next send_mail run sends them)"))
     def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:
-        now = timezone.now()
+        from mailer.dbclock import DbNow
+
+        now = DbNow()  # the workers' clock (see mailer.dbclock)
         # Claimed messages (a worker holds them right now) are left alone.
+        # Held "in doubt" messages may have been delivered: the staff member
+        # releasing them accepts one more copy each.
+        retriable = [
+            *PENDING_STATUSES,
+            MessageStatus.FAILED,
+            MessageStatus.IN_DOUBT_HELD,
+        ]
         count = (
-            queryset.filter(status__in=[*PENDING_STATUSES, MessageStatus.FAILED])
+            queryset.filter(status__in=retriable)
             .exclude(claim_token__isnull=False, due_at__gt=now)
             .update(status=MessageStatus.QUEUED, due_at=now, attempts=0)
         )

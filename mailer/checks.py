@@ -7,8 +7,11 @@ from typing import Any
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
+from mailer.compat import (
+    mailers_configured,
+    sending_backend_path,
+)
 from mailer.conf import QUEUE_BACKEND, settings
-from mailer.connections import mailers_configured, sending_backend_path
 
 
 def _is_queue_backend(path: str) -> bool:
@@ -139,3 +142,166 @@ def check_relay_settings(app_configs: Any = None, **kwargs: Any) -> list:
             )
         )
     return errors
+
+
+@register(Tags.urls)
+def check_unsubscribe_url(app_configs: Any = None, **kwargs: Any) -> list:
+    """With ``MAILER_SITE_URL`` set, job mail carries an unsubscribe link; it
+    needs the view's URL. Without it mail still goes out, without the link
+    (``send_mail`` logs the same warning)."""
+    if not settings.SITE_URL:
+        return []
+    from mailer.unsubscribe import unsubscribe_path
+
+    _path, problem = unsubscribe_path()
+    if problem is None:
+        return []
+    return [
+        Warning(
+            f"Job mail goes out without one-click unsubscribe links: {problem}.",
+            hint="Set ROOT_URLCONF and add path('mail/', include('mailer.urls')) "
+            "to it.",
+            id="mailer.W002",
+        )
+    ]
+
+
+@register(Tags.compatibility)
+def check_tasks(app_configs: Any = None, **kwargs: Any) -> list:
+    """``MAILER_USE_TASKS`` needs the tasks framework and a backend that runs
+    tasks elsewhere: Django's default, ``ImmediateBackend``, would send the
+    whole queue inside the web request that queued one email."""
+    if not settings.USE_TASKS:
+        return []
+    try:
+        from mailer.worker.tasks import task_backend
+
+        backend = task_backend()
+    except ImportError as error:
+        return [
+            Error(
+                f"MAILER_USE_TASKS is on, but {error}",
+                hint="pip install 'django-mailer-jobs[tasks]' (Django 5.2), or "
+                "use Django 6.0+.",
+                id="mailer.E004",
+            )
+        ]
+    except Exception as error:  # noqa: BLE001 - reported, not raised
+        return [
+            Error(
+                f"MAILER_USE_TASKS is on, but the task backend "
+                f"{settings.TASK_BACKEND!r} cannot be loaded: {error}",
+                hint="Configure it in TASKS, or set MAILER_TASK_BACKEND.",
+                id="mailer.E005",
+            )
+        ]
+    if type(backend).__name__ in ("ImmediateBackend", "DummyBackend"):
+        return [
+            Warning(
+                f"MAILER_USE_TASKS is on with {type(backend).__name__}: the mail "
+                "tasks "
+                + (
+                    "run inside the request that queues the mail."
+                    if type(backend).__name__ == "ImmediateBackend"
+                    else "are stored and never run."
+                ),
+                hint="Use a backend with a worker, e.g. "
+                "'django_tasks_db.DatabaseBackend' and 'manage.py db_worker'.",
+                id="mailer.W003",
+            )
+        ]
+    return []
+
+
+#: A lease must outlast this many SMTP timeouts (see ``check_lease``).
+LEASE_TIMEOUTS = 3
+
+
+@register(Tags.compatibility)
+def check_lease(app_configs: Any = None, **kwargs: Any) -> list:
+    """``MAILER_LEASE_SECONDS`` must be at least 3 SMTP timeouts.
+
+    A worker starts a message only while its lease outlasts the message's
+    time budget (one SMTP timeout), renewing first if needed; with a lease
+    shorter than a few timeouts it would renew before nearly every message,
+    and a lease shorter than one would let a second worker take a message
+    that is still on the wire (the duplicates of issue 11)."""
+    timeout = settings.EFFECTIVE_SMTP_TIMEOUT
+    lease = settings.LEASE.total_seconds()
+    if lease < LEASE_TIMEOUTS * timeout:
+        return [
+            Error(
+                f"MAILER_LEASE_SECONDS is {lease:g}, shorter than "
+                f"{LEASE_TIMEOUTS} SMTP timeouts ({LEASE_TIMEOUTS} x {timeout:g} s): "
+                "a message could still be on the wire when another worker "
+                "takes it over.",
+                hint=(
+                    f"Set MAILER_LEASE_SECONDS to at least "
+                    f"{LEASE_TIMEOUTS * timeout:g}, or lower EMAIL_TIMEOUT "
+                    "(MAILER_SMTP_TIMEOUT when EMAIL_TIMEOUT is unset)."
+                ),
+                id="mailer.E010",
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_connections(app_configs: Any = None, **kwargs: Any) -> list:
+    """``MAILER_CONNECTIONS`` must be a number of connections the pool drives."""
+    from mailer.sending.pool import validate_connections
+
+    try:
+        validate_connections(settings.CONNECTIONS)
+    except ValueError as error:
+        return [Error(f"MAILER_CONNECTIONS: {error}.", id="mailer.E006")]
+    return []
+
+
+#: django-mailer settings that have no use here, and why (ids are stable).
+DJANGO_MAILER_UNNEEDED = {
+    "MAILER_USE_FILE_LOCK": "mailer.W131",
+    "MAILER_LOCK_PATH": "mailer.W131",
+    "MAILER_LOCK_WAIT_TIMEOUT": "mailer.W131",
+    "MAILER_EMAIL_LOG_MESSAGE_DATA": "mailer.W132",
+}
+
+
+@register(Tags.compatibility)
+def check_django_mailer_settings(app_configs: Any = None, **kwargs: Any) -> list:
+    """Name the django-mailer settings a switched site still sets that mean
+    nothing here, and say why (every other django-mailer setting is honoured
+    with its meaning; see the README's "Switching from django-mailer")."""
+    from django.conf import settings as django_settings
+
+    messages = []
+    locks = [
+        name
+        for name, check_id in DJANGO_MAILER_UNNEEDED.items()
+        if check_id == "mailer.W131" and hasattr(django_settings, name)
+    ]
+    if locks:
+        messages.append(
+            Warning(
+                f"{', '.join(locks)} {'is' if len(locks) == 1 else 'are'} "
+                "django-mailer's lock-file setting(s) and have no effect: "
+                "send_mail claims messages with database leases, so any number "
+                "of workers on any number of hosts run without a lock file and "
+                "never send a message twice.",
+                hint="Remove the setting(s); MAILER_LEASE_SECONDS sets the lease.",
+                id="mailer.W131",
+            )
+        )
+    if getattr(django_settings, "MAILER_EMAIL_LOG_MESSAGE_DATA", False):
+        messages.append(
+            Warning(
+                "MAILER_EMAIL_LOG_MESSAGE_DATA is true, but the mail log never "
+                "keeps message bodies: a password-reset link in a log is a live "
+                "credential. The log keeps recipient, subject, Message-ID, "
+                "result and the server's reply.",
+                hint="Remove the setting (or set it to False, which is what "
+                "happens anyway).",
+                id="mailer.W132",
+            )
+        )
+    return messages

@@ -19,6 +19,10 @@ How the claim is made atomic depends on the database:
   subquery and the update cannot interleave with another worker's. (A
   SELECT-then-UPDATE transaction would start as a reader and could fail with
   "database is locked" when upgrading to a writer.)
+
+Every time here is the database's (``mailer.dbclock``): a lease ends one
+``MAILER_LEASE_SECONDS`` after the database's now, and "due" means due by the
+database's now, so workers whose clocks disagree still agree on the owner.
 """
 
 from __future__ import annotations
@@ -27,9 +31,9 @@ import uuid
 from datetime import datetime
 
 from django.db import connections, router, transaction
-from django.utils import timezone
 
 from mailer.conf import settings
+from mailer.dbclock import DbNow
 from mailer.models import Message
 
 
@@ -38,12 +42,14 @@ def new_token() -> str:
 
 
 def claim_batch(size: int, *, now: datetime | None = None) -> tuple[str, list[int]]:
-    """Claim up to ``size`` due messages; return the claim token and the ids."""
-    now = now or timezone.now()
+    """Claim up to ``size`` due messages; return the claim token and the ids.
+
+    ``now`` (a test's fixed time) replaces the database's clock when given.
+    """
     token = new_token()
-    lease_end = now + settings.LEASE
+    lease_end = now + settings.LEASE if now else DbNow(settings.LEASE)
     db = router.db_for_write(Message)
-    due = Message.objects.using(db).due(now)
+    due = Message.all_objects.using(db).due(now)
     if connections[db].features.has_select_for_update_skip_locked:
         # A plain probe first: an empty queue (cron's usual case, every
         # minute) then costs one indexed query instead of a transaction.
@@ -56,19 +62,19 @@ def claim_batch(size: int, *, now: datetime | None = None) -> tuple[str, list[in
                 ]
             )
             if ids:
-                Message.objects.using(db).filter(id__in=ids).update(
+                Message.all_objects.using(db).filter(id__in=ids).update(
                     claim_token=token, due_at=lease_end
                 )
         return token, ids
     claimed = (
-        Message.objects.using(db)
+        Message.all_objects.using(db)
         .filter(id__in=due.values("id")[:size])
         .update(claim_token=token, due_at=lease_end)
     )
     if not claimed:
         return token, []
     ids = list(
-        Message.objects.using(db)
+        Message.all_objects.using(db)
         .filter(claim_token=token)
         .order_by("priority", "id")
         .values_list("id", flat=True)
@@ -86,9 +92,8 @@ def renew(token: str, ids: list[int], *, now: datetime | None = None) -> set[int
     before that happens. A message missing from the answer was taken over
     (the renewal came too late), cancelled, or released: not ours to send.
     """
-    now = now or timezone.now()
-    held = Message.objects.pending().filter(claim_token=token, id__in=ids)
-    renewed = held.update(due_at=now + settings.LEASE)
+    held = Message.all_objects.pending().filter(claim_token=token, id__in=ids)
+    renewed = held.update(due_at=now + settings.LEASE if now else DbNow(settings.LEASE))
     if renewed == len(ids):
         return set(ids)
     return set(held.values_list("id", flat=True))
@@ -96,7 +101,7 @@ def renew(token: str, ids: list[int], *, now: datetime | None = None) -> set[int
 
 def release(token: str, ids: list[int] | None = None) -> int:
     """Give claimed messages back, due at once, without burning an attempt."""
-    qs = Message.objects.pending().filter(claim_token=token)
+    qs = Message.all_objects.pending().filter(claim_token=token)
     if ids is not None:
         qs = qs.filter(id__in=ids)
-    return qs.update(claim_token=None, due_at=timezone.now())
+    return qs.update(claim_token=None, due_at=DbNow())

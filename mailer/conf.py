@@ -14,6 +14,9 @@ from django.conf import settings as django_settings
 
 DEFAULT_SENDING_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 QUEUE_BACKEND = "mailer.backend.DbBackend"
+#: See ``MailerSettings.CONNECTIONS`` and the measurement in
+#: ``mailer/sending/pool.py``.
+DEFAULT_CONNECTIONS = 4
 
 
 class MailerSettings:
@@ -66,10 +69,16 @@ class MailerSettings:
         return self._get("MAILER_EMAIL_MAX_SECONDS", None)
 
     @property
-    def EMAIL_THROTTLE(self) -> float | None:
+    def RATE(self) -> float | None:
         """Most messages per second one worker sends (``None``: as fast as the
         server takes them)."""
-        return self._get("MAILER_EMAIL_THROTTLE", None)
+        return self._get("MAILER_RATE", None)
+
+    @property
+    def EMAIL_THROTTLE(self) -> float:
+        """django-mailer's setting, with its meaning: seconds to pause after
+        each message (0: no pause). Not a rate: ``MAILER_RATE`` is ours."""
+        return float(self._get("MAILER_EMAIL_THROTTLE", 0) or 0)
 
     @property
     def BATCH_SIZE(self) -> int:
@@ -78,16 +87,65 @@ class MailerSettings:
         return int(self._get("MAILER_BATCH_SIZE", 100))
 
     @property
+    def CONNECTIONS(self) -> int:
+        """SMTP connections one ``send_mail`` run drives at once (1 to
+        ``mailer.sending.pool.MAX_CONNECTIONS``). Parallel connections hide a
+        distant relay's latency; 1 sends everything over one connection."""
+        return self._get("MAILER_CONNECTIONS", DEFAULT_CONNECTIONS)
+
+    @property
     def LEASE(self) -> timedelta:
         """How long a claim lasts before another worker may take the message
-        over (a crashed worker's claims come back after this)."""
-        return timedelta(seconds=self._get("MAILER_LEASE_SECONDS", 300))
+        over (a crashed worker's claims come back after this). A live worker
+        renews its claims before they run short, so this only bounds how long
+        a killed worker's mail waits. Default: 45 s, or 3 SMTP timeouts when
+        that is longer (``EMAIL_TIMEOUT = 30`` gives 90 s); a value set here
+        must be at least 3 SMTP timeouts (check ``mailer.E010``)."""
+        seconds = self._get("MAILER_LEASE_SECONDS", None)
+        if seconds is None:
+            seconds = max(45.0, 3 * self.EFFECTIVE_SMTP_TIMEOUT)
+        return timedelta(seconds=seconds)
+
+    @property
+    def EFFECTIVE_SMTP_TIMEOUT(self) -> float:
+        """Not a setting: the SMTP timeout in force, in seconds: the sending
+        backend's (``EMAIL_TIMEOUT`` or the ``MAILERS`` alias's ``timeout``),
+        else ``MAILER_SMTP_TIMEOUT``."""
+        from mailer.compat import sending_backend_timeout
+
+        return float(sending_backend_timeout() or self.SMTP_TIMEOUT)
+
+    @property
+    def SMTP_TIMEOUT(self) -> float:
+        """Seconds to wait for an SMTP connection or any one reply when
+        Django's ``EMAIL_TIMEOUT`` (or the ``MAILERS`` alias's ``timeout``) is
+        unset; Django's own default is to wait for ever. One message's whole
+        exchange is bounded by it too (plus its upload at 1 MiB/s)."""
+        return float(self._get("MAILER_SMTP_TIMEOUT", 15))
+
+    @property
+    def IN_DOUBT_RETRY(self) -> timedelta:
+        """How long a message *in doubt* (the relay went silent after the end
+        of its DATA, so it may have been delivered) waits before it is tried
+        again, with the same Message-ID."""
+        return timedelta(seconds=self._get("MAILER_IN_DOUBT_RETRY_SECONDS", 20 * 60))
+
+    @property
+    def IN_DOUBT_MAX_RETRIES(self) -> int:
+        """Retries of a message in doubt; after that it stays "in doubt, not
+        retried" until an operator releases it (``retry_deferred
+        --in-doubt``). Each retry may deliver one more copy."""
+        return int(self._get("MAILER_IN_DOUBT_MAX_RETRIES", 1))
 
     @property
     def MAX_ATTEMPTS(self) -> int | None:
         """Attempts before a temporarily failing (4xx) message fails for good
-        (``None``: no count; ``MAILER_MAX_RETRY_SECONDS`` decides)."""
+        (``None``: no count; ``MAILER_MAX_RETRY_SECONDS`` decides). Without
+        ``MAILER_MAX_ATTEMPTS``, django-mailer's ``MAILER_EMAIL_MAX_RETRIES``
+        (retries after the first attempt) sets it to that plus one."""
         value = self._get("MAILER_MAX_ATTEMPTS", None)
+        if value is None and self.EMAIL_MAX_RETRIES is not None:
+            return self.EMAIL_MAX_RETRIES + 1
         return None if value is None else int(value)
 
     @property
@@ -117,6 +175,19 @@ class MailerSettings:
         """Put an address on the don't-send list after a 5.1.1 "no such user"
         reply to job (newsletter) mail."""
         return bool(self._get("MAILER_SUPPRESS_ON_NO_SUCH_USER", True))
+
+    @property
+    def SENT_BODY_RETENTION_SECONDS(self) -> float:
+        """How long (seconds) the body of sent single mail stays in the queue
+        table: it may hold live credentials (a password-reset link). 0 drops
+        it at the end of the ``send_mail`` run that sent it. Job mail keeps
+        no body at all (it is rebuilt from the job)."""
+        value = float(self._get("MAILER_SENT_BODY_RETENTION_SECONDS", 3600))
+        if value < 0:
+            raise ValueError(
+                f"MAILER_SENT_BODY_RETENTION_SECONDS must be 0 or more, not {value}"
+            )
+        return value
 
     # -- jobs ---------------------------------------------------------------------
 
@@ -193,6 +264,83 @@ class MailerSettings:
         """PEM file of the CA(s) to trust for the relay's STARTTLS/SSL
         certificate (a private CA); verification stays on either way."""
         return self._get("MAILER_SSL_CA_FILE", None)
+
+    # -- waking workers (mailer/worker/) ---------------------------------------
+
+    @property
+    def POLL_SECONDS(self) -> float | None:
+        """Where PostgreSQL's LISTEN/NOTIFY is not available (SQLite): how often
+        an idle ``runmailer`` asks the database, with one indexed query,
+        whether mail or a job is waiting. ``None``: only every
+        ``MAILER_EMPTY_QUEUE_SLEEP``, as django-mailer did."""
+        value = self._get("MAILER_POLL_SECONDS", 0.5)
+        return None if value is None else float(value)
+
+    @property
+    def USE_TASKS(self) -> bool:
+        """Queuing mail or confirming a job enqueues a task in Django's tasks
+        framework (on commit, at most one waiting task of each kind)."""
+        return bool(self._get("MAILER_USE_TASKS", False))
+
+    @property
+    def TASK_BACKEND(self) -> str:
+        """The ``TASKS`` alias the mail tasks are enqueued on."""
+        return self._get("MAILER_TASK_BACKEND", "default")
+
+    @property
+    def TASK_LEASE(self) -> timedelta:
+        """How long an enqueued task counts as waiting: no second task of its
+        kind is enqueued meanwhile. A task the backend lost is replaced after
+        this (the mail itself waits in the queue, never in the task)."""
+        return timedelta(seconds=self._get("MAILER_TASK_LEASE_SECONDS", 60))
+
+    @property
+    def STATUS_MAX_AGE(self) -> float | None:
+        """``mailer_status --check``: seconds the oldest due message may wait
+        before the check fails (``--max-age`` overrides it)."""
+        value = self._get("MAILER_STATUS_MAX_AGE", None)
+        return None if value is None else float(value)
+
+    # -- django-mailer's settings, with django-mailer's meaning ---------------------
+
+    @property
+    def PAUSE_SEND(self) -> bool:
+        """While true, ``send_mail``, ``send_loop`` (and the worker commands)
+        send nothing; mail keeps being queued."""
+        return bool(self._get("MAILER_PAUSE_SEND", False))
+
+    @property
+    def EMAIL_MAX_DEFERRED(self) -> int | None:
+        """Stop a run once this many messages were deferred in it (``None``:
+        no limit): a relay deferring everything is not hammered further."""
+        return self._get("MAILER_EMAIL_MAX_DEFERRED", None)
+
+    @property
+    def EMAIL_MAX_RETRIES(self) -> int | None:
+        """Retries of a deferred message after its first attempt (``None``:
+        ``MAILER_MAX_ATTEMPTS`` decides); ``retry_deferred`` leaves alone a
+        message that has used them."""
+        value = self._get("MAILER_EMAIL_MAX_RETRIES", None)
+        return None if value is None else int(value)
+
+    @property
+    def ERROR_HANDLER(self) -> str | None:
+        """Dotted path of a django-mailer error handler, called as
+        ``handler(connection, message, exc)`` for a delivery error; it
+        returns ``(connection, status)``. See ``mailer.legacy.api``."""
+        return self._get("MAILER_ERROR_HANDLER", None)
+
+    @property
+    def EMPTY_QUEUE_SLEEP(self) -> float:
+        """Seconds ``send_loop`` (``runmailer``) sleeps when nothing is due."""
+        return float(self._get("MAILER_EMPTY_QUEUE_SLEEP", 30))
+
+    @property
+    def MESSAGES_BATCH_SIZE(self) -> int | None:
+        """Rows per INSERT when several emails are queued at once (the
+        queueing backend's ``bulk_create`` batch size; ``None``: all at once)."""
+        value = self._get("MAILER_MESSAGES_BATCH_SIZE", None)
+        return None if value is None else int(value)
 
 
 settings = MailerSettings()

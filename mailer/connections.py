@@ -1,77 +1,56 @@
-"""The single place that knows how to reach the real sending backend, and the
-single place that knows which Django version it runs on.
+"""The single place that opens the connection that really sends, and hands
+one message to it.
 
-Django 6.1 replaces ``EMAIL_BACKEND``/``get_connection()`` with the ``MAILERS``
-setting and ``django.core.mail.mailers``. With ``MAILERS`` defined, the queue
-is one alias (usually ``"default"``) and the backend that really sends is
-another, named by ``MAILER_SEND_USING``. Without ``MAILERS`` (Django 5.2 and
-6.0, or 6.1 in its deprecated mode) ``MAILER_EMAIL_BACKEND`` names the class.
+Django-version differences live in ``mailer.compat`` (re-exported here for
+code that imported them from this module); one message's SMTP exchange lives
+in ``mailer.sending.transport``.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
 import smtplib
+import time
 from collections.abc import Sequence
-from email.message import Message as StdlibMessage
-from typing import Any
 
-import django
-from django.conf import settings as django_settings
-from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
-from django.utils.module_loading import import_string
 
+from mailer.compat import (  # noqa: F401 - re-exported for older imports
+    MODERN_EMAIL_API,
+    mailers_configured,
+    open_sending_backend,
+    sending_backend_path,
+    sending_backend_timeout,
+)
 from mailer.conf import settings
 
-#: Django 6.0 builds messages with the modern ``email`` API and takes a policy.
-MODERN_EMAIL_API = django.VERSION >= (6, 0)
-
-
-def mailers_configured() -> bool:
-    """True when the project uses Django 6.1's ``MAILERS`` setting."""
-    return hasattr(mail, "mailers") and hasattr(django_settings, "MAILERS")
-
-
-def sending_backend_path() -> str:
-    """Dotted path of the backend class that really sends (for checks)."""
-    if mailers_configured():
-        config = django_settings.MAILERS.get(settings.SEND_USING, {})
-        return config.get("BACKEND", "django.core.mail.backends.smtp.EmailBackend")
-    return settings.EMAIL_BACKEND
-
-
-def open_sending_backend() -> BaseEmailBackend:
-    """A new (not yet opened) instance of the backend that really sends."""
-    if mailers_configured():
-        return mail.mailers[settings.SEND_USING]
-    return import_string(settings.EMAIL_BACKEND)()
-
-
-def serialize(email_message: mail.EmailMessage) -> tuple[bytes, str]:
-    """The RFC 5322 bytes Django's SMTP backend would put on the wire, and the
-    message's ``Message-ID``."""
-    if MODERN_EMAIL_API:
-        message = email_message.message(policy=email.policy.SMTP)
-        data = message.as_bytes()
-    else:
-        message = email_message.message()
-        data = message.as_bytes(linesep="\r\n")
-    return data, str(message.get("Message-ID", ""))
+# PreparedEmail and serialize live in mailer/message.py; imported here, where
+# they were, for code that imports them from this module.
+from mailer.message import PreparedEmail, serialize  # noqa: F401
+from mailer.sending import extensions, transport
 
 
 class SendingConnection:
     """One connection for a whole run, opened lazily, reopened on demand.
 
     For Django's SMTP backend (and subclasses) the already-built bytes go
-    straight to ``smtplib.SMTP.sendmail`` on the backend's own connection: the
-    backend still handles host, port, TLS and login, and building a Django
-    message per recipient would cost more than sending it (see DESIGN.md).
-    Any other backend (an ESP through django-anymail, console, locmem...) gets
-    an ``EmailMessage`` rebuilt from the bytes and is called as usual.
+    over the backend's own ``smtplib`` connection through
+    ``transport.exchange`` (MAIL, RCPT, DATA, staged, so a failure after the
+    final "." is told apart): the backend still handles host, port, TLS and
+    login, and building a Django message per recipient would cost more than
+    sending it (see DESIGN.md). Any other backend (an ESP through
+    django-anymail, console, locmem...) gets an ``EmailMessage`` rebuilt from
+    the bytes and is called as usual.
+
+    Time is bounded: when the project leaves ``EMAIL_TIMEOUT`` (or its
+    ``MAILERS`` alias's timeout) unset, ``MAILER_SMTP_TIMEOUT`` applies to
+    connecting and to every reply, and the whole of one message (connecting
+    included) gets one budget (:meth:`budget`).
     """
+
+    #: Upload rate (bytes per second) granted to a message's content on top
+    #: of one timeout: 10 MiB get 10 s more, a 20 kB newsletter 0.02 s.
+    MIN_UPLOAD_RATE = 1024 * 1024
 
     def __init__(self) -> None:
         self.backend: BaseEmailBackend | None = None
@@ -82,19 +61,65 @@ class SendingConnection:
         #: The ESP's id for the last message, when the backend reports one
         #: (django-anymail's ``anymail_status.message_id``).
         self.provider_id: str | None = None
+        #: ESMTP parameters for MAIL FROM and RCPT TO of the next message
+        #: (``BODY=8BITMIME``, ``SMTPUTF8``, ``SIZE=n``), set by the caller.
+        self.mail_options: list[str] = []
+        self.rcpt_options: list[str] = []
+        self._timeout = settings.EFFECTIVE_SMTP_TIMEOUT
 
     @property
     def is_smtp(self) -> bool:
         return isinstance(self.backend, SMTPBackend)
 
-    def open(self) -> None:
+    @property
+    def timeout(self) -> float:
+        """Seconds to wait for a connection or one reply."""
+        return self._timeout
+
+    @property
+    def where(self) -> str:
+        """``host:port`` of an SMTP relay, for error messages."""
+        if self.is_smtp:
+            return f"{self.backend.host}:{self.backend.port}"
+        return "the mail server"
+
+    @property
+    def is_open(self) -> bool:
+        if self.backend is None:
+            return False
+        return not self.is_smtp or self.backend.connection is not None
+
+    def budget(self, size: int) -> float:
+        """Seconds one message of ``size`` bytes may take in all: one timeout
+        plus its upload at ``MIN_UPLOAD_RATE``."""
+        return self.timeout + size / self.MIN_UPLOAD_RATE
+
+    def open(self, deadline: float | None = None) -> None:
+        """Connect (and greet, start TLS, log in), within ``deadline``
+        (``time.monotonic()``) when given, else within one timeout.
+
+        :raises OSError: and smtplib's errors, as the backend raises them.
+        """
         if self.backend is None:
             self.backend = open_sending_backend()
-        if type(self.backend).open is SMTPBackend.open:
-            # Django's own open(), plus our HELO name and CA file.
-            from mailer.sending.extensions import open_smtp
-
-            open_smtp(self.backend)
+        if self.is_smtp:
+            configured = self.backend.timeout
+            if configured is not None:
+                self._timeout = configured
+            wait = self.timeout
+            if deadline is not None:
+                wait = max(transport.MIN_WAIT, min(wait, deadline - time.monotonic()))
+            # Django's backend passes its ``timeout`` to smtplib, which uses
+            # it for the TCP connect and every reply until the next change.
+            self.backend.timeout = wait
+            try:
+                if type(self.backend).open is SMTPBackend.open:
+                    # Django's own open(), plus our HELO name and CA file.
+                    extensions.open_smtp(self.backend)
+                else:
+                    self.backend.open()
+            finally:
+                self.backend.timeout = configured
         else:
             self.backend.open()
         self.opened += 1
@@ -107,109 +132,74 @@ class SendingConnection:
             except (smtplib.SMTPException, OSError):
                 # Closing a connection the server already dropped; nothing to save.
                 pass
+            if self.is_smtp:
+                self.backend.connection = None
 
     def reopen(self) -> None:
         self.close()
         self.open()
 
     def send(
-        self, envelope_from: str, recipients: Sequence[str], data: bytes
+        self,
+        envelope_from: str,
+        recipients: Sequence[str],
+        data: bytes,
+        *,
+        deadline: float | None = None,
     ) -> dict[str, tuple[int, bytes]]:
         """Send one message; return the recipients the server refused while
-        accepting the others. Raises smtplib/OSError exceptions unchanged, for
-        ``outcomes.classify`` to judge."""
+        accepting the others.
+
+        :param deadline: ``time.monotonic()`` by which the relay's final
+            reply must have come (default: one :meth:`budget` from now).
+        :raises transport.InDoubt: no reply after the final "." was sent.
+        :raises transport.ExchangeTimeout: the budget ran out before it.
+        :raises smtplib.SMTPException, OSError: unchanged, for
+            ``outcomes.classify`` to judge.
+        """
         if self.backend is None:
-            self.open()
+            self.open(deadline)
         self.provider_id = None
         if self.is_smtp:
             if self.backend.connection is None:
-                self.open()
-            from mailer.sending.extensions import mail_options
-
+                self.open(deadline)
+            budget = self.budget(len(data))
+            if deadline is None:
+                deadline = time.monotonic() + budget
             smtp = self.backend.connection
-            options = mail_options(smtp, data, envelope_from, recipients)
-            refused = smtp.sendmail(envelope_from, recipients, data, options)
+            # EHLO first (within the deadline): what the relay offers decides
+            # the MAIL FROM parameters (BODY=8BITMIME, SMTPUTF8) and whether
+            # the message is too big for it; the transport adds SIZE= itself.
+            transport.greet(smtp, deadline=deadline, budget=self.timeout)
+            options = list(self.mail_options)
+            for option in extensions.mail_options(
+                smtp, data, envelope_from, recipients
+            ):
+                if option.upper() not in (o.upper() for o in options):
+                    options.append(option)
+            done = transport.exchange(
+                smtp,
+                envelope_from,
+                recipients,
+                data,
+                deadline=deadline,
+                budget=self.timeout,
+                mail_options=options,
+                rcpt_options=self.rcpt_options,
+            )
             self.accepted += 1
-            return refused
+            return done.refused
         email_message = PreparedEmail(data, envelope_from, recipients)
         sent = self.backend.send_messages([email_message])
-        if not sent:
+        # Django's own callers (send_mail, mail_admins) ignore the return
+        # value, and several third-party backends return None after sending:
+        # None is "sent". 0 (or another false number) without an exception is
+        # the backend saying it sent nothing (fail_silently): retry later.
+        # (django-mailer counted None as sent too; its own test backends return it.)
+        if sent is not None and not sent:
             raise smtplib.SMTPException("the email backend reported nothing sent")
         status = getattr(email_message, "anymail_status", None)
         provider_id = getattr(status, "message_id", None)
         self.provider_id = str(provider_id)[:255] if provider_id is not None else None
         self.accepted += 1
         return {}
-
-
-class PreparedEmail(mail.EmailMultiAlternatives):
-    """An already-built message, for backends that take ``EmailMessage`` objects.
-
-    ``message()`` returns the exact stored message, so backends that serialise
-    (console, file, SMTP subclasses) send what was queued; the structured
-    attributes (subject, body, alternatives, attachments, headers) are filled
-    from it for backends that call an API (django-anymail's ESPs).
-    """
-
-    _structural = {
-        "subject",
-        "from",
-        "to",
-        "cc",
-        "bcc",
-        "reply-to",
-        "content-type",
-        "content-transfer-encoding",
-        "mime-version",
-    }
-
-    def __init__(self, data: bytes, envelope_from: str, recipients: Sequence[str]):
-        parsed = email.message_from_bytes(data, policy=email.policy.default)
-        to = _addresses(parsed, "To")
-        cc = _addresses(parsed, "Cc")
-        bcc = [r for r in recipients if r not in to and r not in cc]
-        headers = {
-            name: str(value)
-            for name, value in parsed.items()
-            if name.lower() not in self._structural
-        }
-        super().__init__(
-            subject=str(parsed.get("Subject", "")),
-            body="",
-            from_email=str(parsed.get("From", envelope_from)),
-            to=to,
-            cc=cc,
-            bcc=bcc,
-            reply_to=_addresses(parsed, "Reply-To"),
-            headers=headers,
-        )
-        self._parsed = parsed
-        self._envelope = list(recipients)
-        for part in parsed.walk():
-            if part.is_multipart():
-                continue
-            ctype = part.get_content_type()
-            content = part.get_content()
-            if isinstance(content, str):
-                # Text came off the wire with CRLF line endings; an API-based
-                # backend expects Python's own.
-                content = content.replace("\r\n", "\n")
-            if part.get_filename():
-                self.attach(part.get_filename(), content, ctype)
-            elif ctype == "text/plain" and not self.body:
-                self.body = content
-            else:
-                self.attach_alternative(content, ctype)
-
-    def message(self, **kwargs: Any) -> StdlibMessage:
-        return self._parsed
-
-    def recipients(self) -> list[str]:
-        return self._envelope
-
-
-def _addresses(parsed: StdlibMessage, header: str) -> list[str]:
-    value = parsed.get(header)
-    if not value:
-        return []
-    return [str(address) for address in value.addresses]

@@ -6,6 +6,18 @@ reused connection, and records each outcome the moment the server answers, so
 a ``kill -9`` can re-send at most the one message in flight and loses none.
 Batches are small on purpose: a password reset queued while a newsletter
 drains is claimed by the very next batch.
+
+Where the rest lives: one message's SMTP exchange in
+``mailer.sending.transport`` (through ``mailer.connections``), what a reply
+means in ``mailer.outcomes``, claims and leases in ``mailer.claim``, the
+outcome's database write in ``mailer.records``, and every time that another
+worker compares in the database's clock (``mailer.dbclock``).
+
+Time is bounded: each message's exchange has a budget of one SMTP timeout
+(``MAILER_SMTP_TIMEOUT`` when ``EMAIL_TIMEOUT`` is unset), so a run ends
+within ``--max-seconds`` (or after SIGTERM) plus one budget, whatever the
+relay does. A message is only started while its claim's lease outlasts that
+budget; the lease is renewed before it runs short.
 """
 
 from __future__ import annotations
@@ -16,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from django.core.mail.utils import DNS_NAME
 from django.db import (
     DatabaseError,
     InterfaceError,
@@ -28,11 +39,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mailer import outcomes
-from mailer.addresses import envelope_address, normalize
+from mailer.addresses import normalize
 from mailer.claim import claim_batch, release, renew
-from mailer.compose import JobTemplate
 from mailer.conf import settings
 from mailer.connections import SendingConnection
+from mailer.dbclock import DbNow, database_now
+from mailer.legacy.api import apply_error_handler, send_all, send_loop
 from mailer.models import (
     DontSendEntry,
     LogResult,
@@ -45,12 +57,20 @@ from mailer.models import (
 from mailer.outcomes import Outcome, Verdict
 from mailer.records import OutcomeWriter
 from mailer.sending import partial, quotas, relaypause
-from mailer.unsubscribe import UnsubscribeLinks, site_domain
+from mailer.sending.build import MessageBuilder, without_blocked
 
 logger = logging.getLogger("mailer.engine")
 
+#: django-mailer's names, for code (Celery, RQ tasks) that calls them.
+__all__ = ["send_queued", "retry_deferred", "purge_log", "send_all", "send_loop"]
+
 #: Reconnects tried for one message before it is deferred instead.
 MAX_RECONNECTS_PER_MESSAGE = 2
+
+#: Seconds of lease a message must have left beyond its time budget to be
+#: started (else the claim is renewed first). The lease is measured from
+#: before the claim was sent, so the database's lease ends no sooner.
+LEASE_MARGIN = 0.25
 
 #: Pauses between tries to record an outcome after the database connection
 #: broke: about 16 s in all, enough for a PostgreSQL restart or failover.
@@ -65,6 +85,9 @@ class SendResult:
     deferred: int = 0
     failed: int = 0
     suppressed: int = 0
+    #: Messages whose relay went silent after the end of DATA (maybe
+    #: delivered; retried later with the same Message-ID, or held).
+    in_doubt: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     batches: int = 0
@@ -82,7 +105,7 @@ class SendResult:
 
     @property
     def attempted(self) -> int:
-        return self.sent + self.deferred + self.failed
+        return self.sent + self.deferred + self.failed + self.in_doubt
 
     @property
     def rate(self) -> float:
@@ -95,7 +118,9 @@ class SendResult:
     def summary(self) -> str:
         line = (
             f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}, "
-            f"suppressed {self.suppressed} in {self.seconds:.2f}s "
+            f"suppressed {self.suppressed}"
+            + (f", in doubt {self.in_doubt}" if self.in_doubt else "")
+            + f" in {self.seconds:.2f}s "
             f"({self.rate:.1f}/s); stopped: {self.stop_reason}"
         )
         if self.paced:
@@ -111,14 +136,20 @@ class Limits:
     max_seconds: float | None = None
     throttle: float | None = None
     batch_size: int | None = None
+    #: django-mailer's MAILER_EMAIL_THROTTLE: seconds of pause between messages.
+    pause: float | None = None
+    #: django-mailer's MAILER_EMAIL_MAX_DEFERRED: deferrals that end the run.
+    max_deferred: int | None = None
 
     @classmethod
     def from_settings(cls, **overrides) -> Limits:
         limits = cls(
             max_messages=settings.EMAIL_MAX_BATCH,
             max_seconds=settings.EMAIL_MAX_SECONDS,
-            throttle=settings.EMAIL_THROTTLE,
+            throttle=settings.RATE,
             batch_size=settings.BATCH_SIZE,
+            pause=settings.EMAIL_THROTTLE,
+            max_deferred=settings.EMAIL_MAX_DEFERRED,
         )
         for name, value in overrides.items():
             if value is not None:
@@ -152,13 +183,21 @@ class Sender:
         self.should_stop = should_stop
         self.on_progress = on_progress
         self.connection = SendingConnection()
-        self.templates: dict[int, JobTemplate | Exception] = {}
-        self.links = UnsubscribeLinks()
+        self.builder = MessageBuilder()
         self.writer = OutcomeWriter()
-        self.domain = site_domain() or DNS_NAME.get_fqdn()
         self.result = SendResult()
         self._first_send_at: float | None = None
+        #: time.monotonic() by which the current batch's lease surely ends
+        #: (measured from before the claim or renewal was sent).
+        self._lease_until = 0.0
+        #: The exception behind the last delivery's outcome (for
+        #: MAILER_ERROR_HANDLER), None when the server accepted the message.
+        self._last_error: Exception | None = None
+        #: Provider limits (mailer.sending.quotas); one per Sender, so one
+        #: per pool thread.
         self.gate = quotas.Gate()
+        #: True once this run had a message accepted (the relay pause is
+        #: cleared then, once).
         self._relay_ok = False
         self._expiry: dict[int, object] = {}
 
@@ -177,7 +216,7 @@ class Sender:
                 if limits.max_messages is not None:
                     size = min(size, limits.max_messages - self._counted())
                 claimed_at = time.monotonic()
-                token, ids = claim_batch(size)
+                token, ids = self._claim(size)
                 if not ids:
                     result.stop_reason = "queue empty"
                     break
@@ -214,9 +253,14 @@ class Sender:
             result.cpu_seconds = time.process_time() - cpu_started
         return result
 
+    def _claim(self, size: int) -> tuple[str, list[int]]:
+        """Claim the next batch (a hook: the connection pool shares one
+        ``max_messages`` budget among its connections here)."""
+        return claim_batch(size)
+
     def _counted(self) -> int:
         r = self.result
-        return r.sent + r.deferred + r.failed + r.suppressed
+        return r.attempted + r.suppressed
 
     def _check_limits(self, deadline: float | None) -> None:
         if self.should_stop():
@@ -228,6 +272,11 @@ class Sender:
             and self._counted() >= self.limits.max_messages
         ):
             raise _Stop("message limit")
+        if (
+            self.limits.max_deferred is not None
+            and self.result.deferred >= self.limits.max_deferred
+        ):
+            raise _Stop("deferred limit")
 
     def _send_batch(
         self,
@@ -237,15 +286,14 @@ class Sender:
         started: float,
         claimed_at: float,
     ) -> None:
-        by_id = {m.id: m for m in Message.objects.filter(id__in=ids, claim_token=token)}
+        # created_at is read: the retry window runs from it (outcomes.next_try).
+        by_id = {
+            m.id: m for m in Message.all_objects.filter(id__in=ids, claim_token=token)
+        }
         batch = [by_id[i] for i in ids if i in by_id]
-        suppressed = self._suppressed_among(batch)
-        # Renew the lease once half of it is gone, so no message of this batch
-        # is ever due again (and claimed by another worker) while we may still
-        # send it. Found by test_workers: a batch outliving its lease on a
-        # slow server was sent twice, by this run and the next cron run.
+        suppressed = self.builder.suppressed_among(batch)
         lease = settings.LEASE.total_seconds()
-        renew_at = claimed_at + lease / 2
+        self._lease_until = claimed_at + lease
         held = set(ids)
         for index, message in enumerate(batch):
             try:
@@ -255,13 +303,10 @@ class Sender:
             except _Stop:
                 self.result.released += release(token, [m.id for m in batch[index:]])
                 raise
-            if time.monotonic() >= renew_at:
-                renew_at = time.monotonic() + lease / 2
-                held = renew(token, [m.id for m in batch[index:]])
             if message.id not in held:
                 continue  # taken over, cancelled or released meanwhile
             expires_at = self._expires_at(message)
-            if expires_at is not None and expires_at <= timezone.now():
+            if expires_at is not None and expires_at <= self._db_now():
                 # News goes stale: past the job's expiry, undelivered mail
                 # fails instead of going out late (create_job(expires_at=)).
                 outcome = Outcome(
@@ -285,7 +330,7 @@ class Sender:
                 continue
             skipped: list[str] = []
             if not is_job_mail and suppressed:
-                recipients, skipped = _without_blocked(recipients, suppressed)
+                recipients, skipped = without_blocked(recipients, suppressed)
                 if not recipients:
                     self._record(message, token, LogResult.SUPPRESSED, None)
                     continue
@@ -308,9 +353,23 @@ class Sender:
                     token, [message.id], wait.until
                 )
                 continue
-            outcome = self._deliver(envelope_from, recipients, data)
+            # Never start a message whose lease could end while it is on the
+            # wire: another worker would then take it and send it too (found
+            # with a relay slower than the lease). Renewing covers the whole
+            # rest of the batch in one UPDATE.
+            budget = self.connection.budget(len(data))
+            if self._lease_until - time.monotonic() <= budget + LEASE_MARGIN:
+                renewing_at = time.monotonic()
+                held = renew(token, [m.id for m in batch[index:]])
+                self._lease_until = renewing_at + lease
+                if message.id not in held:
+                    continue
+            message_deadline = time.monotonic() + budget
+            outcome = self._deliver(envelope_from, recipients, data, message_deadline)
             if outcome.verdict is Verdict.STOP:
                 self.result.released += release(token, [m.id for m in batch[index:]])
+                # Every worker pauses, the pause doubling with each bout in a
+                # row (mailer.sending.relaypause).
                 paused = relaypause.pause(outcome.reply)
                 error = (
                     f"{outcome.reply}; {paused.short()}" if paused else outcome.reply
@@ -322,6 +381,10 @@ class Sender:
             if outcome.verdict is Verdict.SENT and not self._relay_ok:
                 self._relay_ok = True
                 relaypause.clear()
+            if self._last_error is not None and settings.ERROR_HANDLER:
+                outcome = apply_error_handler(
+                    self.connection, message, self._last_error, outcome
+                )
             if skipped:
                 note = f"not sent to {', '.join(skipped)} (don't-send list)"
                 reply = f"{outcome.reply}; {note}" if outcome.reply else note
@@ -336,13 +399,16 @@ class Sender:
                         message,
                         outcome.refused,
                         data=data,
-                        now=timezone.now(),
+                        now=self._db_now(),
                         attempt=message.attempts + 1,
                     )
                 continue
             self._record(message, token, None, outcome, message_id=message_id)
 
     def _throttle(self, started: float, deadline: float | None) -> None:
+        if self.limits.pause and self._counted():
+            # django-mailer's throttle: a fixed pause after each message.
+            _pause(self.limits.pause, deadline)
         if not self.limits.throttle:
             return
         # Slots are counted from the first message, not from the run's start
@@ -355,26 +421,6 @@ class Sender:
             pause = min(pause, deadline - time.monotonic())
         if pause > 0:
             time.sleep(pause)
-
-    # -- one message ------------------------------------------------------------
-
-    def _suppressed_among(self, batch: list[Message]) -> dict[str, str]:
-        """The don't-send entries (normalised address -> reason) that concern
-        this batch: the reader of job mail, every envelope recipient of single
-        mail. Checked right before sending, one query per batch: an
-        unsubscribe that arrived after the job was expanded still stops the
-        email."""
-        addresses: set[str] = set()
-        for message in batch:
-            if message.job_id is None and message.envelope_to:
-                addresses.update(normalize(a) for a in message.envelope_to)
-            else:
-                addresses.add(normalize(message.to_address))
-        return dict(
-            DontSendEntry.objects.filter(address__in=addresses).values_list(
-                "address", "reason"
-            )
-        )
 
     def _expires_at(self, message: Message):
         """The job's expiry (None for single mail or a job without one),
@@ -389,81 +435,47 @@ class Sender:
             )
         return self._expiry[message.job_id]
 
-    def _template(self, job_id: int) -> JobTemplate:
-        template = self.templates.get(job_id)
-        if template is None:
-            job = MessageJob.objects.defer("recipients").get(pk=job_id)
-            headers = dict(job.headers or {})
-            if job.list_id:
-                headers.setdefault("List-Id", f"<{job.list_id}.{self.domain}>")
-            if self.links.enabled:
-                headers.setdefault(
-                    "List-Unsubscribe-Post", "List-Unsubscribe=One-Click"
-                )
-            try:
-                template = JobTemplate(
-                    subject=job.subject,
-                    from_email=job.from_email,
-                    body_text=job.body_text,
-                    body_html=job.body_html,
-                    headers=headers,
-                    message_id_domain=self.domain,
-                )
-            except Exception as error:  # noqa: BLE001 - remembered, fails each message
-                template = error
-            self.templates[job_id] = template
-        if isinstance(template, Exception):
-            raise template
-        return template
+    def _db_now(self):
+        """The database's now as a ``datetime`` (``mailer.dbclock``), for
+        the job expiry and retry window compared in Python."""
+        return database_now(self.writer.db)
+
+    # -- one message ------------------------------------------------------------
 
     def _build(self, message: Message) -> tuple[str, list[str], bytes, str]:
-        # Addresses were validated at the door (or at expansion), and are
-        # validated again here, at a microsecond each: a row can reach the
-        # queue without passing the door (an older version, an edit in the
-        # database), and a relay may well take ``not-an-address`` as a local
-        # mailbox (found by tests/test_bad_input.py). An invalid one fails
-        # this message only.
-        if message.job_id is None:
-            # Case-insensitive duplicates go once (the don't-send list's rule):
-            # ten thousand spellings of one address are one mailbox, not ten
-            # thousand RCPTs of the same email (found by test_bad_input.py).
-            recipients: dict[str, str] = {}
-            for address in message.envelope_to or [message.to_address]:
-                spec = envelope_address(address)
-                recipients.setdefault(normalize(spec), spec)
-            return (
-                message.envelope_from,
-                list(recipients.values()),
-                bytes(message.mime),
-                message.message_id,
-            )
-        template = self._template(message.job_id)
-        to = envelope_address(message.to_address)
-        url = self.links.url(message.to_address, message.job_id)
-        values = {**(message.context or {}), "email": message.to_address}
-        values["unsubscribe_url"] = url
-        data, message_id = template.render(
-            to, values, extra_headers=self.links.headers(url)
-        )
-        return template.envelope_from, [to], data, message_id
+        """(envelope from, recipients, bytes, Message-ID) of ``message``."""
+        return self.builder.build(message)
 
     def _deliver(
-        self, envelope_from: str, recipients: list[str], data: bytes
+        self,
+        envelope_from: str,
+        recipients: list[str],
+        data: bytes,
+        deadline: float,
     ) -> Outcome:
+        """Hand one message to the relay within ``deadline``
+        (``time.monotonic()``), reconnecting if the connection broke before
+        the end of DATA. Never retries after it (in doubt)."""
         last: Outcome | None = None
+        self._last_error = None
         for _ in range(MAX_RECONNECTS_PER_MESSAGE + 1):
-            if self.connection.backend is None or (
-                self.connection.is_smtp and self.connection.backend.connection is None
-            ):
+            if not self.connection.is_open:
                 try:
-                    self.connection.open()
+                    self.connection.open(deadline)
                 except Exception as error:  # noqa: BLE001 - judged below
-                    reason = outcomes.connect_failure(error)
+                    self.connection.close()
+                    reason = outcomes.connect_failure(
+                        error,
+                        where=self.connection.where,
+                        timeout=self.connection.timeout,
+                    )
                     if reason is None:
                         raise
                     return Outcome(Verdict.STOP, None, reason)
             try:
-                refused = self.connection.send(envelope_from, recipients, data)
+                refused = self.connection.send(
+                    envelope_from, recipients, data, deadline=deadline
+                )
             except Exception as error:  # noqa: BLE001 - every error is classified
                 # A 421 to the first MAIL FROM of a connection: the server is
                 # not taking mail; stop like for a server that is down (found
@@ -473,20 +485,27 @@ class Sender:
                 )
                 if unavailable is not None:
                     return Outcome(Verdict.STOP, error.smtp_code, unavailable)
+                # The relay's own trouble (full disk, 4.3.x): stop and pause
+                # every worker instead of burning each message's attempts.
+                # Never for a failure after the final "." (in doubt): the
+                # relay_trouble rules judge replies, not lost replies.
                 trouble = outcomes.relay_trouble(error)
                 if trouble is not None:
                     return Outcome(
                         Verdict.STOP, getattr(error, "smtp_code", None), trouble
                     )
                 last = outcomes.classify(error)
+                self._last_error = error
                 if last.verdict is Verdict.RECONNECT:
                     logger.info("reconnecting after: %s", last.reply)
                     self.connection.close()
-                    if self.connection.is_smtp:
-                        self.connection.backend.connection = None
-                    else:
+                    if not self.connection.is_smtp:
                         self.connection.backend = None
                     continue
+                if last.verdict in (Verdict.IN_DOUBT, Verdict.STOP):
+                    # The link is gone or useless; the next message opens a
+                    # new one (the in-doubt message itself is not resent).
+                    self.connection.close()
                 return last
             return outcomes.sent(refused)
         return Outcome(
@@ -509,40 +528,35 @@ class Sender:
         now = timezone.now()
         attempts_added = 0 if result is LogResult.SUPPRESSED else 1
         attempt = message.attempts + attempts_added
-        due_at = None
-        retry = None
-        if result is not LogResult.SUPPRESSED and outcome.verdict is Verdict.DEFERRED:
-            # Time decides, not a count (MAILER_MAX_RETRY_SECONDS), and a
-            # job's expiry ends retries early: see outcomes.next_try.
-            retry = outcomes.next_try(
-                attempt,
-                queued_at=message.created_at,
-                now=now,
-                expires_at=self._expires_at(message),
-            )
+        in_doubt_added = 0
+        due_in: float | None = None
         if result is LogResult.SUPPRESSED:
             status = MessageStatus.SUPPRESSED
             self.result.suppressed += 1
-        elif outcome.verdict is Verdict.SENT:
-            result, status = LogResult.SENT, MessageStatus.SENT
-            self.result.sent += 1
-        elif outcome.verdict is Verdict.DEFERRED and retry.due_at:
-            result, status = LogResult.DEFERRED, MessageStatus.DEFERRED
-            due_at = retry.due_at
-            self.result.deferred += 1
         else:
-            result, status = LogResult.FAILED, MessageStatus.FAILED
-            if outcome.verdict is Verdict.DEFERRED:
-                outcome = Outcome(
-                    Verdict.FAILED, outcome.code, f"{retry.reason}: {outcome.reply}"
-                )
-            self.result.failed += 1
+            deferred = outcome is not None and outcome.verdict is Verdict.DEFERRED
+            # Time decides, not a count (MAILER_MAX_RETRY_SECONDS from
+            # created_at, on the database's clock), and a job's expiry ends
+            # retries early: see outcomes.next_try.
+            decision = outcomes.decide(
+                outcome,
+                attempt=attempt,
+                in_doubt_before=message.in_doubt,
+                now=self._db_now() if deferred else None,
+                queued_at=message.created_at if deferred else None,
+                expires_at=self._expires_at(message) if deferred else None,
+            )
+            result, status, outcome = decision.result, decision.status, decision.outcome
+            due_in, in_doubt_added = decision.due_in, decision.in_doubt_added
+            counter = decision.counter
+            setattr(self.result, counter, getattr(self.result, counter) + 1)
         self._write(
             message=message,
             token=token,
             status=status,
             attempts_added=attempts_added,
-            due_at=due_at,
+            in_doubt_added=in_doubt_added,
+            due_in=due_in,
             message_id=(message_id or "")[:255] or None,
             provider_id=self.connection.provider_id,
             result=result,
@@ -590,23 +604,6 @@ class Sender:
                 time.sleep(delay)
 
 
-def _without_blocked(
-    recipients: list[str], entries: dict[str, str]
-) -> tuple[list[str], list[str]]:
-    """Split single mail's envelope into (kept, skipped) by the don't-send
-    list. An unsubscribe is from the newsletters: a reader who left them
-    still gets their password reset. A bounce, a complaint or an entry the
-    staff made stops all mail to the address."""
-    kept, skipped = [], []
-    for address in recipients:
-        reason = entries.get(normalize(address))
-        if reason is None or reason == SuppressionReason.UNSUBSCRIBED:
-            kept.append(address)
-        else:
-            skipped.append(address)
-    return kept, skipped
-
-
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
@@ -627,10 +624,14 @@ def send_queued(
     batch_size: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     on_progress: Callable[[SendResult], None] | None = None,
+    connections: int | None = None,
 ) -> SendResult:
     """Send due mail until the queue is empty or a limit is reached.
 
-    Limits left as ``None`` come from the ``MAILER_*`` settings.
+    Limits left as ``None`` come from the ``MAILER_*`` settings; so does
+    ``connections`` (``MAILER_CONNECTIONS``): with more than one, the run
+    drives that many SMTP connections at once (``mailer.sending.pool``), and
+    the limits apply to the whole run.
     """
     limits = Limits.from_settings(
         max_messages=max_messages,
@@ -638,20 +639,68 @@ def send_queued(
         throttle=throttle,
         batch_size=batch_size,
     )
+    if connections is None:
+        connections = settings.CONNECTIONS
+    if connections != 1:
+        from mailer.sending.pool import send_over_pool
+
+        return send_over_pool(
+            connections, limits, should_stop=should_stop, on_progress=on_progress
+        )
     return Sender(limits, should_stop=should_stop, on_progress=on_progress).run()
 
 
-def retry_deferred(*, now=None) -> int:
-    """Make every deferred message due now (and give held ones their turn)."""
-    now = now or timezone.now()
+def retry_deferred(*, now=None, queryset=None, priority=None) -> int:
+    """Make every deferred message due now (and give held ones their turn);
+    return how many.
+
+    ``queryset`` narrows the messages (``Message.all_objects.filter(...)
+    .retry_deferred()``); ``priority`` (a name or django-mailer's 1-3) is
+    given to them, as django-mailer's ``retry_deferred(new_priority)`` does.
+    With ``MAILER_EMAIL_MAX_RETRIES`` set, a message that has used its
+    retries stays deferred (django-mailer's rule). Messages in doubt keep
+    their own delay (``MAILER_IN_DOUBT_RETRY_SECONDS``): the relay may still
+    deliver them; see :func:`release_in_doubt`. "Now" is the database's clock
+    (``mailer.dbclock``) unless ``now`` is given.
+    """
+    now = now or DbNow()
     # A deferred message that a worker holds right now (token set, lease not
     # over) is left alone: making it due would let a second worker take it.
     unclaimed = Q(claim_token__isnull=True) | Q(due_at__lte=now)
-    return (
-        Message.objects.deferred()
-        .filter(unclaimed)
-        .update(status=MessageStatus.QUEUED, due_at=now)
-    )
+    qs = (queryset if queryset is not None else Message.all_objects).deferred()
+    if settings.EMAIL_MAX_RETRIES is not None:
+        qs = qs.filter(attempts__lte=settings.EMAIL_MAX_RETRIES)
+    values = {"status": MessageStatus.QUEUED, "due_at": now}
+    if priority is not None:
+        from mailer.queue import parse_priority
+
+        level, held = parse_priority(priority, "medium")
+        if held:
+            raise ValueError("retry_deferred cannot give the 'deferred' priority")
+        values["priority"] = level
+    return qs.filter(unclaimed).update(**values)
+
+
+def _pause(seconds: float, deadline: float | None) -> None:
+    if deadline is not None:
+        seconds = min(seconds, deadline - time.monotonic())
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+def release_in_doubt(ids: list[int] | None = None) -> int:
+    """Give messages held "in doubt, not retried" one more try, due now.
+
+    For an operator who checked that the relay did not deliver them (its
+    log, the recipient): each release may deliver one more copy. The Message-ID
+    stays the same. Returns how many were released.
+
+    :param ids: only these messages (default: every held one).
+    """
+    held = Message.all_objects.filter(status=MessageStatus.IN_DOUBT_HELD)
+    if ids is not None:
+        held = held.filter(id__in=ids)
+    return held.update(status=MessageStatus.IN_DOUBT, due_at=DbNow(), claim_token=None)
 
 
 def purge_log(days: float, *, result: int | None = None) -> int:

@@ -10,8 +10,9 @@ The cursor update is also the lock: it only succeeds if the cursor is still
 where this process read it, so two overlapping ``process_mail_jobs`` runs
 cannot both expand one chunk; the loser stops quietly.
 
-Duplicates (case-insensitive), invalid and suppressed addresses are skipped
-and logged, never a crash: one typo must not stop a newsletter.
+Duplicates (one canonical identity per mailbox, ``addresses.normalize``),
+invalid and suppressed addresses are skipped and logged, never a crash: one
+typo must not stop a newsletter.
 """
 
 from __future__ import annotations

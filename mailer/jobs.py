@@ -10,6 +10,7 @@ work, out of band, so the editor's request returns at once.
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,13 +18,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import models, transaction
+from django.db import models, router, transaction
 from django.db.models import Count, Q
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from mailer.addresses import addr_spec
+from mailer.addresses import addr_spec, normalize
+from mailer.compose import mailboxes, static_header
 from mailer.conf import settings
 from mailer.exceptions import (
     HeaderInjection,
@@ -41,8 +43,9 @@ from mailer.models import (
     MessageLog,
     MessageStatus,
 )
-from mailer.personalize import RecipientPlaceholders
+from mailer.personalize import RecipientPlaceholders, find_mangled
 from mailer.queue import parse_priority
+from mailer.templatecheck import USE_AS_IS, check_recipient_use
 
 #: What a recipients callable may yield: an address, (address, context), or
 #: a mapping with "email" and any other per-recipient values ("name", ...).
@@ -66,7 +69,8 @@ def render_email(
     obj: Any = None,
 ) -> RenderedEmail:
     """Render a job's content once. Raises :class:`TemplateProblem` with a
-    message an editor can act on when a template is missing or broken."""
+    message an editor can act on when a template is missing or broken, or
+    uses a per-recipient value other than as it is (``templatecheck``)."""
     if not text_template and not html_template:
         raise TemplateProblem("A job needs a text template, an HTML template or both")
     ctx = {"object": obj, "recipient": RecipientPlaceholders(), **(context or {})}
@@ -95,7 +99,37 @@ def render_email(
         subject=subject_text, body_text=body_text, body_html=body_html
     )
     _check_text(content, TemplateProblem)
+    if isinstance(ctx["recipient"], RecipientPlaceholders):
+        for name, rendered, escape, kind in (
+            (html_template, body_html, True, "HTML"),
+            (text_template, body_text, False, "text"),
+        ):
+            if name:
+                check_recipient_use(name, ctx, rendered, escape=escape, kind=kind)
+    check_placeholders(content, TemplateProblem)
     return content
+
+
+def check_placeholders(
+    content: RenderedEmail, error_class: type[InvalidEmail] = InvalidEmail
+) -> None:
+    """Refuse content holding a damaged placeholder (``[[MJ:NAME]]``, an
+    escaped or partial one; see ``personalize.find_mangled``): every reader
+    would receive it as it is. Raises ``error_class`` naming the part and
+    the line."""
+    for part, value in (
+        ("subject", content.subject),
+        ("text body", content.body_text),
+        ("HTML body", content.body_html),
+        *((f"header {name}", str(value)) for name, value in content.headers.items()),
+    ):
+        found = find_mangled(value)
+        if found is not None:
+            number, line = found
+            raise error_class(
+                f"The {part} holds a damaged per-recipient placeholder, line "
+                f"{number}: {line}. {USE_AS_IS}"
+            )
 
 
 def _check_text(content: RenderedEmail, error_class: type[InvalidEmail]) -> int:
@@ -122,10 +156,10 @@ class RecipientSnapshot(list):
 
 
 def snapshot_recipients(recipients: Iterable[RecipientLike]) -> list:
-    """Normalise recipients into the stored snapshot, dropping case-insensitive
-    duplicates (the first wins). Addresses are validated at expansion, where
-    an invalid one is logged and skipped: a single typo among 100,000
-    subscribers must not stop a newsletter."""
+    """Normalise recipients into the stored snapshot, dropping duplicates by
+    canonical identity (``addresses.normalize``; the first wins). Addresses
+    are validated at expansion, where an invalid one is logged and skipped:
+    a single typo among 100,000 subscribers must not stop a newsletter."""
     if isinstance(recipients, RecipientSnapshot):
         return recipients
     with _collector_paused():
@@ -173,7 +207,12 @@ def _snapshot(recipients: Iterable[RecipientLike]) -> RecipientSnapshot:
         if type(address) is not str:
             address = str(address)
         address = address.strip()
+        # The canonical identity (``addresses.normalize``): "Anna <a@x>" and
+        # "a@x", or an IDN domain in either spelling, are one reader. Plain
+        # ASCII addresses, nearly all of them, need only lower-casing.
         key = address.lower()
+        if key.endswith(">") or not key.isascii():
+            key = normalize(address)
         if not address or key in seen:
             continue
         add(key)
@@ -230,6 +269,8 @@ def create_job(
     # with a bare UnicodeEncodeError) nor for size (every recipient's relay
     # would have refused the newsletter, one 552 at a time).
     size = _check_text(content, InvalidEmail)
+    check_placeholders(content)
+    _check_headers(from_email, content.headers)
     if size > settings.MAX_MESSAGE_BYTES:
         raise MessageTooLarge(
             f"The email is {size:,} bytes, over MAILER_MAX_MESSAGE_BYTES "
@@ -241,6 +282,11 @@ def create_job(
         raise InvalidEmail("There are no recipients to send this email to")
     if announced_object is not None and not list_id:
         list_id = announced_object._meta.model_name
+    if list_id and not _LIST_LABEL.fullmatch(list_id):
+        raise InvalidEmail(
+            f"The list id {list_id!r} must be ASCII letters, digits and dots "
+            "(the List-Id header's list-label, RFC 2919)"
+        )
     job = MessageJob(
         subject=content.subject,
         from_email=from_email,
@@ -257,8 +303,39 @@ def create_job(
     if announced_object is not None:
         job.content_type = ContentType.objects.get_for_model(announced_object)
         job.object_id = str(announced_object.pk)
-    job.save(force_insert=True)
+    # Wake a worker to expand it once the editor's transaction commits: the
+    # row and its NOTIFY commit together (no savepoint inside a caller's
+    # transaction).
+    from mailer.worker.wakeup import EXPAND, announce
+
+    with transaction.atomic(using=router.db_for_write(MessageJob), savepoint=False):
+        job.save(force_insert=True)
+        announce(EXPAND, using=job._state.db)
     return job
+
+
+#: RFC 2919's list-label: a dot-atom of ASCII letters and digits (and the
+#: other atext characters), written as is into ``List-Id``.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LIST_LABEL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+
+
+def _check_headers(from_email: str, headers: Mapping[str, str]) -> None:
+    """Refuse a job whose sender or address headers would not be written as
+    addresses (``compose.static_header``), and a ``Bcc`` header, which every
+    reader would see. Raises :class:`InvalidEmail`."""
+    max_length = MessageJob._meta.get_field("from_email").max_length
+    if len(from_email) > max_length:
+        raise InvalidEmail(
+            f"The sender is {len(from_email):,} characters, over {max_length}"
+        )
+    mailboxes(from_email)
+    for name, value in headers.items():
+        if name.lower() in ("bcc", "resent-bcc"):
+            raise InvalidEmail(
+                f"A job cannot carry a {name} header: every reader would see it"
+            )
+        static_header(name, value)
 
 
 def recent_job_for(
@@ -283,7 +360,7 @@ def job_progress(job: MessageJob) -> dict[str, int]:
     """Messages of ``job`` by status name (queued, sent, deferred, ...)."""
     counts = {status.name.lower(): 0 for status in MessageStatus}
     for status, n in (
-        Message.objects.filter(job=job)
+        Message.all_objects.filter(job=job)
         .order_by()
         .values_list("status")
         .annotate(n=Count("id"))
@@ -301,7 +378,7 @@ def cancel_jobs(jobs: models.QuerySet) -> tuple[int, int]:
         status__in=[JobStatus.CANCELLED, JobStatus.DONE]
     ):
         with transaction.atomic():
-            pending = Message.objects.filter(job=job, status__in=PENDING_STATUSES)
+            pending = Message.all_objects.filter(job=job, status__in=PENDING_STATUSES)
             rows = list(pending.values_list("id", "to_address"))
             # Clearing the token makes a worker's later "sent" write a no-op;
             # a message already on the wire cannot be called back.
@@ -332,13 +409,16 @@ def cancel_jobs(jobs: models.QuerySet) -> tuple[int, int]:
 
 def retry_failed(jobs: models.QuerySet) -> int:
     """Queue the failed messages of ``jobs`` again, with fresh attempts."""
-    count = Message.objects.filter(
+    count = Message.all_objects.filter(
         job__in=jobs.exclude(status=JobStatus.CANCELLED), status=MessageStatus.FAILED
     ).update(status=MessageStatus.QUEUED, due_at=timezone.now(), attempts=0)
     if count:
         jobs.filter(status=JobStatus.DONE).update(
             status=JobStatus.QUEUED, finished_at=None
         )
+        from mailer.worker.wakeup import SEND, announce
+
+        announce(SEND)
     return count
 
 
@@ -348,7 +428,7 @@ def finish_jobs() -> int:
     for job_id in MessageJob.objects.filter(status=JobStatus.QUEUED).values_list(
         "id", flat=True
     ):
-        if not Message.objects.filter(
+        if not Message.all_objects.filter(
             job_id=job_id, status__in=PENDING_STATUSES
         ).exists():
             done += MessageJob.objects.filter(

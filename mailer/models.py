@@ -15,7 +15,37 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from mailer.querysets import MessageQuerySet
+from mailer.querysets import (
+    DontSendEntryManager,
+    MessageLogManager,
+    MessageQuerySet,
+    QueueManager,
+)
+
+# django-mailer's names for the priorities (``mailer.models.PRIORITY_*``).
+# ``PRIORITY_DEFERRED`` is no level of its own here: mail queued with it is
+# held (status deferred) until ``retry_deferred`` releases it at medium.
+PRIORITY_HIGH = 1
+PRIORITY_MEDIUM = 2
+PRIORITY_LOW = 3
+PRIORITY_DEFERRED = 4
+PRIORITIES = [
+    (PRIORITY_HIGH, "high"),
+    (PRIORITY_MEDIUM, "medium"),
+    (PRIORITY_LOW, "low"),
+    (PRIORITY_DEFERRED, "deferred"),
+]
+PRIORITY_MAPPING = {label: value for value, label in PRIORITIES}
+
+# django-mailer's log result codes, as ``purge_old_entries`` takes them.
+RESULT_SUCCESS = "1"
+RESULT_DONT_SEND = "2"
+RESULT_FAILURE = "3"
+RESULT_CODES = (
+    (RESULT_SUCCESS, "success"),
+    (RESULT_DONT_SEND, "don't send"),
+    (RESULT_FAILURE, "failure"),
+)
 
 
 class Priority(models.IntegerChoices):
@@ -33,10 +63,20 @@ class MessageStatus(models.IntegerChoices):
     FAILED = 3, _("failed")
     SUPPRESSED = 4, _("suppressed")
     CANCELLED = 5, _("cancelled")
+    #: The relay went silent after the end of DATA: it may have the message.
+    #: Tried again later (``MAILER_IN_DOUBT_RETRY_SECONDS``), same Message-ID.
+    IN_DOUBT = 6, _("in doubt")
+    #: In doubt and out of retries: never sent again by itself, never called
+    #: failed (it may have been delivered). An operator can release it.
+    IN_DOUBT_HELD = 7, _("in doubt, not retried")
 
 
 #: Statuses still waiting to go out; the claim index covers only these rows.
-PENDING_STATUSES = (MessageStatus.QUEUED, MessageStatus.DEFERRED)
+PENDING_STATUSES = (
+    MessageStatus.QUEUED,
+    MessageStatus.DEFERRED,
+    MessageStatus.IN_DOUBT,
+)
 
 
 class JobStatus(models.TextChoices):
@@ -54,6 +94,8 @@ class LogResult(models.IntegerChoices):
     SUPPRESSED = 4, _("suppressed")
     CANCELLED = 5, _("cancelled")
     SKIPPED = 6, _("skipped at expansion")
+    #: No reply after the end of DATA (timeout, reset): maybe delivered.
+    IN_DOUBT = 7, _("in doubt")
 
 
 class MessageJob(models.Model):
@@ -67,7 +109,11 @@ class MessageJob(models.Model):
     """
 
     subject = models.TextField(_("subject"))
-    from_email = models.CharField(_("from"), max_length=320)
+    # The sender with its display name, as given: the address is at most 254
+    # characters, but a display name may be long (Django's own single mail
+    # takes any length). 998 is RFC 5322's line limit; longer is refused by
+    # create_job with a clear error.
+    from_email = models.CharField(_("from"), max_length=998)
     body_text = models.TextField(_("text body"))
     body_html = models.TextField(_("HTML body"), blank=True)
     headers = models.JSONField(_("extra headers"), default=dict, blank=True)
@@ -169,6 +215,9 @@ class Message(models.Model):
     due_at = models.DateTimeField(_("due"), null=True, blank=True, default=timezone.now)
     claim_token = models.CharField(max_length=32, null=True, blank=True)
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    #: Attempts that ended in doubt (no reply after the end of DATA). A
+    #: database default too, so raw INSERTs (expansion) need not name it.
+    in_doubt = models.PositiveSmallIntegerField(_("in doubt"), default=0, db_default=0)
     to_address = models.CharField(
         _("to"),
         max_length=320,
@@ -196,10 +245,19 @@ class Message(models.Model):
         verbose_name=_("retry of"),
     )
 
-    objects = MessageQuerySet.as_manager()
+    #: The queue, as django-mailer's ``Message.objects`` was: mail still to
+    #: send (queued, deferred, held). Sent, failed, suppressed and cancelled
+    #: rows stay in the table for the admin and job reports, under
+    #: ``all_objects``; code written for django-mailer (``Message.objects
+    #: .count()``, ``.deferred()``, ...) keeps its meaning.
+    objects = QueueManager()
+    #: Every row. The default manager (admin, ``job.messages``, dumpdata), and
+    #: the one the engine, claims and reports use.
+    all_objects = MessageQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("message")
+        default_manager_name = "all_objects"
         constraints = [
             # Backs resumable expansion: a rerun after kill -9 can never
             # queue a second email to the same recipient of a job.
@@ -230,6 +288,14 @@ class Message(models.Model):
                 condition=Q(message_id__isnull=False),
                 name="mailer_message_message_id",
             ),
+            # Rows that still hold a body: pending and recently sent single
+            # mail. Dropping sent bodies after their retention
+            # (``retention.purge_sent_bodies``) reads only these.
+            models.Index(
+                fields=["status"],
+                condition=Q(mime__isnull=False),
+                name="mailer_message_with_body",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -238,6 +304,37 @@ class Message(models.Model):
     @property
     def recipients(self) -> list[str]:
         return list(self.envelope_to or [self.to_address])
+
+    # -- django-mailer's instance API --------------------------------------------
+
+    @property
+    def email(self):
+        """The Django ``EmailMessage`` this row sends (django-mailer's
+        ``Message.email``), rebuilt from the stored bytes; ``None`` for job
+        mail, whose content is the job's, rendered per reader when sent.
+        Assigning an ``EmailMessage`` replaces the content and envelope
+        (checked like mail entering the queue; raises ``InvalidEmail``)."""
+        from mailer.legacy.api import email_of
+
+        return email_of(self)
+
+    @email.setter
+    def email(self, email_message) -> None:
+        from mailer.legacy.api import set_email
+
+        set_email(self, email_message)
+
+    @property
+    def to_addresses(self) -> list[str]:
+        """django-mailer's name: the envelope recipients."""
+        return self.recipients
+
+    def defer(self) -> None:
+        """django-mailer's ``Message.defer()``: hold this message until
+        ``retry_deferred`` (what django-mailer's error handlers call)."""
+        from mailer.legacy.api import hold
+
+        hold(self)
 
 
 class MessageLog(models.Model):
@@ -255,6 +352,8 @@ class MessageLog(models.Model):
     attempt = models.PositiveSmallIntegerField(_("attempt"), default=0)
     message_id = models.CharField(_("Message-ID"), max_length=255, blank=True)
     created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
+
+    objects = MessageLogManager()
 
     class Meta:
         verbose_name = _("message log")
@@ -283,6 +382,8 @@ class DontSendEntry(models.Model):
     )
     note = models.TextField(_("note"), blank=True)
     created_at = models.DateTimeField(_("when"), default=timezone.now)
+
+    objects = DontSendEntryManager()
 
     class Meta:
         verbose_name = _("don't-send entry")
@@ -341,3 +442,55 @@ class RelayPause(models.Model):
 
     def __str__(self) -> str:
         return f"{self.relay} paused until {self.paused_until}"
+
+
+class WorkerState(models.Model):
+    """A few named facts the workers share across processes and hosts.
+
+    Two kinds of row, each a handful in all (see ``mailer/worker/``):
+
+    - ``task:send`` / ``task:expand``: a task of that kind is waiting in the
+      site's task backend until ``until`` (a short lease), so queuing more
+      mail meanwhile enqueues no second one;
+    - ``run:last``: the outcome of the last send run (``value``: when, error,
+      relay host and port), read by ``mailer_status`` for health checks.
+    """
+
+    key = models.CharField(max_length=40, primary_key=True)
+    until = models.DateTimeField(null=True, blank=True)
+    value = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("worker state")
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def make_message(
+    subject: str = "",
+    body: str = "",
+    from_email: str | None = None,
+    to: list[str] | None = None,
+    bcc: list[str] | None = None,
+    attachments: list | None = None,
+    headers: dict[str, str] | None = None,
+    priority: str | int | None = None,
+) -> Message:
+    """django-mailer's ``make_message``: an unsaved ``Message``; ``save()``
+    queues it. ``to`` and ``bcc`` leave out addresses on the don't-send list
+    (as django-mailer did); ``message.email`` may be replaced before saving.
+    Raises ``InvalidEmail`` for mail our queue would refuse."""
+    from mailer.legacy.api import make_message as make
+
+    return make(
+        subject=subject,
+        body=body,
+        from_email=from_email,
+        to=to,
+        bcc=bcc,
+        attachments=attachments,
+        headers=headers,
+        priority=priority,
+    )

@@ -14,6 +14,15 @@ Every sending error is judged here and nowhere else:
   server is not taking mail at all: stop the run, as below.
 - The server cannot be reached at all (refused, timed out, TLS or login
   failure): stop the run and give every claim back; no attempt is burned.
+- No reply after the final "." of DATA was sent (a timeout, a reset, the
+  connection closed): *in doubt*. The relay may have the message, so it is
+  never sent again on the spot; it is tried again later
+  (``MAILER_IN_DOUBT_RETRY_SECONDS``) with the same Message-ID, at most
+  ``MAILER_IN_DOUBT_MAX_RETRIES`` times, then held as "in doubt, not
+  retried". A message that may have been delivered is never called failed.
+- The relay answers too slowly before the final "." (one message's budget,
+  see ``SendingConnection.budget``, ran out): nothing was delivered; stop the
+  run like for a relay that is down.
 - Anything else a non-SMTP backend raises: deferred (we cannot tell a
   permanent API error from a passing one, and retrying a few times is cheaper
   than losing an email).
@@ -30,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from mailer.conf import settings
+from mailer.sending.transport import ExchangeTimeout, InDoubt
 
 
 class Verdict(enum.Enum):
@@ -38,6 +48,7 @@ class Verdict(enum.Enum):
     FAILED = "failed"
     RECONNECT = "reconnect"
     STOP = "stop"
+    IN_DOUBT = "in doubt"
 
 
 @dataclass(frozen=True)
@@ -92,6 +103,10 @@ def sent(refused: dict[str, tuple[int, bytes]]) -> Outcome:
 
 def classify(error: BaseException) -> Outcome:
     """Judge an exception raised while sending one message."""
+    if isinstance(error, InDoubt):
+        return Outcome(Verdict.IN_DOUBT, None, str(error))
+    if isinstance(error, ExchangeTimeout):
+        return Outcome(Verdict.STOP, None, str(error))
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         # Every recipient was refused. The mildest reply decides: if any
         # recipient might be accepted later, the message is worth retrying.
@@ -152,9 +167,12 @@ def refused_service(error: BaseException, *, fresh_connection: bool) -> str | No
     return None
 
 
-def connect_failure(error: BaseException) -> str | None:
+def connect_failure(
+    error: BaseException, *, where: str = "the mail server", timeout: float = 0
+) -> str | None:
     """If ``error`` (raised while opening a connection) means the server
-    cannot be reached, return a one-line reason; else ``None``."""
+    cannot be reached, return a one-line reason naming it (``where``,
+    ``host:port``); else ``None``."""
     if isinstance(
         error,
         (
@@ -167,7 +185,9 @@ def connect_failure(error: BaseException) -> str | None:
         ),
     ):
         detail = str(error) or type(error).__name__
-        return f"cannot connect to the mail server: {detail}"
+        if timeout and (isinstance(error, TimeoutError) or "timed out" in detail):
+            detail = f"timed out after {timeout:g} s"
+        return f"cannot connect to {where}: {detail}"
     return None
 
 
@@ -298,3 +318,125 @@ def next_try(
         hours = (now - queued_at).total_seconds() / 3600
         return Retry(None, f"gave up after {attempt} attempts over {hours:.1f} hours")
     return Retry(due_at)
+
+
+
+def in_doubt(events: int, outcome: Outcome) -> tuple[int, float | None, Outcome]:
+    """What becomes of a message after its ``events``-th attempt in doubt:
+    ``(status, seconds until due or None, outcome to log)``.
+
+    Retried later, not on the spot: the relay that went silent after the end
+    of DATA may still deliver it, and a retry at once on a new connection is
+    how one slow reply became 3 copies. The retry goes out with the same
+    Message-ID, so receivers that de-duplicate show one. After
+    ``MAILER_IN_DOUBT_MAX_RETRIES`` retries the message is held (never
+    failed: it may have been delivered) until an operator releases it.
+    """
+    from mailer.models import MessageStatus
+
+    retries = settings.IN_DOUBT_MAX_RETRIES
+    if events <= retries:
+        delay = settings.IN_DOUBT_RETRY.total_seconds()
+        note = f"{outcome.reply}; retried in {delay:g} s with the same Message-ID"
+        return MessageStatus.IN_DOUBT, delay, Outcome(Verdict.IN_DOUBT, None, note)
+    note = (
+        f"{outcome.reply}; in doubt {events} times, not retried "
+        f"(MAILER_IN_DOUBT_MAX_RETRIES = {retries}); "
+        "release it with retry_deferred --in-doubt"
+    )
+    return MessageStatus.IN_DOUBT_HELD, None, Outcome(Verdict.IN_DOUBT, None, note)
+
+
+def held_after_doubt(outcome: Outcome, attempt: int) -> Outcome:
+    """A refusal (5xx, or a 4xx at the attempt cap) of a message that was in
+    doubt before: logged and held, never "failed", since the earlier attempt
+    may have been delivered."""
+    code = f"{outcome.code} " if outcome.code else ""
+    return Outcome(
+        Verdict.IN_DOUBT,
+        outcome.code,
+        f"attempt {attempt} refused ({code}{outcome.reply}); not marked failed: "
+        "an earlier attempt ended in doubt and may have been delivered",
+    )
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one attempt's outcome does to its message."""
+
+    #: ``LogResult`` of the attempt and new ``MessageStatus`` of the message.
+    result: int
+    status: int
+    #: Seconds (from the database's now) until due again; None: leaves the queue.
+    due_in: float | None
+    #: 1 when this attempt ended in doubt.
+    in_doubt_added: int
+    #: The outcome to log (its reply may gain a note).
+    outcome: Outcome
+    #: The ``SendResult`` counter it adds to: sent, deferred, failed, in_doubt.
+    counter: str
+
+
+def decide(
+    outcome: Outcome,
+    *,
+    attempt: int,
+    in_doubt_before: int,
+    now: datetime | None = None,
+    queued_at: datetime | None = None,
+    expires_at: datetime | None = None,
+) -> Decision:
+    """The rules, in one place: ``outcome`` of attempt number ``attempt`` of
+    a message that ended in doubt ``in_doubt_before`` times before.
+
+    - sent: leaves the queue;
+    - in doubt: see :func:`in_doubt`;
+    - 4xx (or any deferral): due after :func:`backoff` while :func:`next_try`
+      allows (``MAILER_MAX_RETRY_SECONDS`` after ``queued_at``, the job's
+      ``expires_at``, ``MAILER_MAX_ATTEMPTS`` when set); ``now`` is the
+      database's now (``mailer.dbclock.database_now``) those are compared
+      with;
+    - a refusal, or the end of retries, of a message that was in doubt before:
+      held, never failed (:func:`held_after_doubt`);
+    - otherwise: failed for good.
+    """
+    from mailer.models import LogResult, MessageStatus
+
+    if outcome.verdict is Verdict.SENT:
+        return Decision(LogResult.SENT, MessageStatus.SENT, None, 0, outcome, "sent")
+    if outcome.verdict is Verdict.IN_DOUBT:
+        status, due_in, noted = in_doubt(in_doubt_before + 1, outcome)
+        return Decision(LogResult.IN_DOUBT, status, due_in, 1, noted, "in_doubt")
+    give_up = f"gave up after {attempt} attempts"
+    if outcome.verdict is Verdict.DEFERRED:
+        if now is None:
+            from mailer.dbclock import database_now
+
+            now = database_now()
+        retry = next_try(attempt, queued_at=queued_at, now=now, expires_at=expires_at)
+        if retry.due_at is not None:
+            return Decision(
+                LogResult.DEFERRED,
+                MessageStatus.DEFERRED,
+                (retry.due_at - now).total_seconds(),
+                0,
+                outcome,
+                "deferred",
+            )
+        give_up = retry.reason
+    if in_doubt_before:
+        return Decision(
+            LogResult.IN_DOUBT,
+            MessageStatus.IN_DOUBT_HELD,
+            None,
+            0,
+            held_after_doubt(outcome, attempt),
+            "in_doubt",
+        )
+    if outcome.verdict is Verdict.DEFERRED:
+        outcome = Outcome(
+            Verdict.FAILED,
+            outcome.code,
+            f"{give_up}: {outcome.reply}",
+        )
+    return Decision(LogResult.FAILED, MessageStatus.FAILED, None, 0, outcome, "failed")

@@ -6,9 +6,14 @@ attributes render as placeholders: ``{{ recipient.name }}`` becomes
 value, HTML-escaped in the HTML part. The placeholder is plain ASCII that
 Django's autoescaping leaves alone, and readable in the stored job.
 
-Template filters applied to a per-recipient value act on the placeholder, not
-on the value (``{{ recipient.name|upper }}`` cannot work); per-recipient values
-are inserted as they are.
+Template filters and tags applied to a per-recipient value would act on the
+placeholder, not on the value: ``{{ recipient.name|upper }}`` renders
+``[[MJ:NAME]]``, which no longer is a placeholder and would reach every reader
+as it is. Per-recipient values are inserted as they are, and ``jobs.py``
+refuses content that uses them any other way (``find_mangled`` here, and a
+comparison with a render using sample values): rendering the whole template
+once per recipient would cost milliseconds per reader instead of
+microseconds.
 """
 
 from __future__ import annotations
@@ -24,8 +29,33 @@ PLACEHOLDER_RE = re.compile(r"\[\[mj:([a-z_][a-z0-9_]*)\]\]")
 STANDARD_FIELDS = ("email", "name", "unsubscribe_url")
 
 
+_OPEN = r"(?:\[|%5b|&\#0*91;|&\#x0*5b;|&lsqb;|&lbrack;|\\u005b|\\x5b)"
+_CLOSE = r"(?:\]|%5d|&\#0*93;|&\#x0*5d;|&rsqb;|&rbrack;|\\u005d|\\x5d)"
+_COLON = r"(?:\:|%3a|&\#0*58;|&\#x0*3a;|&colon;|\\u003a|\\x3a)"
+#: What is left of a placeholder once something other than this module has
+#: touched it: a case variant (``[[MJ:NAME]]``, ``[[Mj:Name]]``), an escaped
+#: or URL-encoded form (``%5B%5Bmj%3Aname%5D%5D``, ``\u005B``), or a piece of
+#: one (``[[mj:na``, ``mj:name]]``). Searched for after the real placeholders
+#: are taken out.
+MANGLED_RE = re.compile(
+    rf"{_OPEN}\s*{_OPEN}\s*mj|\bmj\s*{_COLON}\s*[a-z0-9_]*\s*{_CLOSE}",
+    re.IGNORECASE,
+)
+
+
 def placeholder(field: str) -> str:
     return f"[[mj:{field}]]"
+
+
+def find_mangled(text: str) -> tuple[int, str] | None:
+    """The first line (1-based number, text) of ``text`` holding a damaged
+    placeholder (see :data:`MANGLED_RE`), or None."""
+    if MANGLED_RE.search(PLACEHOLDER_RE.sub("", text)) is None:
+        return None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if MANGLED_RE.search(PLACEHOLDER_RE.sub("", line)):
+            return number, line.strip()
+    return 0, ""  # the damage spans lines; still refused
 
 
 class RecipientPlaceholders(Mapping):
@@ -56,6 +86,33 @@ class RecipientPlaceholders(Mapping):
 
     def __str__(self) -> str:
         return placeholder("email")
+
+
+class RecipientSample(RecipientPlaceholders):
+    """A ``recipient`` with real-looking values in place of placeholders.
+
+    Rendering a job's template with it, and comparing with the placeholders
+    filled in afterwards, shows whether the template uses per-recipient values
+    only as they are: any filter, condition or loop on them makes the two
+    differ."""
+
+    def __init__(self, empty: bool = False) -> None:
+        self.empty = empty
+
+    def __getitem__(self, key: str) -> str:
+        super().__getitem__(key)  # the same names are valid
+        return sample_value(key, empty=self.empty)
+
+    def __str__(self) -> str:
+        return sample_value("email", empty=self.empty)
+
+
+def sample_value(field: str, *, empty: bool = False) -> str:
+    """The value a :class:`RecipientSample` gives ``field``: mixed case, a
+    non-ASCII letter and spaces, so that filters show. No HTML specials: a
+    text template is autoescaped by Django too, where the placeholder's value
+    is not, and that difference is not the template's doing."""
+    return "" if empty else f"Zoë {field} Quinn-Obi"
 
 
 class Personalizer:

@@ -53,7 +53,7 @@ class SendProgress:
         if self.total is None:
             from mailer.models import Message
 
-            self.total = done + Message.objects.due().count()
+            self.total = done + Message.all_objects.due().count()
             if self.max_messages is not None:
                 self.total = min(self.total, self.max_messages)
         report_progress(done, max(self.total, done))

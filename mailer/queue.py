@@ -13,14 +13,15 @@ from collections.abc import Iterable
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
+from django.conf import settings as django_settings
 from django.core.mail import EmailMessage
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 
 from mailer.addresses import envelope_address
 from mailer.conf import settings
-from mailer.connections import serialize
 from mailer.exceptions import HeaderInjection, InvalidEmail, MessageTooLarge
+from mailer.message import serialize
 from mailer.models import Message, MessageStatus, Priority
 
 #: django-mailer's priority names. "deferred" queues the message held: it is
@@ -35,8 +36,22 @@ PRIORITY_NAMES = {
 #: django-mailer's ``PRIORITY_DEFERRED`` ("4"), as a number.
 DJANGO_MAILER_DEFERRED = 4
 
-#: A held message's due time: far enough never to come due by itself.
+#: A held message's due time: far enough never to come due by itself. Aware,
+#: for ``USE_TZ = True``; :func:`held_until` gives the form the project uses.
 HELD_UNTIL = datetime(9999, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def held_until() -> datetime:
+    """A held message's due time, aware or naive as ``USE_TZ`` says.
+
+    With ``USE_TZ = False`` Django refuses an aware datetime on SQLite and
+    MySQL (``ValueError``: "backend does not support timezone-aware
+    datetimes"), so the naive ``9999-01-01`` is stored: it is read in
+    ``TIME_ZONE`` and is still centuries away.
+    """
+    if django_settings.USE_TZ:
+        return HELD_UNTIL
+    return HELD_UNTIL.replace(tzinfo=None)
 
 
 def parse_priority(priority: str | int | None, default: str) -> tuple[Priority, bool]:
@@ -96,7 +111,7 @@ def build(email_message: EmailMessage, *, priority: str | int | None = None) -> 
     return Message(
         priority=level,
         status=MessageStatus.DEFERRED if held else MessageStatus.QUEUED,
-        due_at=HELD_UNTIL if held else timezone.now(),
+        due_at=held_until() if held else timezone.now(),
         to_address=recipients[0],
         envelope_from=envelope_from,
         envelope_to=recipients,
@@ -117,7 +132,12 @@ def enqueue(
 ) -> Message:
     """Queue one email; return its ``Message``."""
     message = build(email_message, priority=priority)
-    message.save(force_insert=True)
+    # One transaction for the row and its NOTIFY (no savepoint inside a
+    # caller's transaction): the wake-up is sent if and only if the mail is
+    # committed.
+    with transaction.atomic(using=router.db_for_write(Message), savepoint=False):
+        message.save(force_insert=True)
+        _wake(message)
     return message
 
 
@@ -128,4 +148,18 @@ def enqueue_many(
     written."""
     messages = [build(m, priority=priority) for m in email_messages]
     with transaction.atomic():
-        return Message.objects.bulk_create(messages)
+        # MAILER_MESSAGES_BATCH_SIZE: django-mailer's cap on rows per INSERT.
+        saved = Message.all_objects.bulk_create(
+            messages, batch_size=settings.MESSAGES_BATCH_SIZE
+        )
+        _wake(*saved)
+    return saved
+
+
+def _wake(*messages: Message) -> None:
+    """Wake a worker when this transaction commits (mailer/worker/wakeup.py);
+    held mail waits for ``retry_deferred`` and wakes nobody."""
+    if any(m.status == MessageStatus.QUEUED for m in messages):
+        from mailer.worker.wakeup import SEND, announce
+
+        announce(SEND, using=messages[0]._state.db)

@@ -13,10 +13,11 @@ supports.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connections, router, transaction
 
+from mailer.dbclock import now_plus_sql, offset_param
 from mailer.models import Message, MessageLog
 
 
@@ -44,6 +45,11 @@ class OutcomeWriter:
         quote = connection.ops.quote_name
         self.ops = connection.ops
         m = {f.name: quote(f.column) for f in Message._meta.concrete_fields}
+        self.vendor = connection.vendor
+        # Due times and the log's time come from the database's clock (see
+        # mailer.dbclock); a parameter is the offset in seconds from it.
+        self.now_sql = now_plus_sql(self.vendor)
+        due_sql = self.now_sql or "%s"
         # The claim token in the WHERE clause: a worker whose lease ran out and
         # whose message was taken over writes nothing over the new owner's
         # state (the log row still records what this worker did).
@@ -51,13 +57,14 @@ class OutcomeWriter:
             f"UPDATE {quote(Message._meta.db_table)} SET "
             f"{m['status']} = %s, {m['claim_token']} = NULL, "
             f"{m['attempts']} = {m['attempts']} + %s, "
-            f"{m['due_at']} = %s, "
+            f"{m['in_doubt']} = {m['in_doubt']} + %s, "
+            f"{m['due_at']} = {due_sql}, "
             f"{m['message_id']} = COALESCE(%s, {m['message_id']}), "
             f"{m['provider_id']} = COALESCE(%s, {m['provider_id']}) "
             f"WHERE {m['id']} = %s AND {m['claim_token']} = %s"
         )
         log_columns = ", ".join(quote(c) for c in _columns(MessageLog, self.LOG_FIELDS))
-        placeholders = ", ".join(["%s"] * len(self.LOG_FIELDS))
+        placeholders = ", ".join(["%s"] * (len(self.LOG_FIELDS) - 1) + [due_sql])
         self.insert_sql = (
             f"INSERT INTO {quote(MessageLog._meta.db_table)} ({log_columns}) "
             f"VALUES ({placeholders})"
@@ -79,7 +86,7 @@ class OutcomeWriter:
         token: str,
         status: int,
         attempts_added: int,
-        due_at: datetime | None,
+        due_in: float | None,
         message_id: str | None,
         provider_id: str | None,
         result: int,
@@ -87,13 +94,26 @@ class OutcomeWriter:
         reply: str,
         attempt: int,
         now: datetime,
+        in_doubt_added: int = 0,
     ) -> bool:
-        """Record the outcome; return False if the claim had been lost."""
+        """Record the outcome; return False if the claim had been lost.
+
+        ``due_in``: seconds from the database's now until the message is due
+        again, or ``None`` once it left the queue. ``now`` is used only on
+        databases without a clock expression (see ``mailer.dbclock``).
+        """
         adapt = self.ops.adapt_datetimefield_value
+        if self.now_sql:
+            due = offset_param(self.vendor, due_in)
+            logged_at = offset_param(self.vendor, 0.0)
+        else:
+            due = None if due_in is None else adapt(now + timedelta(seconds=due_in))
+            logged_at = adapt(now)
         update_params = [
             status,
             attempts_added,
-            adapt(due_at) if due_at is not None else None,
+            in_doubt_added,
+            due,
             message_id,
             provider_id,
             message.pk,
@@ -109,7 +129,7 @@ class OutcomeWriter:
             reply[:2000],
             attempt,
             (message_id or message.message_id or "")[:255],
-            adapt(now),
+            logged_at,
         ]
         connection = connections[self.db]
         autocommit = connection.get_autocommit()
@@ -128,10 +148,10 @@ class OutcomeWriter:
                     cursor.execute(self.update_sql, update_params)
                     updated = cursor.rowcount
                     cursor.execute(self.insert_sql, log_params)
+                    cursor.execute("COMMIT")
                 except BaseException:
-                    cursor.execute("ROLLBACK")
+                    _rollback_quietly(connection)
                     raise
-                cursor.execute("COMMIT")
             return updated == 1
         # Inside the caller's transaction (a test, a custom runner), or
         # another database: a transaction (or savepoint) keeps the pair atomic.
@@ -141,3 +161,22 @@ class OutcomeWriter:
                 updated = cursor.rowcount
                 cursor.execute(self.insert_sql, log_params)
         return updated == 1
+
+
+def _rollback_quietly(connection) -> None:
+    """Roll back the hand-made SQLite transaction, if it is still open.
+
+    SQLite rolls a transaction back by itself on some errors ("database or
+    disk is full", SQLITE_FULL; I/O errors; out of memory), and a ROLLBACK
+    then fails with "cannot rollback - no transaction is active", which used
+    to replace the real error in the worker's report (a full disk was logged
+    as that). The caller re-raises the original error.
+    """
+    raw = connection.connection
+    if raw is not None and not raw.in_transaction:
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("ROLLBACK")
+    except Exception:  # noqa: BLE001 - the original error is what matters
+        pass

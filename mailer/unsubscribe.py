@@ -8,13 +8,20 @@ a months-old email, and RFC 8058 expects the link to keep working.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
+from django.conf import settings as django_settings
 from django.core import signing
 from django.urls import NoReverseMatch, reverse
+from django.utils.encoding import iri_to_uri, punycode
 
+from mailer.addresses import envelope_address, normalize
 from mailer.conf import settings
+from mailer.exceptions import InvalidAddress
+
+logger = logging.getLogger(__name__)
 
 SALT = "mailer.unsubscribe"
 _TOKEN_MARK = "TOKEN-PLACEHOLDER"
@@ -33,7 +40,7 @@ def _signer() -> signing.Signer:
 def make_token(
     address: str, job_id: int | None = None, *, signer: signing.Signer | None = None
 ) -> str:
-    return (signer or _signer()).sign_object([address.lower(), job_id])
+    return (signer or _signer()).sign_object([normalize(address), job_id])
 
 
 def read_token(token: str) -> UnsubscribeRequest:
@@ -54,13 +61,19 @@ class UnsubscribeLinks:
     recipient (``reverse()`` per message would dominate the cost)."""
 
     def __init__(self) -> None:
-        self.base = settings.SITE_URL
-        self.mailto = settings.UNSUBSCRIBE_MAILTO
+        self.base = ascii_url(settings.SITE_URL) if settings.SITE_URL else None
+        self.mailto = _ascii_mailto(settings.UNSUBSCRIBE_MAILTO)
         self.signer = _signer()
-        try:
-            path = reverse("mailer:unsubscribe", args=[_TOKEN_MARK])
-        except NoReverseMatch:
-            path = None
+        path = None
+        if self.base:
+            path, problem = unsubscribe_path()
+            if problem:
+                # Mail still goes out, without the link: a password reset
+                # must not wait for a URL setting. ``mailer.W002`` says the
+                # same at ``manage.py check``.
+                logger.warning(
+                    "job mail goes out without unsubscribe links: %s", problem
+                )
         self.prefix, self.suffix = (
             path.split(_TOKEN_MARK) if path and self.base else (None, None)
         )
@@ -86,9 +99,67 @@ class UnsubscribeLinks:
         return {"List-Unsubscribe": ", ".join(targets)} if targets else {}
 
 
+def unsubscribe_path() -> tuple[str | None, str | None]:
+    """The unsubscribe view's path with a placeholder token, or ``None`` and
+    why it cannot be had: no ``ROOT_URLCONF`` (a project that serves no
+    pages, e.g. a worker-only settings module), or ``mailer.urls`` not
+    included under the ``mailer`` namespace."""
+    if not getattr(django_settings, "ROOT_URLCONF", None):
+        return None, (
+            "settings have no ROOT_URLCONF, so the unsubscribe view's URL "
+            "cannot be reversed"
+        )
+    try:
+        return reverse("mailer:unsubscribe", args=[_TOKEN_MARK]), None
+    except NoReverseMatch:
+        return None, (
+            "the URL 'mailer:unsubscribe' cannot be reversed: "
+            "include('mailer.urls') is missing from ROOT_URLCONF"
+        )
+
+
 def site_domain() -> str | None:
-    if settings.LIST_ID_DOMAIN:
-        return settings.LIST_ID_DOMAIN
-    if settings.SITE_URL:
-        return urlsplit(settings.SITE_URL).hostname
-    return None
+    """The domain of ``List-Id`` and ``Message-ID`` in job mail, in the ASCII
+    form headers need (an internationalised name in punycode, RFC 5890)."""
+    domain = settings.LIST_ID_DOMAIN or (
+        urlsplit(settings.SITE_URL).hostname if settings.SITE_URL else None
+    )
+    if not domain or domain.isascii():
+        return domain
+    try:
+        return punycode(domain)
+    except UnicodeError:
+        logger.error("MAILER_LIST_ID_DOMAIN / MAILER_SITE_URL: bad domain %r", domain)
+        return None
+
+
+def ascii_url(url: str) -> str:
+    """``url`` as a URI (RFC 3986): an internationalised host in punycode, any
+    other non-ASCII character percent-encoded (``iri_to_uri``). Header fields
+    such as ``List-Unsubscribe`` (RFC 2369) carry URIs, never raw Unicode."""
+    if url.isascii():
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host and not host.isascii():
+        netloc = parts.netloc
+        userinfo, at, _hostport = netloc.rpartition("@")
+        port = f":{parts.port}" if parts.port else ""
+        netloc = f"{userinfo}{at}{punycode(host)}{port}"
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return iri_to_uri(url)
+
+
+def _ascii_mailto(address: str | None) -> str | None:
+    """``MAILER_UNSUBSCRIBE_MAILTO`` as the header writes it: the bare address
+    with an internationalised domain in punycode. An invalid one is logged
+    and left out of the header rather than stopping all sending."""
+    if not address:
+        return None
+    try:
+        return envelope_address(address)
+    except InvalidAddress as error:
+        logger.error(
+            "MAILER_UNSUBSCRIBE_MAILTO left out of List-Unsubscribe: %s", error
+        )
+        return None

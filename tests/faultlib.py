@@ -34,7 +34,8 @@ from tests.conftest import start_command
 
 #: ``send_mail``'s one summary line.
 SUMMARY = re.compile(
-    r"sent (\d+), deferred (\d+), failed (\d+), suppressed (\d+) in (\d+\.\d\d)s "
+    r"sent (\d+), deferred (\d+), failed (\d+), suppressed (\d+)"
+    r"(?:, in doubt (\d+))? in (\d+\.\d\d)s "
     r"\(\d+\.\d/s\); stopped: ([a-z ]+)"
 )
 
@@ -136,7 +137,7 @@ def fill_single(recipients: list[str], *, subject: str = "News") -> set[str]:
     """Queue one single (non-job) email per address, with bulk_create: the
     stored bytes are what ``queue.build`` stores, minus Django's cost."""
     now = timezone.now()
-    Message.objects.bulk_create(
+    Message.all_objects.bulk_create(
         [
             Message(
                 to_address=a,
@@ -171,7 +172,7 @@ def fill_job(
         recipients=recipients[:1],
     )
     now = timezone.now()
-    Message.objects.bulk_create(
+    Message.all_objects.bulk_create(
         [
             Message(job=job, to_address=a, priority=job.priority, due_at=now)
             for a in recipients
@@ -213,12 +214,13 @@ def summary(out: str) -> dict:
     """The numbers of ``send_mail``'s summary line in ``out``."""
     match = SUMMARY.search(out)
     assert match, f"no summary line in {out!r}"
-    sent, deferred, failed, suppressed, seconds, reason = match.groups()
+    sent, deferred, failed, suppressed, in_doubt, seconds, reason = match.groups()
     return {
         "sent": int(sent),
         "deferred": int(deferred),
         "failed": int(failed),
         "suppressed": int(suppressed),
+        "in_doubt": int(in_doubt or 0),
         "seconds": float(seconds),
         "stopped": reason.strip(),
     }
@@ -231,10 +233,10 @@ def check_ok(done: subprocess.CompletedProcess) -> dict:
 
 def nothing_claimed() -> bool:
     """No pending message is held by a lease (all claims were given back)."""
-    return not Message.objects.pending().filter(claim_token__isnull=False).exists()
+    return not Message.all_objects.pending().filter(claim_token__isnull=False).exists()
 
 
 def pending_count() -> int:
-    return Message.objects.filter(
+    return Message.all_objects.filter(
         status__in=[MessageStatus.QUEUED, MessageStatus.DEFERRED]
     ).count()

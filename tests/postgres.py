@@ -5,7 +5,8 @@ worker processes) only shows its real behaviour on PostgreSQL, and we want
 that in every developer's test run without asking for a configured server.
 So this starts a private cluster in a temporary directory, tuned for speed
 over durability (fsync, synchronous_commit and full_page_writes off: a crash
-loses only test data), on a free port of 127.0.0.1, and removes it afterwards.
+loses only test data; ``durable=True`` keeps PostgreSQL's stock settings, as
+the benchmarks do), on a free port of 127.0.0.1, and removes it afterwards.
 
 As a library::
 
@@ -52,14 +53,19 @@ COMMAND_TIMEOUT = 2 * 60 * 60.0
 # (pg_ctl -o), because a retry after a port clash needs another one and
 # pg_ctl restart replays the command line from postmaster.opts.
 SETTINGS = """
-# Added by tests/postgres.py: a disposable cluster, fast rather than durable.
+# Added by tests/postgres.py: a disposable cluster.
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '{socket_dir}'
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 # Tests run several worker processes, each with its own connections.
 max_connections = 100
+"""
+
+#: Added unless ``durable=True``: fast rather than durable (a crash loses only
+#: test data). The benchmarks measure with PostgreSQL's stock settings instead,
+#: since no site runs these in production.
+NOT_DURABLE = """fsync = off
+synchronous_commit = off
+full_page_writes = off
 """
 
 # Runs in its own session, detached from the terminal, and holds the read end
@@ -153,11 +159,14 @@ class TemporaryPostgres:
         host: str = "127.0.0.1",
         bindir: str | Path | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
+        durable: bool = False,
     ) -> None:
         self.database = database
         self.host = host
         self.bindir = Path(bindir) if bindir else find_bindir()
         self.startup_timeout = startup_timeout
+        #: False (tests): fsync, synchronous_commit, full_page_writes off.
+        self.durable = durable
         self.port = 0
         self.version = ""
         self.tempdir: Path | None = None
@@ -317,6 +326,8 @@ class TemporaryPostgres:
             shutil.rmtree(self.datadir, ignore_errors=True)
             self._server_command("initdb", *common, "--no-locale", timeout=120)
         settings = SETTINGS.format(socket_dir=self.tempdir)
+        if not self.durable:
+            settings += NOT_DURABLE
         with open(self.datadir / "postgresql.conf", "a", encoding="utf-8") as conf:
             conf.write(settings)
 

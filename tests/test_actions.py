@@ -86,7 +86,7 @@ def test_confirmation_page_shows_what_will_be_sent(editor_client, readers):
     assert "Hello Eddie Tor," in page
     assert "Yes, I’m sure" in page
     assert not MessageJob.objects.exists()
-    assert not Message.objects.exists()
+    assert not Message.all_objects.exists()
 
 
 def test_confirming_queues_one_job_per_object_and_sends_nothing(
@@ -104,7 +104,7 @@ def test_confirming_queues_one_job_per_object_and_sends_nothing(
     assert {job.created_by.username for job in jobs} == {"editor"}
     assert {job.subject for job in jobs} == {"Breaking: Story 0", "Breaking: Story 1"}
     # Out of band: no per-recipient row and no email inside the request.
-    assert not Message.objects.exists()
+    assert not Message.all_objects.exists()
     assert mailserver.count == 0
 
 
@@ -161,7 +161,7 @@ def test_send_a_test_to_me_queues_one_high_priority_email(
     assert response.status_code == 200
     assert "test email is queued for editor@example.com" in flash(response)[0]
     assert not MessageJob.objects.exists()
-    test_message = Message.objects.get()
+    test_message = Message.all_objects.get()
     assert test_message.priority == Priority.HIGH
     assert mailserver.count == 0  # queued, not sent inside the request
     send_queued()
@@ -185,7 +185,7 @@ def test_a_template_error_is_shown_and_nothing_is_queued(
         message = flash(response)[-1]
         assert message.startswith("Nothing was queued: Email template has an error")
     assert not MessageJob.objects.exists()
-    assert not Message.objects.exists()
+    assert not Message.all_objects.exists()
 
 
 def test_a_missing_template_is_shown_and_nothing_is_queued(

@@ -38,17 +38,17 @@ def queue(db) -> dict[str, Message]:
     mailer.send_mail("Digest", "b", "news@example.com", ["carol@example.com"], "low")
     mailer.send_mail("Old news", "b", "news@example.com", ["dave@example.com"])
     mailer.send_mail("Held", "b", "news@example.com", ["erin@example.com"], "deferred")
-    by_address = {m.to_address.split("@")[0]: m for m in Message.objects.all()}
-    Message.objects.filter(pk=by_address["bob"].pk).update(
+    by_address = {m.to_address.split("@")[0]: m for m in Message.all_objects.all()}
+    Message.all_objects.filter(pk=by_address["bob"].pk).update(
         status=MessageStatus.DEFERRED, attempts=2, due_at=now + timedelta(hours=1)
     )
-    Message.objects.filter(pk=by_address["carol"].pk).update(
+    Message.all_objects.filter(pk=by_address["carol"].pk).update(
         status=MessageStatus.FAILED, attempts=1, due_at=None
     )
-    Message.objects.filter(pk=by_address["dave"].pk).update(
+    Message.all_objects.filter(pk=by_address["dave"].pk).update(
         status=MessageStatus.SENT, attempts=1, due_at=None
     )
-    return {name: Message.objects.get(pk=m.pk) for name, m in by_address.items()}
+    return {name: Message.all_objects.get(pk=m.pk) for name, m in by_address.items()}
 
 
 def shown(response) -> list[str]:
@@ -101,10 +101,10 @@ def test_retry_now_makes_messages_due_and_sends_nothing_in_the_request(
     assert user_messages(response) == ["3 messages queued again."]
     assert mailserver.count == 0 and mailserver.connections == 0
     for name in ("bob", "carol", "erin"):
-        message = Message.objects.get(pk=queue[name].pk)
+        message = Message.all_objects.get(pk=queue[name].pk)
         assert (message.status, message.attempts) == (MessageStatus.QUEUED, 0)
         assert message.due_at <= timezone.now()
-    assert Message.objects.get(pk=queue["dave"].pk).status == MessageStatus.SENT
+    assert Message.all_objects.get(pk=queue["dave"].pk).status == MessageStatus.SENT
 
     assert send_queued().sent == 4  # ann was due already
     assert sorted(mailserver.counts) == [
@@ -121,7 +121,7 @@ def test_retry_now_leaves_a_message_a_worker_holds_alone(admin_client, queue):
 
     admin_client.post(MESSAGES, {"action": "retry_now", "_selected_action": ids})
 
-    held = Message.objects.get(pk=queue["ann"].pk)
+    held = Message.all_objects.get(pk=queue["ann"].pk)
     assert held.claim_token == token
     assert held.due_at > timezone.now()
 
@@ -132,13 +132,13 @@ def test_delete_action_removes_the_selected_messages(admin_client, queue):
         MESSAGES, {"action": "delete_selected", "_selected_action": selected}
     )
     assert confirm.status_code == 200  # Django's confirmation page first
-    assert Message.objects.count() == 5
+    assert Message.all_objects.count() == 5
 
     admin_client.post(
         MESSAGES,
         {"action": "delete_selected", "_selected_action": selected, "post": "yes"},
     )
-    assert sorted(Message.objects.values_list("to_address", flat=True)) == [
+    assert sorted(Message.all_objects.values_list("to_address", flat=True)) == [
         "ann@example.com",
         "bob@example.com",
         "erin@example.com",
@@ -238,5 +238,5 @@ def test_job_actions_change_the_queue_and_send_nothing_in_the_request(
     assert response.status_code == 200
     assert mailserver.count == 0
     assert MessageJob.objects.get().status == "cancelled"
-    assert not Message.objects.pending().exists()
+    assert not Message.all_objects.pending().exists()
     assert send_queued().attempted == 0

@@ -95,7 +95,7 @@ def test_send_mail_queues_one_message_and_sends_nothing():
         == 1
     )
 
-    message = Message.objects.get()
+    message = Message.all_objects.get()
     assert message.subject == "Welcome"
     assert message.to_address == "ann@example.com"
     assert message.envelope_from == "site@example.com"
@@ -190,7 +190,7 @@ def test_send_mass_mail_checks_every_email_before_queueing_any():
                 ("Broken", "Two", "a@example.com", ["not an address"]),
             ]
         )
-    assert Message.objects.count() == 0
+    assert Message.all_objects.count() == 0
 
 
 @pytest.mark.parametrize(
@@ -223,7 +223,7 @@ def test_mail_admins_and_managers_go_to_the_staff_from_server_email(
 def test_mail_admins_without_admins_queues_nothing(settings):
     settings.ADMINS = []
     assert mailer.mail_admins("Disk full", "Only 1% left.") == 0
-    assert Message.objects.count() == 0
+    assert Message.all_objects.count() == 0
 
 
 @pytest.mark.parametrize(
@@ -242,14 +242,14 @@ def test_mail_admins_without_admins_queues_nothing(settings):
 )
 def test_priority_names_and_django_mailers_constants(priority, level):
     mailer.send_mail("Hi", "b", "a@example.com", ["b@example.com"], priority=priority)
-    message = Message.objects.get()
+    message = Message.all_objects.get()
     assert (message.priority, message.status) == (level, MessageStatus.QUEUED)
 
 
 def test_the_default_priority_is_a_setting(settings):
     settings.MAILER_DEFAULT_PRIORITY = "low"
     mailer.send_mail("Hi", "b", "a@example.com", ["b@example.com"])
-    assert Message.objects.get().priority == Priority.LOW
+    assert Message.all_objects.get().priority == Priority.LOW
 
 
 @pytest.mark.parametrize("priority", ["deferred", "4"])  # "4": PRIORITY_DEFERRED
@@ -259,7 +259,7 @@ def test_deferred_priority_holds_the_mail_until_retry_deferred(mailserver, prior
 
     assert send_queued().sent == 1
     assert [m.rcpt_tos for m in mailserver.messages] == [["now@example.com"]]
-    held = Message.objects.get(to_address="held@example.com")
+    held = Message.all_objects.get(to_address="held@example.com")
     assert (held.status, held.attempts) == (MessageStatus.DEFERRED, 0)
 
     assert retry_deferred() == 1
@@ -290,7 +290,7 @@ def test_an_unknown_priority_is_a_value_error_and_queues_nothing(
     settings.ADMINS = ["admin@example.com"]
     with pytest.raises(ValueError, match=f"Unknown priority {priority!r}"):
         call(priority)
-    assert Message.objects.count() == 0
+    assert Message.all_objects.count() == 0
 
 
 def test_fail_silently_returns_zero_for_an_invalid_email_and_queues_nothing():
@@ -309,13 +309,13 @@ def test_fail_silently_returns_zero_for_an_invalid_email_and_queues_nothing():
         )
         == 0
     )
-    assert Message.objects.count() == 0
+    assert Message.all_objects.count() == 0
 
 
 def test_without_fail_silently_the_error_names_the_problem():
     with pytest.raises(HeaderInjection, match="Header 'Subject' contains a line break"):
         mailer.send_mail("Hi\nBcc: x@evil.example", "b", "a@example.com", ["b@x.com"])
-    assert Message.objects.count() == 0
+    assert Message.all_objects.count() == 0
 
 
 def test_auth_arguments_are_accepted_and_the_mail_is_queued_all_the_same():
@@ -330,4 +330,4 @@ def test_auth_arguments_are_accepted_and_the_mail_is_queued_all_the_same():
         )
         == 1
     )
-    assert b"secret" not in bytes(Message.objects.get().mime)
+    assert b"secret" not in bytes(Message.all_objects.get().mime)

@@ -46,7 +46,7 @@ def test_django_send_mail_is_queued_not_sent_and_goes_out_with_high_priority(
 
     assert sent == 1
     assert mailserver.count == 0
-    message = Message.objects.get()
+    message = Message.all_objects.get()
     assert message.priority == Priority.HIGH
 
     assert send_queued().sent == 1
@@ -78,7 +78,7 @@ def rich_email() -> EmailMultiAlternatives:
 def test_a_rich_email_survives_the_round_trip_through_the_queue(mailserver):
     email = rich_email()
     assert email.send() == 1
-    assert Message.objects.count() == 1  # one row, however many recipients
+    assert Message.all_objects.count() == 1  # one row, however many recipients
 
     send_queued()
 
@@ -96,7 +96,7 @@ def test_a_rich_email_survives_the_round_trip_through_the_queue(mailserver):
     assert parsed["Reply-To"] == "Desk <desk@example.com>"
     assert parsed["X-Campaign"] == "köln-7"
     assert parsed["List-Id"] == "<daily.example.com>"
-    assert parsed["Message-ID"] == Message.objects.get().message_id
+    assert parsed["Message-ID"] == Message.all_objects.get().message_id
     assert text(parsed.get_body(("plain",))) == "Hallo Jörg,\n\nder Bericht hängt an.\n"
     assert text(parsed.get_body(("html",))) == "<p>Hallo <b>Jörg</b> &amp; Co.</p>\n"
     attachments = {
@@ -149,7 +149,7 @@ def test_each_email_of_a_batch_is_queued_and_counted(mailserver):
     with backend() as connection:
         assert connection.send_messages(emails) == 3
         assert connection.send_messages([]) == 0
-    assert sorted(Message.objects.values_list("subject", flat=True)) == [
+    assert sorted(Message.all_objects.values_list("subject", flat=True)) == [
         "N0",
         "N1",
         "N2",
@@ -167,13 +167,13 @@ def test_an_email_without_recipients_is_skipped_like_djangos_smtp_backend_does(
         ]
     )
     assert queued == 1
-    assert list(Message.objects.values_list("subject", flat=True)) == ["To Ann"]
+    assert list(Message.all_objects.values_list("subject", flat=True)) == ["To Ann"]
 
 
 def test_the_backend_priority_is_a_setting(mailserver, settings):
     settings.MAILER_BACKEND_PRIORITY = "low"
     mail.send_mail("Digest", "b", "a@example.com", ["b@example.com"])
-    assert Message.objects.get().priority == Priority.LOW
+    assert Message.all_objects.get().priority == Priority.LOW
 
 
 def test_a_backend_instance_can_have_its_own_priority(mailserver, settings):
@@ -192,7 +192,7 @@ def test_a_backend_instance_can_have_its_own_priority(mailserver, settings):
     connection.send_messages(
         [EmailMessage(subject="Bulk", body="b", to=["c@example.com"])]
     )
-    assert dict(Message.objects.values_list("subject", "priority")) == {
+    assert dict(Message.all_objects.values_list("subject", "priority")) == {
         "Digest": Priority.HIGH,
         "Bulk": Priority.LOW,
     }
@@ -237,4 +237,4 @@ def test_bad_input_through_djangos_api_is_refused_and_nothing_is_queued(
     with pytest.raises(error) as raised:
         email.send()
     assert words in str(raised.value)
-    assert Message.objects.count() == 0
+    assert Message.all_objects.count() == 0

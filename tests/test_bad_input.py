@@ -199,7 +199,7 @@ def test_bad_input_is_refused_at_the_door_and_nothing_is_queued(
     assert words in str(raised.value)
     # An error an editor or a developer can act on: one line, no repr soup.
     assert "\n" not in str(raised.value).replace("\\n", "")
-    assert not Message.objects.exists()
+    assert not Message.all_objects.exists()
     assert not MessageJob.objects.exists()
 
 
@@ -209,7 +209,7 @@ def test_a_job_recipient_that_is_not_an_address_is_skipped_and_logged():
     result = expand_pending_jobs()
 
     assert (result.queued, result.skipped) == (2, 2)
-    assert sorted(Message.objects.values_list("to_address", flat=True)) == [
+    assert sorted(Message.all_objects.values_list("to_address", flat=True)) == [
         "ann@example.com",
         "bob@x.io",
     ]
@@ -230,7 +230,7 @@ def test_a_job_of_only_invalid_addresses_is_done_without_sending():
     expand_pending_jobs()
     created.refresh_from_db()
     assert created.status == JobStatus.DONE
-    assert not Message.objects.exists()
+    assert not Message.all_objects.exists()
 
 
 @pytest.mark.django_db
@@ -243,7 +243,7 @@ def test_10000_case_variants_of_10_addresses_are_one_recipient_each():
     expand_pending_jobs()
 
     assert created.recipient_count == 10
-    assert Message.objects.filter(job=created).count() == 10
+    assert Message.all_objects.filter(job=created).count() == 10
 
 
 def variant(address: str, n: int) -> str:
@@ -366,7 +366,7 @@ def test_bad_rows_in_the_queue_fail_alone_and_the_batch_goes_on(
     }
     for message in bad.values():
         message.due_at = now
-    Message.objects.bulk_create(bad.values())
+    Message.all_objects.bulk_create(bad.values())
 
     run = run_command(worker_env, "send_mail", "--batch-size", "25")
     result = check_ok(run)

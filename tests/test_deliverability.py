@@ -109,7 +109,7 @@ def test_standard_headers_on_job_mail(mailserver):
     kinds = [part.get_content_type() for part in message.iter_parts()]
     assert kinds == ["text/plain", "text/html"]
     # The Message row keeps the Message-ID, so bounces map back to it.
-    stored = Message.objects.get()
+    stored = Message.all_objects.get()
     assert f"<{stored.message_id.strip('<>')}>" == message["Message-ID"]
     log = MessageLog.objects.get(result=LogResult.SENT)
     assert log.message_id == stored.message_id
@@ -123,7 +123,7 @@ def test_single_emails_have_message_id_and_date(mailserver):
     message = mailserver.messages[0].message
     assert message["Message-ID"]
     assert message["Date"].datetime is not None
-    assert Message.objects.get().message_id == message["Message-ID"]
+    assert Message.all_objects.get().message_id == message["Message-ID"]
 
 
 def test_html_only_job_gets_a_readable_text_part(mailserver):
@@ -169,7 +169,7 @@ def test_one_click_post_unsubscribes_and_the_next_job_skips_the_address(
         "ann@example.com",
         SuppressionReason.UNSUBSCRIBED,
     )
-    assert heard == [("ann@example.com", Message.objects.first().job_id)]
+    assert heard == [("ann@example.com", Message.all_objects.first().job_id)]
 
     mailserver.reset()
     newsletter(["ANN@example.com", "bob@example.com"])
@@ -202,7 +202,7 @@ def test_pending_messages_to_an_unsubscribed_address_are_not_sent(mailserver):
 
     assert [r.rcpt_tos for r in mailserver.messages] == [["bob@example.com"]]
     assert result.suppressed == 1
-    ann = Message.objects.get(to_address="ann@example.com")
+    ann = Message.all_objects.get(to_address="ann@example.com")
     assert ann.status == MessageStatus.SUPPRESSED
     assert MessageLog.objects.filter(
         result=LogResult.SUPPRESSED, recipient="ann@example.com"
@@ -255,7 +255,7 @@ def test_other_permanent_failures_do_not_suppress(mailserver):
     newsletter(["full@example.com"])
     deliver()
     assert not DontSendEntry.objects.exists()
-    assert Message.objects.get().status == MessageStatus.FAILED
+    assert Message.all_objects.get().status == MessageStatus.FAILED
 
 
 def test_learning_from_bounces_can_be_switched_off(mailserver, settings):

@@ -72,14 +72,14 @@ def test_bad_input_is_refused_with_a_clear_error(call, error, words):
     with pytest.raises(error) as raised:
         call()
     assert words in str(raised.value)
-    assert not Message.objects.exists()
+    assert not Message.all_objects.exists()
 
 
 def test_an_oversize_message_is_refused(settings):
     settings.MAILER_MAX_MESSAGE_BYTES = 10_000
     with pytest.raises(MessageTooLarge, match="over MAILER_MAX_MESSAGE_BYTES"):
         mailer.send_mail("Big", "x" * 20_000, "a@x.com", ["b@x.com"])
-    assert not Message.objects.exists()
+    assert not Message.all_objects.exists()
 
 
 def test_one_bad_email_in_a_mass_mailing_queues_none():
@@ -90,12 +90,12 @@ def test_one_bad_email_in_a_mass_mailing_queues_none():
                 ("B", "b", "a@x.com", ["bad address"]),
             ]
         )
-    assert not Message.objects.exists()
+    assert not Message.all_objects.exists()
 
 
 def test_fail_silently_returns_zero_instead():
     assert mailer.send_mail("Hi", "b", "a@x.com", ["nope"], fail_silently=True) == 0
-    assert not Message.objects.exists()
+    assert not Message.all_objects.exists()
 
 
 def test_priorities_and_held_mail():
@@ -103,14 +103,14 @@ def test_priorities_and_held_mail():
     mailer.send_mail("L", "b", "a@x.com", ["l@x.com"], priority="low")
     mailer.send_mail("M", "b", "a@x.com", ["m@x.com"])
     mailer.send_mail("D", "b", "a@x.com", ["d@x.com"], priority="deferred")
-    rows = dict(Message.objects.values_list("to_address", "priority"))
+    rows = dict(Message.all_objects.values_list("to_address", "priority"))
     assert rows == {
         "h@x.com": Priority.HIGH,
         "l@x.com": Priority.LOW,
         "m@x.com": Priority.MEDIUM,
         "d@x.com": Priority.MEDIUM,
     }
-    held = Message.objects.get(to_address="d@x.com")
+    held = Message.all_objects.get(to_address="d@x.com")
     assert held.status == MessageStatus.DEFERRED
     assert held.due_at.year == 9999  # waits for retry_deferred
 
@@ -237,6 +237,6 @@ def test_email_message_without_html_round_trips(mailserver):
         from_email="a@example.com",
         to=["b@example.com"],
     ).send()  # through DbBackend, the configured EMAIL_BACKEND / MAILERS default
-    assert Message.objects.get().priority == Priority.HIGH
+    assert Message.all_objects.get().priority == Priority.HIGH
     send_queued()
     assert plain(mailserver.messages[0].message) == "Just text"

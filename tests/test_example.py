@@ -128,7 +128,7 @@ def test_demo_fails_when_mail_does_not_arrive(example_env):
     assert summary(done.stdout)["Not sent"] == "3 queued"
     assert summary(done.stdout)["Readers without email"] == "3"
     assert done.stderr.splitlines() == [
-        "send_mail: cannot connect to the mail server: [Errno 111] Connection refused",
+        "send_mail: cannot connect to 127.0.0.1:1: [Errno 111] Connection refused",
         "CommandError: Not every one of the 3 readers got exactly one email",
     ]
 
@@ -292,3 +292,64 @@ def test_the_example_works_without_chroniker(example_env):
         example_env,
         "SELECT name FROM sqlite_master WHERE name LIKE 'chroniker%'",
     )
+
+
+EDITOR_SENDS_A_TEST = """
+    import json
+    from django.test import Client, override_settings
+    from django.contrib.auth import get_user_model
+    from newsroom.models import Issue
+    client = Client()
+    client.force_login(get_user_model().objects.get(username="editor"))
+    issue = Issue.objects.order_by("-pk").first()
+    with override_settings(ALLOWED_HOSTS=["testserver"]):
+        page = client.post(
+            "/admin/newsroom/issue/",
+            {"action": "send_email_update", "_selected_action": [issue.pk],
+             "send_test": "1"},
+        )
+    print(json.dumps({"status": page.status_code}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "worker",
+    [
+        ("db_worker", "--interval", "0.2", "--no-startup-delay", "--no-reload"),
+        ("runmailer", "--idle-seconds", "600"),
+    ],
+    ids=["tasks", "runmailer"],
+)
+def test_the_editors_test_email_arrives_within_seconds(
+    worker, example_env, smtp_server
+):
+    """No cron: the tasks worker (django-tasks-db) or ``runmailer`` picks the
+    editor's "send a test to me" up as it is queued."""
+    pytest.importorskip("django_tasks_db")
+    import signal
+
+    env = {**example_env, "SMTP_PORT": str(smtp_server.port)}
+    manage(env, "demo", "--subscribers", "3", "--no-send")
+    process = subprocess.Popen(
+        [sys.executable, str(MANAGE), *worker],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert shell(env, EDITOR_SENDS_A_TEST) == {"status": 200}
+        # Bounded, far below runmailer's idle sleep and cron's minute.
+        assert smtp_server.wait_for(1, timeout=30)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        finally:
+            process.kill()
+            process.wait()
+    (received,) = smtp_server.messages
+    assert received.rcpt_tos == ["editor@bugle.example"]
+    assert received.message["Subject"].strip().startswith("[TEST] ")

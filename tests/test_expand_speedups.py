@@ -31,7 +31,7 @@ def test_a_chunk_stores_addresses_contexts_and_shared_values_as_the_orm_would():
 
     assert (result.queued, result.skipped) == (4, 0)
     rows = list(
-        Message.objects.order_by("id").values_list(
+        Message.all_objects.order_by("id").values_list(
             "to_address", "context", "job_id", "priority", "status", "attempts"
         )
     )
@@ -45,8 +45,8 @@ def test_a_chunk_stores_addresses_contexts_and_shared_values_as_the_orm_would():
         ("o'brien+tag@example.com", {"name": "O'Brien \\ back"}, job.pk)
         + (job.priority, MessageStatus.QUEUED, 0),
     ]
-    assert Message.objects.filter(job=job, context__isnull=True).count() == 1
-    message = Message.objects.get(to_address="zoe@example.com")
+    assert Message.all_objects.filter(job=job, context__isnull=True).count() == 1
+    message = Message.all_objects.get(to_address="zoe@example.com")
     assert message.due_at is not None and message.created_at is not None
     assert (message.envelope_from, message.subject, message.message_id) == (
         "",
@@ -65,7 +65,7 @@ def test_a_recipient_already_queued_for_the_job_is_skipped_not_an_error():
     # of the same rows, plus a new one, adds only the new one.
     inserter.insert(job, [("a@example.com", {"n": 1}), ("c@example.com", None)], now)
 
-    assert sorted(Message.objects.values_list("to_address", "context")) == [
+    assert sorted(Message.all_objects.values_list("to_address", "context")) == [
         ("a@example.com", None),
         ("b@example.com", None),
         ("c@example.com", None),

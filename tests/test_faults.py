@@ -91,7 +91,7 @@ def test_550_at_rcpt_fails_5_of_200_once_and_delivers_the_other_195_once(
         0,
     )
     for address in gone:
-        message = Message.objects.get(to_address=address)
+        message = Message.all_objects.get(to_address=address)
         assert (message.status, message.attempts, message.due_at) == (
             MessageStatus.FAILED,
             1,
@@ -148,7 +148,7 @@ def test_451_defers_5_with_backoff_then_delivers_each_exactly_once(
     first = check_ok(run_command(worker_env, "send_mail"))
     assert (first["sent"], first["deferred"]) == (195, 5)
     for address in greylisted:
-        message = Message.objects.get(to_address=address)
+        message = Message.all_objects.get(to_address=address)
         (log,) = logs_of(address)
         assert (message.status, message.attempts) == (MessageStatus.DEFERRED, 1)
         assert (log.result, log.smtp_code) == (LogResult.DEFERRED, 451)
@@ -172,7 +172,7 @@ def test_451_defers_5_with_backoff_then_delivers_each_exactly_once(
             LogResult.DEFERRED,
             LogResult.SENT,
         ]
-        assert Message.objects.get(to_address=address).attempts == 2
+        assert Message.all_objects.get(to_address=address).attempts == 2
 
 
 @pytest.mark.slow
@@ -203,7 +203,7 @@ def test_a_recipient_deferred_forever_fails_at_the_attempt_cap(worker_env, smtp_
     assert [r["failed"] for r in runs] == [0, 0, 0, 0, 3, 0]
     assert (row["delivered"], row["duplicates"], row["lost"]) == (37, 0, 0)
     for address in stuck:
-        message = Message.objects.get(to_address=address)
+        message = Message.all_objects.get(to_address=address)
         assert (message.status, message.attempts) == (MessageStatus.FAILED, 5)
         results = [log.result for log in logs_of(address)]
         assert results == [LogResult.DEFERRED] * 4 + [LogResult.FAILED]
@@ -235,7 +235,7 @@ def test_dropped_connections_are_reopened_and_all_is_delivered_once(
     assert (row["delivered"], row["duplicates"], row["lost"]) == (500, 0, 0)
     assert smtp_server.connections == 10
     # Reconnecting burns no attempt: each message was tried once, logged once.
-    assert set(Message.objects.values_list("attempts", flat=True)) == {1}
+    assert set(Message.all_objects.values_list("attempts", flat=True)) == {1}
     per_message = MessageLog.objects.values("message_pk").annotate(n=Count("id"))
     assert {r["n"] for r in per_message} == {1}
 
@@ -253,7 +253,7 @@ def test_a_server_that_answers_421_to_everything_counts_as_down(
 
     assert down.returncode == 2, down.stderr
     assert "421" in down.stderr.strip().splitlines()[-1]
-    assert set(Message.objects.values_list("attempts", flat=True)) == {0}
+    assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}
     assert nothing_claimed()
     assert smtp_server.connections <= 3  # gave up, did not hammer
 
@@ -278,7 +278,7 @@ def test_a_relay_that_wants_a_login_stops_the_run_instead_of_failing_the_queue(
 
     assert refused.returncode == 2, refused.stderr
     assert "530 5.7.0 Authentication required" in refused.stderr
-    assert set(Message.objects.values_list("attempts", flat=True)) == {0}
+    assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}
     assert not MessageLog.objects.exists()
     assert nothing_claimed()
 
@@ -299,7 +299,7 @@ def test_a_550_to_the_sender_fails_that_message_only(worker_env, smtp_server):
 
     assert (result["sent"], result["failed"]) == (0, 5)
     assert smtp_server.counts == {}
-    assert set(Message.objects.values_list("status", "attempts")) == {
+    assert set(Message.all_objects.values_list("status", "attempts")) == {
         (MessageStatus.FAILED, 1)
     }
     for address in queued:
@@ -321,13 +321,13 @@ def test_server_down_loses_nothing_burns_no_attempt_and_exits_non_zero(
 
     assert down.returncode == 2
     assert down.stderr.count("\n") == 1  # one line, no traceback
-    assert down.stderr.startswith("CommandError: cannot connect to the mail server: ")
+    assert down.stderr.startswith("CommandError: cannot connect to 127.0.0.1:")
     assert "stopped: mail server unreachable" in down.stdout
     # Everything still queued, due now, unclaimed, untried; nothing logged.
-    assert Message.objects.filter(status=MessageStatus.QUEUED).count() == 300
-    assert set(Message.objects.values_list("attempts", flat=True)) == {0}
+    assert Message.all_objects.filter(status=MessageStatus.QUEUED).count() == 300
+    assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}
     assert nothing_claimed()
-    assert not Message.objects.filter(due_at__gt=timezone.now()).exists()
+    assert not Message.all_objects.filter(due_at__gt=timezone.now()).exists()
     assert not MessageLog.objects.exists()
 
     smtp_server.up()
@@ -349,11 +349,11 @@ def test_server_going_down_mid_run_stops_it_and_the_next_run_finishes(
     out, err = worker.communicate(timeout=60)
 
     assert worker.returncode == 2, err
-    assert err.startswith("CommandError: cannot connect to the mail server")
+    assert err.startswith("CommandError: cannot connect to 127.0.0.1:")
     assert nothing_claimed()  # its batch was given back at once
     # The message on the wire when the server went away was not recorded as
     # sent, so it burned no attempt either.
-    assert set(Message.objects.pending().values_list("attempts", flat=True)) == {0}
+    assert set(Message.all_objects.pending().values_list("attempts", flat=True)) == {0}
 
     smtp_server.up()
     result = check_ok(run_command(worker_env, "send_mail"))
@@ -392,7 +392,7 @@ def test_max_seconds_stops_a_slow_run_near_its_limit_and_releases_at_once(
     assert 5 <= first["sent"] <= 21
     # The rest of its batch of 100 is due again at once, not after the lease.
     assert nothing_claimed()
-    assert not Message.objects.pending().filter(due_at__gt=timezone.now()).exists()
+    assert not Message.all_objects.pending().filter(due_at__gt=timezone.now()).exists()
 
     smtp_server.delay(0)
     rest = check_ok(run_command(worker_env, "send_mail"))

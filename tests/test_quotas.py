@@ -11,10 +11,10 @@ from datetime import timedelta
 
 import pytest
 
+from mailer.dbclock import database_now
 from mailer.engine import send_queued
 from mailer.models import LogResult, Message, MessageLog, MessageStatus, RateWindow
 from mailer.sending import quotas
-from mailer.sending.clock import database_now
 from tests.faultlib import (
     addresses,
     check_ok,

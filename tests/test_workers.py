@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def each_message_sent_once() -> bool:
-    if Message.objects.exclude(status=MessageStatus.SENT).exists():
+    if Message.all_objects.exclude(status=MessageStatus.SENT).exists():
         return False
     per_message = (
         MessageLog.objects.filter(result=LogResult.SENT)
@@ -41,7 +41,7 @@ def each_message_sent_once() -> bool:
         .annotate(n=Count("id"))
     )
     return {row["n"] for row in per_message} == {1} and len(per_message) == (
-        Message.objects.count()
+        Message.all_objects.count()
     )
 
 

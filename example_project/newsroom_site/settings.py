@@ -8,6 +8,8 @@ Environment variables (all optional):
   127.0.0.1:1025, where ``manage.py smtp_sink`` listens.
 - ``MAILER_SITE_URL``: the public address used in email links and one-click
   unsubscribe links; default http://127.0.0.1:8000 (``runserver``).
+- ``MAILER_USE_TASKS``: ``0`` stops enqueuing mail tasks for ``db_worker``
+  (default ``1`` when django-tasks-db is installed).
 - ``SECRET_KEY``, ``DEBUG`` (``1`` by default: this is a local example).
 """
 
@@ -44,6 +46,21 @@ if find_spec("chroniker"):
         "newsroom_site.apps.ChronikerConfig",
     ]
     SITE_ID = 1
+
+# Django's tasks framework (pip install "django-mailer-jobs[tasks]"), the
+# alternative to chroniker: queuing mail or confirming a job enqueues a task
+# on commit, and "manage.py db_worker" (django-tasks-db: this database, no
+# broker) runs it within a fraction of a second. MAILER_USE_TASKS=0 in the
+# environment turns it off (e.g. when chroniker or cron does the work).
+# Django 5.2 takes the framework from the django-tasks backport; 6.0+ has it.
+if find_spec("django_tasks_db"):
+    import django
+
+    if django.VERSION < (6, 0):
+        INSTALLED_APPS.append("django_tasks")
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    MAILER_USE_TASKS = os.environ.get("MAILER_USE_TASKS", "1") == "1"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -77,7 +77,7 @@ def record_refusals(
         again = None
         if split.retry:
             recipients = list(split.retry)
-            again = Message.objects.using(db).create(
+            again = Message.all_objects.using(db).create(
                 priority=message.priority,
                 status=MessageStatus.DEFERRED,
                 due_at=retry.due_at,

@@ -39,8 +39,8 @@ from datetime import datetime, timedelta, timezone
 from django.db import IntegrityError, connections, router, transaction
 
 from mailer.conf import settings
+from mailer.dbclock import database_now
 from mailer.models import Message, RateWindow
-from mailer.sending.clock import database_now
 
 #: Window lengths in seconds, by the keys ``MAILER_RATE_LIMITS`` takes.
 UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -292,7 +292,7 @@ def defer_claimed(token: str, ids: Sequence[int], until: datetime) -> int:
     attempt or writing a log row (a full window is not an attempt). Returns
     how many this claim still held."""
     return (
-        Message.objects.pending()
+        Message.all_objects.pending()
         .filter(claim_token=token, id__in=list(ids))
         .update(claim_token=None, due_at=until)
     )

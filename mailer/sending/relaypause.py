@@ -22,8 +22,8 @@ from django.db import router, transaction
 
 from mailer.conf import settings
 from mailer.connections import sending_backend_path
+from mailer.dbclock import database_now
 from mailer.models import RelayPause
-from mailer.sending.clock import database_now
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from types import FrameType, TracebackType
@@ -78,6 +78,10 @@ STOP_TIMEOUT = 5.0
 #: seconds on machines without working DNS (CI sandboxes).
 SERVER_HOSTNAME = "smtp-test-server.localhost"
 
+#: Longest a stalled reply or a silent greeting waits (seconds), so that a
+#: forgotten behaviour cannot keep a test's server busy for ever.
+STALL_LIMIT = 600.0
+
 
 @dataclass(frozen=True)
 class ReceivedEmail:
@@ -93,9 +97,10 @@ class ReceivedEmail:
     session_id: int
     #: time.monotonic() when the message was accepted.
     received_at: float
-    #: The MAIL FROM parameters the client gave (``BODY=8BITMIME``,
-    #: ``SMTPUTF8``, ``SIZE=...``), upper-cased as sent.
-    mail_options: tuple[str, ...] = ()
+    #: ESMTP parameters of MAIL FROM (``["BODY=8BITMIME", "SIZE=1234"]``)
+    #: and of the RCPTs, as the client sent them.
+    mail_options: list[str] = field(default_factory=list)
+    rcpt_options: list[str] = field(default_factory=list)
     #: The name the client greeted with (EHLO/HELO).
     helo_name: str = ""
     #: time.time() when the message was accepted (for per-second windows).
@@ -119,6 +124,14 @@ class _Refusal:
 
     def __str__(self) -> str:
         return f"{self.code} {self.reply}"
+
+
+@dataclass
+class _AfterData:
+    #: Seconds before the final reply; None: never.
+    seconds: float | None
+    #: How many more messages; None means every one.
+    remaining: int | None = None
 
 
 def _as_addresses(addresses: str | Iterable[str]) -> list[str]:
@@ -166,6 +179,30 @@ class _Session(SMTP):
     def _close_transport(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    @property
+    def is_closing(self) -> bool:
+        return self.transport is None or self.transport.is_closing()
+
+    async def push(self, status: Any) -> None:
+        # Every reply passes here (the 220 greeting included), which is where
+        # a slow or silent relay is played.
+        await self.owner._before_reply(self, status)
+        if self.is_closing:
+            return  # reset or stalled until the client gave up
+        await super().push(status)
+
+    async def wait_closed_or(self, seconds: float | None) -> None:
+        """Sleep ``seconds`` (None: until the client hangs up), in short
+        steps, ending early when the connection closes; bounded by
+        STALL_LIMIT in any case."""
+        limit = STALL_LIMIT if seconds is None else min(seconds, STALL_LIMIT)
+        deadline = time.monotonic() + limit
+        while not self.is_closing:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(0.02, left))
 
 
 class _Handler:
@@ -242,7 +279,16 @@ class _Handler:
         refusal = self.owner._data_refusal()
         if refusal is not None:
             return refusal
-        if self.owner._accept(server, envelope):
+        hang_up = self.owner._accept(server, envelope)
+        # The message is stored at the final "."; what the client hears now
+        # is up to the behaviours below.
+        after = self.owner._after_data()
+        if after == "reset":
+            server._close_transport()
+            return "250 OK"  # never written: the connection is closed
+        if after is not None:
+            await server.wait_closed_or(after.seconds)
+        if hang_up:
             server.hang_up_soon()
         return "250 OK"
 
@@ -549,6 +595,43 @@ class SMTPTestServer:
         with self._cond:
             self._delay = float(seconds)
 
+    def delay_replies(self, seconds: float, *, greeting: bool = True) -> None:
+        """Wait ``seconds`` before every reply of every session: the 220
+        greeting (unless ``greeting=False``), EHLO, MAIL, RCPT, DATA's 354 and
+        the final reply (a relay far away, or a slow one). 0 clears."""
+        if seconds < 0:
+            raise ValueError("delay_replies needs seconds >= 0")
+        with self._cond:
+            self._reply_delay = float(seconds)
+            self._delay_greeting = greeting
+
+    def stall_after_data(
+        self, seconds: float | None = None, *, times: int | None = None
+    ) -> None:
+        """Store each message at its final "." but answer only after
+        ``seconds`` (``None``: never; the connection stays open until the
+        client gives up). ``times=N``: only the next N messages.
+
+        The relay that has the message while the client times out: the case
+        that makes a message *in doubt*."""
+        if seconds is not None and seconds < 0:
+            raise ValueError("stall_after_data needs seconds >= 0 (or None)")
+        with self._cond:
+            self._stall = _AfterData(seconds, times)
+
+    def reset_after_data(self, *, times: int | None = None) -> None:
+        """Store each message at its final "." and close the connection
+        without replying (``times=N``: only the next N messages)."""
+        with self._cond:
+            self._reset = _AfterData(None, times)
+
+    def silent(self, on: bool = True) -> None:
+        """Accept TCP connections but never send the 220 greeting (a relay
+        hung, or a firewall that swallows the conversation). Sessions that
+        greeted already go on."""
+        with self._cond:
+            self._silent = on
+
     def accept_all(self) -> None:
         """Clear every behaviour; received messages are kept."""
         with self._cond:
@@ -661,6 +744,11 @@ class SMTPTestServer:
         self._troubles: dict[str, _Refusal] = {}
         self._hidden_extensions: set[str] = set()
         self._advertised_size: int | None = None
+        self._reply_delay = 0.0
+        self._delay_greeting = True
+        self._stall: _AfterData | None = None
+        self._reset: _AfterData | None = None
+        self._silent = False
 
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -728,6 +816,35 @@ class SMTPTestServer:
         with self._cond:
             return self._delay
 
+    async def _before_reply(self, session: _Session, status: Any) -> None:
+        greeting = session.session_id == 0 and str(
+            status if isinstance(status, str) else status.decode("ascii", "replace")
+        ).startswith("220 ")
+        with self._cond:
+            silent = self._silent
+            delay = self._reply_delay
+            if greeting and not self._delay_greeting:
+                delay = 0.0
+        if greeting and silent:
+            await session.wait_closed_or(None)
+            return
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def _after_data(self) -> _AfterData | str | None:
+        """What to do once a message is stored: "reset", a stall, or None."""
+        with self._cond:
+            for name in ("_reset", "_stall"):
+                rule = getattr(self, name)
+                if rule is None:
+                    continue
+                if rule.remaining is not None:
+                    if rule.remaining <= 0:
+                        continue
+                    rule.remaining -= 1
+                return "reset" if name == "_reset" else rule
+        return None
+
     def _accept(self, session: _Session, envelope: Envelope) -> bool:
         """Record one message; return whether to hang up after replying 250."""
         session.accepted += 1
@@ -739,7 +856,8 @@ class SMTPTestServer:
             data=envelope.original_content or b"",
             session_id=session.session_id,
             received_at=time.monotonic(),
-            mail_options=tuple(envelope.mail_options),
+            mail_options=list(envelope.mail_options),
+            rcpt_options=list(envelope.rcpt_options),
             helo_name=str(getattr(session.session, "host_name", "") or ""),
             received_wall=time.time(),
         )
@@ -813,6 +931,14 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="stop after S seconds (default 3600; always bounded)",
     )
     parser.add_argument(
+        "--reply-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait S seconds before every reply, the greeting included "
+        "(a relay far away)",
+    )
+    parser.add_argument(
         "--ready-file", metavar="PATH", help="write the port here once listening"
     )
     parser.add_argument(
@@ -826,6 +952,8 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--exit-after must be at least 1")
     if not args.max_seconds > 0:
         parser.error("--max-seconds must be positive")
+    if args.reply_delay < 0:
+        parser.error("--reply-delay must be >= 0")
     return args
 
 
@@ -864,6 +992,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
+        server.delay_replies(args.reply_delay)
         try:
             server.start()
         except OSError as error:

@@ -1,4 +1,4 @@
-"""Delete old MessageLog rows."""
+"""Delete old MessageLog rows (django-mailer's command, its default: successes)."""
 
 from __future__ import annotations
 
@@ -6,25 +6,42 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mailer.engine import purge_log
 from mailer.models import LogResult
+
+#: django-mailer's choices, then ours (one result each).
+RESULTS: dict[str, list] = {
+    "success": ["1"],
+    "failure": ["3"],
+    "all": ["1", "3"],
+    **{name.lower(): [int(value)] for name, value in LogResult.__members__.items()},
+}
 
 
 class Command(BaseCommand):
-    help = "Delete mail log entries older than DAYS days (optionally of one result)."
+    help = (
+        "Delete mail log entries older than DAYS days: successes (the default, "
+        "as django-mailer), failures (deferred or failed attempts), all of "
+        "those, or one result of ours."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("days", type=float)
         parser.add_argument(
             "-r",
             "--result",
-            choices=[label for label in LogResult.names],
-            type=str.upper,
-            help="Only entries with this result (e.g. sent, failed).",
+            choices=list(RESULTS),
+            type=str.lower,
+            default="success",
+            help="Which entries: success (default), failure, all (success and "
+            "failure, as django-mailer), or one of "
+            + ", ".join(name.lower() for name in LogResult.names)
+            + ".",
         )
 
-    def handle(self, *, days: float, result: str | None, **options: Any) -> None:
+    def handle(self, *, days: float, result: str, **options: Any) -> None:
         if days < 0:
             raise CommandError("DAYS must be zero or more")
-        deleted = purge_log(days, result=LogResult[result] if result else None)
+        from mailer.models import MessageLog
+
+        deleted = MessageLog.objects.purge_old_entries(days, RESULTS[result])
         self.stdout.write(f"{deleted} log entr{'y' if deleted == 1 else 'ies'} deleted")

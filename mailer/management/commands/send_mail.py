@@ -11,11 +11,15 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from mailer.conf import settings
 from mailer.engine import SendResult, send_queued
 from mailer.progress import SendProgress
+from mailer.retention import purge_sent_bodies
+from mailer.worker.health import record_run
+from mailer.worker.wakeup import open_waiter, wait_for_work
 
 
 class Command(BaseCommand):
     help = (
-        "Send queued email by priority over one connection, within the limits. "
+        "Send queued email by priority over one or more connections, within the "
+        "limits. "
         "Exits non-zero when the mail server cannot be reached."
     )
 
@@ -29,9 +33,16 @@ class Command(BaseCommand):
             "--max-seconds", type=float, help="Stop claiming new mail after this long."
         )
         parser.add_argument(
-            "--throttle", type=float, help="At most this many messages per second."
+            "--throttle",
+            type=float,
+            help="At most this many messages per second (MAILER_RATE).",
         )
         parser.add_argument("--batch-size", type=int, help="Messages claimed at once.")
+        parser.add_argument(
+            "--connections",
+            type=int,
+            help="SMTP connections to drive at once (MAILER_CONNECTIONS).",
+        )
         parser.add_argument(
             "--loop",
             action="store_true",
@@ -42,6 +53,14 @@ class Command(BaseCommand):
             type=float,
             help="With --loop: sleep this long when the queue is empty.",
         )
+        parser.add_argument(
+            "-c",
+            "--cron",
+            type=int,
+            default=0,
+            help="django-mailer's option: 1 prints nothing unless something "
+            "was sent, deferred or failed (errors always show).",
+        )
 
     def handle(
         self,
@@ -50,8 +69,10 @@ class Command(BaseCommand):
         max_seconds: float | None,
         throttle: float | None,
         batch_size: int | None,
+        connections: int | None,
         loop: bool,
         idle_seconds: float | None,
+        cron: int = 0,
         **options: Any,
     ) -> None:
         for name, value in (
@@ -62,6 +83,18 @@ class Command(BaseCommand):
         ):
             if value is not None and value <= 0:
                 raise CommandError(f"{name} must be positive, not {value}")
+        if connections is not None:
+            from mailer.sending.pool import validate_connections
+
+            try:
+                validate_connections(connections)
+            except ValueError as error:
+                raise CommandError(f"--connections: {error}") from None
+        if settings.PAUSE_SEND and not loop:
+            # django-mailer's MAILER_PAUSE_SEND: mail stays queued.
+            if not cron:
+                self.stdout.write("sending is paused (MAILER_PAUSE_SEND); nothing sent")
+            return
         stop_requested = False
 
         def request_stop(signum: int, frame: Any) -> None:
@@ -70,36 +103,60 @@ class Command(BaseCommand):
             stop_requested = True
 
         previous = signal.signal(signal.SIGTERM, request_stop)
+        # --loop: LISTEN (PostgreSQL) before the first run, or poll for due
+        # mail (jobs are process_mail_jobs' work), so new mail ends the idle
+        # sleep at once.
+        waiter = open_waiter(jobs=False) if loop else None
         try:
             while True:
-                result = send_queued(
-                    max_messages=max_messages,
-                    max_seconds=max_seconds,
-                    throttle=throttle,
-                    batch_size=batch_size,
-                    should_stop=lambda: stop_requested,
-                    on_progress=SendProgress(max_messages),
-                )
-                if not loop or result.attempted or result.suppressed or result.error:
+                if settings.PAUSE_SEND:
+                    # A --loop worker waits out MAILER_PAUSE_SEND instead of
+                    # exiting (its supervisor would only restart it).
+                    result = SendResult(stop_reason="paused")
+                else:
+                    result = send_queued(
+                        max_messages=max_messages,
+                        max_seconds=max_seconds,
+                        throttle=throttle,
+                        batch_size=batch_size,
+                        connections=connections,
+                        should_stop=lambda: stop_requested,
+                        on_progress=SendProgress(max_messages),
+                    )
+                    record_run(result)  # for mailer_status (mailer/worker/health.py)
+                busy = result.attempted or result.suppressed or result.error
+                if busy or not (loop or cron):
                     self._print(result)
+                # Sent single mail may carry live links (password resets); its
+                # body goes once MAILER_SENT_BODY_RETENTION_SECONDS is over:
+                # at the end of this run for a retention of 0, else on a later
+                # run (or by purge_mail_bodies). One UPDATE over a small index.
+                purge_sent_bodies()
                 if result.error and not loop:
                     raise CommandError(result.error, returncode=2)
                 if not loop or stop_requested:
                     break
                 if (
-                    result.stop_reason == "queue empty"
+                    result.stop_reason in ("queue empty", "paused")
                     or result.error
-                    or (result.wait_seconds)
+                    or result.wait_seconds
                 ):
                     idle = idle_seconds or settings.LOOP_IDLE_SECONDS
-                    # A relay pause or a full rate window: sleep until it
-                    # ends instead of waking every few seconds to find it so.
-                    idle = max(idle, min(result.wait_seconds or 0, 86400))
+                    if result.wait_seconds:
+                        # A relay pause or a full rate window: sleep until it
+                        # ends; new mail would only find it so.
+                        idle = max(idle, min(result.wait_seconds, 86400))
+                    elif waiter is not None and not result.error:
+                        # Woken early by new mail (mailer/worker/wakeup.py).
+                        wait_for_work(waiter, idle, lambda: stop_requested)
+                        continue
                     deadline = time.monotonic() + idle
                     while not stop_requested and time.monotonic() < deadline:
                         time.sleep(min(0.2, idle))
         finally:
             signal.signal(signal.SIGTERM, previous)
+            if waiter is not None:
+                waiter.close()
 
     def _print(self, result: SendResult) -> None:
         self.stdout.write(result.summary())

@@ -251,7 +251,7 @@ class Command(BaseCommand):
 
     def report(self, job: MessageJob, readers: list[str], server) -> None:
         job.refresh_from_db()
-        rows = Message.objects.filter(job=job).values_list("to_address", "status")
+        rows = Message.all_objects.filter(job=job).values_list("to_address", "status")
         statuses: Counter[str] = Counter()
         sent_to: set[str] = set()
         for address, status in rows:

@@ -1,0 +1,137 @@
+"""Bytes on the wire for one claimed message, and who it must not reach.
+
+Single mail was built by Django when it was queued; job mail is built here
+from the job's template, prepared once per job and run (see ``compose.py``).
+The don't-send list is read once per batch, right before sending.
+"""
+
+from __future__ import annotations
+
+from django.core.mail.utils import DNS_NAME
+from django.utils.crypto import salted_hmac
+
+from mailer.addresses import envelope_address, normalize
+from mailer.compose import JobTemplate
+from mailer.models import DontSendEntry, Message, MessageJob, SuppressionReason
+from mailer.unsubscribe import UnsubscribeLinks, site_domain
+
+
+class MessageBuilder:
+    """Builds the messages of one run; keeps each job's template."""
+
+    def __init__(self) -> None:
+        self.templates: dict[int, JobTemplate | Exception] = {}
+        self.links = UnsubscribeLinks()
+        self.domain = site_domain() or DNS_NAME.get_fqdn()
+
+    def suppressed_among(self, batch: list[Message]) -> dict[str, str]:
+        """The don't-send entries (normalised address -> reason) that concern
+        this batch: the reader of job mail, every envelope recipient of single
+        mail. Checked right before sending, one query per batch: an
+        unsubscribe that arrived after the job was expanded still stops the
+        email."""
+        addresses: set[str] = set()
+        for message in batch:
+            if message.job_id is None and message.envelope_to:
+                addresses.update(normalize(a) for a in message.envelope_to)
+            else:
+                addresses.add(normalize(message.to_address))
+        return dict(
+            DontSendEntry.objects.filter(address__in=addresses).values_list(
+                "address", "reason"
+            )
+        )
+
+    def message_id(self, message: Message) -> str:
+        """The job email's Message-ID, fixed for its whole life.
+
+        Stored on the row with the first attempt's outcome and reused from
+        there; before that it is derived from the row itself (job, message,
+        a keyed hash under ``SECRET_KEY`` so ids of two sites never meet), so
+        even an attempt whose outcome a ``kill -9`` lost went out with the
+        same id as every later one. Receivers de-duplicate on it (RFC 5322
+        3.6.4), which is what makes retrying a message in doubt safe.
+        """
+        if message.message_id:
+            return message.message_id
+        key = f"{message.job_id}.{message.pk}"
+        tag = salted_hmac("mailer.message-id", key, algorithm="sha256").hexdigest()
+        return f"<{key}.{tag[:16]}@{self.domain}>"
+
+    def template(self, job_id: int) -> JobTemplate:
+        template = self.templates.get(job_id)
+        if template is None:
+            job = MessageJob.objects.defer("recipients").get(pk=job_id)
+            headers = dict(job.headers or {})
+            if job.list_id:
+                headers.setdefault("List-Id", f"<{job.list_id}.{self.domain}>")
+            if self.links.enabled:
+                headers.setdefault(
+                    "List-Unsubscribe-Post", "List-Unsubscribe=One-Click"
+                )
+            try:
+                template = JobTemplate(
+                    subject=job.subject,
+                    from_email=job.from_email,
+                    body_text=job.body_text,
+                    body_html=job.body_html,
+                    headers=headers,
+                    message_id_domain=self.domain,
+                )
+            except Exception as error:  # noqa: BLE001 - remembered, fails each message
+                template = error
+            self.templates[job_id] = template
+        if isinstance(template, Exception):
+            raise template
+        return template
+
+    def build(self, message: Message) -> tuple[str, list[str], bytes, str]:
+        # Addresses were validated at the door (or at expansion), and are
+        # validated again here, at a microsecond each: a row can reach the
+        # queue without passing the door (an older version, an edit in the
+        # database), and a relay may well take ``not-an-address`` as a local
+        # mailbox (found by tests/test_bad_input.py). An invalid one fails
+        # this message only.
+        if message.job_id is None:
+            # Case-insensitive duplicates go once (the don't-send list's rule):
+            # ten thousand spellings of one address are one mailbox, not ten
+            # thousand RCPTs of the same email (found by test_bad_input.py).
+            recipients: dict[str, str] = {}
+            for address in message.envelope_to or [message.to_address]:
+                spec = envelope_address(address)
+                recipients.setdefault(normalize(spec), spec)
+            return (
+                message.envelope_from,
+                list(recipients.values()),
+                bytes(message.mime),
+                message.message_id,
+            )
+        template = self.template(message.job_id)
+        to = envelope_address(message.to_address)
+        url = self.links.url(message.to_address, message.job_id)
+        values = {**(message.context or {}), "email": message.to_address}
+        values["unsubscribe_url"] = url
+        data, message_id = template.render(
+            to,
+            values,
+            extra_headers=self.links.headers(url),
+            message_id=self.message_id(message),
+        )
+        return template.envelope_from, [to], data, message_id
+
+
+def without_blocked(
+    recipients: list[str], entries: dict[str, str]
+) -> tuple[list[str], list[str]]:
+    """Split single mail's envelope into (kept, skipped) by the don't-send
+    list. An unsubscribe is from the newsletters: a reader who left them
+    still gets their password reset. A bounce, a complaint or an entry the
+    staff made stops all mail to the address."""
+    kept, skipped = [], []
+    for address in recipients:
+        reason = entries.get(normalize(address))
+        if reason is None or reason == SuppressionReason.UNSUBSCRIBED:
+            kept.append(address)
+        else:
+            skipped.append(address)
+    return kept, skipped

@@ -1,0 +1,262 @@
+"""One message's SMTP exchange, staged, so that a failure says *where* it
+happened.
+
+``smtplib.SMTP.sendmail()`` hides the one distinction a mail queue needs
+(RFC 5321 section 6.1, RFC 1047 "duplicate messages and SMTP"):
+
+- a failure **before** the final ``"."`` of DATA was sent (connect, greeting,
+  MAIL, RCPT, DATA, the content itself) leaves nothing at the relay: the
+  message is safe to send again at once;
+- a failure **after** the final ``"."`` was sent and before the relay's reply
+  (a timeout, a reset, a disconnect) leaves the message *in doubt*: the relay
+  may well have stored it and be about to deliver it.
+
+:func:`exchange` runs MAIL FROM, one RCPT per recipient, DATA, the
+dot-stuffed content with its final ``"."``, and reads the final reply, with
+smtplib's own primitives (``mail``, ``rcpt``, ``docmd``, ``send``,
+``getreply``). It answers with an :class:`Exchange` (who was accepted, who was
+refused with which reply) or raises: smtplib's own exceptions for replies
+(``SMTPSenderRefused``, ``SMTPRecipientsRefused``, ``SMTPDataError``; judged
+by ``mailer.outcomes``), :class:`InDoubt` after the final ``"."``, and
+:class:`ExchangeTimeout` when the message's time budget ran out before it.
+
+The whole exchange of one message is bounded by one deadline (``deadline``,
+a ``time.monotonic()`` value): every reply is awaited at most until then, so
+a relay that answers each command just under the timeout cannot stretch one
+message to four timeouts.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+#: Stages of one exchange, in order. Everything up to and including
+#: ``CONTENT`` is before the final "."; ``FINAL_REPLY`` is after it.
+GREETING = "EHLO"
+MAIL = "MAIL FROM"
+RCPT = "RCPT TO"
+DATA = "DATA"
+CONTENT = "message content"
+FINAL_REPLY = "final reply"
+
+#: The shortest wait for one reply (seconds) when the budget is nearly gone;
+#: a socket timeout of 0 would mean "non-blocking", not "no time left".
+MIN_WAIT = 0.05
+
+
+@dataclass
+class Exchange:
+    """What the relay said to one message it accepted (final reply 2xx)."""
+
+    accepted: list[str]
+    #: Recipients refused at RCPT while others were accepted: address ->
+    #: (code, reply), as ``smtplib.SMTP.sendmail`` reports them.
+    refused: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    code: int = 250
+    reply: bytes = b""
+    stage: str = FINAL_REPLY
+
+
+class InDoubt(smtplib.SMTPException):
+    """The final "." was sent and no reply came (timeout, reset, disconnect):
+    the relay may have the message. Never resend it on the spot."""
+
+    def __init__(self, cause: BaseException, *, host: str, seconds: float) -> None:
+        self.cause = cause
+        self.stage = FINAL_REPLY
+        detail = _describe(cause, seconds)
+        super().__init__(
+            f"no reply from {host} after the end of the message ({detail}); "
+            "the relay may have accepted it"
+        )
+
+
+class ExchangeTimeout(smtplib.SMTPServerDisconnected):
+    """The message's time budget ran out before its final "." was sent: the
+    relay has nothing (safe to retry), but it is not answering in time."""
+
+    def __init__(self, stage: str, *, host: str, seconds: float) -> None:
+        self.stage = stage
+        super().__init__(
+            f"mail server {host} not answering: timed out after {seconds:g} s "
+            f"waiting for the reply to {stage}"
+        )
+
+
+def peer(smtp: smtplib.SMTP) -> str:
+    """``host:port`` of the relay, for messages that must name it."""
+    host = getattr(smtp, "_host", "") or "?"
+    try:
+        port = smtp.sock.getpeername()[1]
+    except (AttributeError, OSError, IndexError):
+        return host
+    return f"{host}:{port}"
+
+
+def _describe(cause: BaseException, seconds: float) -> str:
+    text = str(cause) or type(cause).__name__
+    if isinstance(cause, TimeoutError) or "timed out" in text:
+        return f"timed out after {seconds:g} s"
+    return text
+
+
+def _arm(smtp: smtplib.SMTP, deadline: float) -> None:
+    """Let the next read wait only as long as the message's budget allows."""
+    if smtp.sock is not None:
+        smtp.sock.settimeout(max(MIN_WAIT, deadline - time.monotonic()))
+
+
+def exchange(
+    smtp: smtplib.SMTP,
+    envelope_from: str,
+    recipients: Sequence[str],
+    data: bytes,
+    *,
+    deadline: float,
+    budget: float,
+    mail_options: Sequence[str] = (),
+    rcpt_options: Sequence[str] = (),
+) -> Exchange:
+    """Send one message over the open connection ``smtp``.
+
+    :param envelope_from: the reverse-path (``""`` for the null sender).
+    :param recipients: envelope recipients, at least one.
+    :param data: the RFC 5322 message, CRLF line endings; dot-stuffed here.
+    :param deadline: ``time.monotonic()`` by which the final reply must have
+        come; each reply is awaited at most until then.
+    :param budget: the timeout to name in error messages (seconds).
+    :param mail_options: ESMTP parameters of MAIL FROM (``BODY=8BITMIME``,
+        ``SMTPUTF8``, ``SIZE=n``; RFC 6152, 6531, 1870).
+    :param rcpt_options: ESMTP parameters of every RCPT TO.
+    :returns: the :class:`Exchange` when the relay accepted the message.
+    :raises smtplib.SMTPSenderRefused: MAIL FROM refused.
+    :raises smtplib.SMTPRecipientsRefused: every recipient refused.
+    :raises smtplib.SMTPDataError: DATA or the final reply refused.
+    :raises ExchangeTimeout: the budget ran out before the final ".".
+    :raises InDoubt: no reply after the final "." (timeout, reset, EOF).
+    :raises smtplib.SMTPServerDisconnected: the connection broke before the
+        final "." (safe to retry on a new connection).
+    """
+    host = peer(smtp)
+    stage = GREETING
+    try:
+        _arm(smtp, deadline)
+        smtp.ehlo_or_helo_if_needed()
+        options = list(mail_options) if smtp.does_esmtp else []
+        # RFC 1870, as smtplib's sendmail() does: a relay that advertises
+        # SIZE refuses an oversized message at MAIL FROM, before its bytes.
+        if smtp.has_extn("size") and not any(
+            o.upper().startswith("SIZE=") for o in options
+        ):
+            options.append(f"SIZE={len(data)}")
+        stage = MAIL
+        _arm(smtp, deadline)
+        code, reply = smtp.mail(envelope_from, options)
+        if code != 250:
+            if code == 421:
+                smtp.close()
+            else:
+                _rset(smtp, deadline)
+            raise smtplib.SMTPSenderRefused(code, reply, envelope_from)
+        stage = RCPT
+        refused: dict[str, tuple[int, bytes]] = {}
+        accepted: list[str] = []
+        for recipient in recipients:
+            _arm(smtp, deadline)
+            code, reply = smtp.rcpt(recipient, list(rcpt_options))
+            if code in (250, 251):
+                accepted.append(recipient)
+                continue
+            refused[recipient] = (code, reply)
+            if code == 421:
+                smtp.close()
+                raise smtplib.SMTPRecipientsRefused(refused)
+        if not accepted:
+            _rset(smtp, deadline)
+            raise smtplib.SMTPRecipientsRefused(refused)
+        stage = DATA
+        _arm(smtp, deadline)
+        code, reply = smtp.docmd("data")
+        if code != 354:
+            if code == 421:
+                smtp.close()
+            else:
+                _rset(smtp, deadline)
+            raise smtplib.SMTPDataError(code, reply)
+        stage = CONTENT
+        # RFC 5321 4.5.2: a line starting with "." gets one more; the
+        # content ends with CRLF "." CRLF. One write, so that the final "."
+        # is sent only if everything before it was: sendall() raising means
+        # its last bytes never left.
+        content = smtplib._quote_periods(data)
+        if not content.endswith(b"\r\n"):
+            content += b"\r\n"
+        _arm(smtp, deadline)
+        smtp.send(content + b".\r\n")
+    except smtplib.SMTPResponseException:
+        raise
+    except (smtplib.SMTPServerDisconnected, OSError) as error:
+        if time.monotonic() >= deadline - MIN_WAIT and _timed_out(error):
+            smtp.close()
+            raise ExchangeTimeout(stage, host=host, seconds=budget) from error
+        raise
+    # After the final ".": whatever goes wrong now leaves the message in doubt.
+    try:
+        _arm(smtp, deadline)
+        code, reply = smtp.getreply()
+    except (smtplib.SMTPServerDisconnected, OSError) as error:
+        smtp.close()
+        raise InDoubt(error, host=host, seconds=budget) from error
+    if code != 250:
+        if code == 421:
+            smtp.close()
+        raise smtplib.SMTPDataError(code, reply)
+    return Exchange(accepted=accepted, refused=refused, code=code, reply=reply)
+
+
+def greet(smtp: smtplib.SMTP, *, deadline: float, budget: float) -> None:
+    """EHLO (or HELO) on ``smtp`` if not done yet, waiting at most until
+    ``deadline`` (``time.monotonic()``), so that the caller can read what the
+    relay offers (``smtp.esmtp_features``) before :func:`exchange`.
+
+    :param budget: the timeout to name in error messages (seconds).
+    :raises smtplib.SMTPHeloError: the greeting was refused.
+    :raises ExchangeTimeout: no reply before ``deadline``.
+    :raises smtplib.SMTPServerDisconnected, OSError: the connection broke
+        (nothing was sent: safe to retry on a new connection).
+    """
+    host = peer(smtp)
+    try:
+        _arm(smtp, deadline)
+        smtp.ehlo_or_helo_if_needed()
+    except smtplib.SMTPResponseException:
+        raise
+    except (smtplib.SMTPServerDisconnected, OSError) as error:
+        if time.monotonic() >= deadline - MIN_WAIT and _timed_out(error):
+            smtp.close()
+            raise ExchangeTimeout(GREETING, host=host, seconds=budget) from error
+        raise
+
+
+def _timed_out(error: BaseException) -> bool:
+    while error is not None:
+        if isinstance(error, (TimeoutError, socket.timeout)) or "timed out" in str(
+            error
+        ):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _rset(smtp: smtplib.SMTP, deadline: float) -> None:
+    """Reset the transaction after a refusal, as ``sendmail`` does; a server
+    that drops the connection meanwhile is found by the next command."""
+    try:
+        _arm(smtp, deadline)
+        smtp.rset()
+    except smtplib.SMTPServerDisconnected:
+        pass

@@ -1,0 +1,94 @@
+"""One message's staged SMTP exchange (mailer.sending.transport) against the
+real test server: who was accepted and refused, ESMTP options on the wire,
+and where a failure happened (before the final "." = safe, after = in doubt)."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+
+import pytest
+
+from mailer.sending import transport
+
+MESSAGE = b"From: a@example.com\r\nSubject: Hi\r\n\r\n.leading dot\r\nbody\r\n"
+
+
+@pytest.fixture
+def smtp(smtp_server):
+    client = smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=5)
+    yield client
+    client.close()
+
+
+def send(client, recipients, *, budget=2.0, **options):
+    return transport.exchange(
+        client,
+        "a@example.com",
+        recipients,
+        MESSAGE,
+        deadline=time.monotonic() + budget,
+        budget=budget,
+        **options,
+    )
+
+
+def test_accepted_and_refused_recipients_and_the_dot_stuffed_content(smtp, smtp_server):
+    smtp_server.reject(["gone@example.com"], reply="5.1.1 No such user")
+
+    done = send(smtp, ["ann@example.com", "gone@example.com"])
+
+    assert done.accepted == ["ann@example.com"]
+    assert done.refused == {"gone@example.com": (550, b"5.1.1 No such user")}
+    assert (done.code, done.stage) == (250, transport.FINAL_REPLY)
+    [received] = smtp_server.messages
+    assert received.data == MESSAGE  # the server undid the dot-stuffing
+    assert received.rcpt_tos == ["ann@example.com"]
+
+
+def test_mail_and_rcpt_options_reach_the_server(smtp, smtp_server):
+    send(
+        smtp,
+        ["ann@example.com", "bob@example.com"],
+        mail_options=["BODY=8BITMIME", f"SIZE={len(MESSAGE)}"],
+    )
+
+    [received] = smtp_server.messages
+    assert received.mail_options == ["BODY=8BITMIME", f"SIZE={len(MESSAGE)}"]
+    assert received.rcpt_options == []
+
+
+def test_every_recipient_refused_raises_with_each_reply(smtp, smtp_server):
+    smtp_server.defer(["busy@example.com"], code=450, reply="4.2.0 Busy")
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as raised:
+        send(smtp, ["busy@example.com"])
+    assert raised.value.recipients == {"busy@example.com": (450, b"4.2.0 Busy")}
+    # The transaction was reset: the connection takes the next message.
+    assert send(smtp, ["ann@example.com"]).accepted == ["ann@example.com"]
+
+
+def test_a_reset_after_the_final_dot_is_in_doubt(smtp, smtp_server):
+    smtp_server.reset_after_data(times=1)
+    with pytest.raises(transport.InDoubt) as raised:
+        send(smtp, ["ann@example.com"])
+    assert raised.value.stage == transport.FINAL_REPLY
+    assert smtp_server.count == 1  # the relay has it
+    assert "may have accepted it" in str(raised.value)
+
+
+def test_a_stalled_final_reply_is_in_doubt_after_the_budget(smtp, smtp_server):
+    smtp_server.stall_after_data(None)
+    with pytest.raises(transport.InDoubt) as raised:
+        send(smtp, ["ann@example.com"], budget=0.3)
+    assert "timed out after 0.3 s" in str(raised.value)
+    assert smtp_server.count == 1
+
+
+def test_a_slow_reply_before_the_final_dot_is_a_timeout_not_in_doubt(smtp, smtp_server):
+    smtp.ehlo()
+    smtp_server.delay_replies(0.2)
+    with pytest.raises(transport.ExchangeTimeout) as raised:
+        send(smtp, ["a@example.com", "b@example.com", "c@example.com"], budget=0.3)
+    assert raised.value.stage == transport.RCPT
+    assert smtp_server.count == 0
+    assert f"127.0.0.1:{smtp_server.port} not answering" in str(raised.value)
