@@ -38,7 +38,7 @@ def test_an_email_to_1100_recipients_with_refused_rcpts(mailserver):
     busy = recipients[100:1100:200]  # 5 answered 452 once
     gone = [recipients[7], recipients[1099]]  # 2 answered 550
     mailer.send_mail("Minutes", "The minutes.", "club@example.com", recipients)
-    original = Message.objects.get()
+    original = Message.all_objects.get()
     mailserver.defer(busy, code=452, reply="4.5.3 Too many recipients", times=1)
     mailserver.reject(gone, code=550, reply="5.1.1 No such user")
 
@@ -50,7 +50,7 @@ def test_an_email_to_1100_recipients_with_refused_rcpts(mailserver):
     assert sorted(received.rcpt_tos) == sorted(served)
     original.refresh_from_db()
     assert (original.status, original.attempts) == (MessageStatus.SENT, 1)
-    retry = Message.objects.get(retry_of=original)
+    retry = Message.all_objects.get(retry_of=original)
     assert (retry.status, retry.attempts) == (MessageStatus.DEFERRED, 1)
     assert retry.envelope_to == busy
     assert bytes(retry.mime) == bytes(original.mime)
@@ -67,7 +67,7 @@ def test_an_email_to_1100_recipients_with_refused_rcpts(mailserver):
 
     # Not due yet: nothing more goes out.
     assert send_queued().sent == 0
-    Message.objects.filter(pk=retry.pk).update(due_at=timezone.now())
+    Message.all_objects.filter(pk=retry.pk).update(due_at=timezone.now())
     second = send_queued()
 
     assert (second.sent, second.failed) == (1, 0)
@@ -78,7 +78,7 @@ def test_an_email_to_1100_recipients_with_refused_rcpts(mailserver):
     assert set(counts) == served | set(busy)
     assert set(counts.values()) == {1}
     assert not set(counts) & set(gone)
-    assert not Message.objects.exclude(status=MessageStatus.SENT).exists()
+    assert not Message.all_objects.exclude(status=MessageStatus.SENT).exists()
 
 
 def test_a_4xx_recipient_past_the_retry_window_fails_instead(settings, mailserver):
@@ -89,7 +89,7 @@ def test_a_4xx_recipient_past_the_retry_window_fails_instead(settings, mailserve
 
     assert send_queued().sent == 1
 
-    assert Message.objects.count() == 1
+    assert Message.all_objects.count() == 1
     failed = MessageLog.objects.get(result=LogResult.FAILED)
     assert failed.recipient == "busy@example.com"
     assert failed.reply.startswith("gave up after 1 attempts")

@@ -131,7 +131,7 @@ def test_a_full_hourly_cap_defers_the_rest_without_burning_attempts(
     assert (result.sent, result.failed, result.deferred) == (4, 0, 0)
     assert result.stop_reason.startswith("rate limit (global:hour)")
     assert mailserver.count == 4
-    waiting = Message.objects.exclude(status=MessageStatus.SENT)
+    waiting = Message.all_objects.exclude(status=MessageStatus.SENT)
     assert waiting.count() == 6
     assert set(waiting.values_list("status", "attempts", "claim_token")) == {
         (MessageStatus.QUEUED, 0, None)
@@ -157,7 +157,7 @@ def test_a_paced_domain_waits_while_other_domains_go(settings, mailserver):
     assert "paced 3 (domain rate)" in result.summary()
     received = Counter(m.rcpt_tos[0].split("@")[1] for m in mailserver.messages)
     assert received == {"slow.example": 2, "fast.example": 3}
-    held = Message.objects.exclude(status=MessageStatus.SENT)
+    held = Message.all_objects.exclude(status=MessageStatus.SENT)
     assert sorted(held.values_list("to_address", flat=True)) == slow[2:]
     assert set(held.values_list("attempts", "status")) == {(0, MessageStatus.QUEUED)}
     due = sorted(held.values_list("due_at", flat=True))
@@ -232,7 +232,7 @@ def test_mail_deferred_for_a_full_domain_is_spread_over_later_windows(
 
     assert (result.sent, result.paced) == (2, 7)
     due = sorted(
-        Message.objects.exclude(status=MessageStatus.SENT).values_list(
+        Message.all_objects.exclude(status=MessageStatus.SENT).values_list(
             "due_at", flat=True
         )
     )

@@ -167,7 +167,7 @@ def test_a_full_relay_pauses_the_workers_and_burns_no_attempt(settings, mailserv
     assert "relay paused for 30 s" in first.error
     assert 25 < first.wait_seconds <= 30  # what send_mail --loop sleeps
     assert first.released == 20
-    assert set(Message.objects.values_list("attempts", "status", "claim_token")) == {
+    assert set(Message.all_objects.values_list("attempts", "status", "claim_token")) == {
         (0, MessageStatus.QUEUED, None)
     }
     assert not MessageLog.objects.exists()
@@ -195,7 +195,7 @@ def test_a_full_relay_pauses_the_workers_and_burns_no_attempt(settings, mailserv
     assert (last.sent, last.failed) == (20, 0)
     assert sorted(mailserver.counts) == sorted(queued)
     assert set(mailserver.counts.values()) == {1}
-    assert set(Message.objects.values_list("attempts", flat=True)) == {1}
+    assert set(Message.all_objects.values_list("attempts", flat=True)) == {1}
     assert RelayPause.objects.get().failures == 0
     assert relaypause.current() is None
 
@@ -210,7 +210,7 @@ def test_a_full_relay_at_the_end_of_data_burns_no_attempt(settings, mailserver):
     assert result.stop_reason == "relay trouble"
     assert "relay trouble at DATA: 452" in result.error
     assert mailserver.count == 0
-    assert set(Message.objects.values_list("attempts", flat=True)) == {0}
+    assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}
     assert not MessageLog.objects.exists()
 
 
@@ -245,17 +245,17 @@ def test_an_ordinary_4xx_is_retried_for_days_not_five_attempts(settings, mailser
     settings.MAILER_RETRY_BACKOFF_MAX_SECONDS = 3600
     fill_single(["busy@example.com"])
     mailserver.defer(["busy@example.com"], code=452, reply="4.2.2 Mailbox full")
-    message = Message.objects.get()
+    message = Message.all_objects.get()
 
     for _ in range(8):  # more than the old cap of five attempts
-        Message.objects.filter(pk=message.pk).update(due_at=timezone.now())
+        Message.all_objects.filter(pk=message.pk).update(due_at=timezone.now())
         result = send_queued()
         assert (result.deferred, result.failed) == (1, 0)
     message.refresh_from_db()
     assert (message.status, message.attempts) == (MessageStatus.DEFERRED, 8)
 
     # Queued three days ago: the next failure ends it, with the reason.
-    Message.objects.filter(pk=message.pk).update(
+    Message.all_objects.filter(pk=message.pk).update(
         created_at=timezone.now() - timedelta(days=3), due_at=timezone.now()
     )
     result = send_queued()
@@ -287,7 +287,7 @@ def test_job_mail_past_its_expiry_fails_as_expired_unsent(mailserver):
 
     assert (result.sent, result.failed) == (0, 2)
     assert mailserver.count == 0
-    assert set(Message.objects.values_list("status", flat=True)) == {
+    assert set(Message.all_objects.values_list("status", flat=True)) == {
         MessageStatus.FAILED
     }
     replies = set(MessageLog.objects.values_list("reply", flat=True))
@@ -351,4 +351,4 @@ def test_a_looping_worker_sleeps_through_the_pause_instead_of_polling(
     assert len(lines) == 1, out
     assert "stopped: relay trouble" in lines[0]
     assert smtp_server.connections == 1
-    assert set(Message.objects.values_list("attempts", flat=True)) == {0}
+    assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}

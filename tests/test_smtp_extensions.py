@@ -105,7 +105,7 @@ def test_without_a_site_the_greeting_falls_back_to_djangos_dns_name(settings):
 
 def test_the_relay_is_greeted_with_the_site_host_and_8bit_mail_declared(mailserver):
     mailer.send_mail("Grüße", "Schöne Grüße aus Köln", "news@example.com", ["a@x.org"])
-    assert not bytes(Message.objects.get().mime).isascii()
+    assert not bytes(Message.all_objects.get().mime).isascii()
 
     assert send_queued().sent == 1
 
@@ -156,7 +156,7 @@ def test_a_message_over_the_relays_size_fails_before_data(mailserver):
 
     assert (result.sent, result.failed) == (1, 1)
     assert list(mailserver.counts) == ["small@example.com"]
-    big = Message.objects.get(to_address="big@example.com")
+    big = Message.all_objects.get(to_address="big@example.com")
     assert (big.status, big.attempts) == (MessageStatus.FAILED, 1)
     (log,) = MessageLog.objects.filter(message_pk=big.pk)
     assert log.smtp_code is None
@@ -242,7 +242,7 @@ def test_a_private_ca_relay_stops_cleanly_without_the_ca_setting(
     )
     assert "set MAILER_SSL_CA_FILE" in result.error
     assert mailserver.count == 0
-    message = Message.objects.get()
+    message = Message.all_objects.get()
     assert (message.attempts, message.claim_token) == (0, None)
 
 
