@@ -5,8 +5,13 @@ Every sending error is judged here and nowhere else:
 - 2xx: sent (some recipients of a multi-recipient message may have been
   refused; the message is sent once to the others, and the refused ones are
   retried alone (4xx) or failed (5xx): see ``mailer.sending.partial``).
-- 4xx: deferred, due again after an exponential backoff; after
-  ``MAILER_MAX_ATTEMPTS`` it fails for good.
+- 4xx: deferred, due again after an exponential backoff, for
+  ``MAILER_MAX_RETRY_SECONDS`` after it was queued (``MAILER_MAX_ATTEMPTS``
+  or ``MAILER_EMAIL_MAX_RETRIES`` cap the count when set, a job's
+  ``expires_at`` ends it earlier); then it fails for good (see
+  :func:`next_try`). A message that was ever in doubt is held instead.
+- The relay's own temporary trouble (4.3.x, a full disk): stop, and every
+  worker pauses (see :func:`relay_trouble`).
 - 5xx: failed for good. A 5.1.1 "no such user" may also suppress the address.
 - 421, or the server dropping the connection mid-message: the *connection* is
   bad, not the message. Reconnect and try the same message again; no attempt
@@ -318,7 +323,6 @@ def next_try(
         hours = (now - queued_at).total_seconds() / 3600
         return Retry(None, f"gave up after {attempt} attempts over {hours:.1f} hours")
     return Retry(due_at)
-
 
 
 def in_doubt(events: int, outcome: Outcome) -> tuple[int, float | None, Outcome]:

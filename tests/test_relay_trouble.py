@@ -167,9 +167,9 @@ def test_a_full_relay_pauses_the_workers_and_burns_no_attempt(settings, mailserv
     assert "relay paused for 30 s" in first.error
     assert 25 < first.wait_seconds <= 30  # what send_mail --loop sleeps
     assert first.released == 20
-    assert set(Message.all_objects.values_list("attempts", "status", "claim_token")) == {
-        (0, MessageStatus.QUEUED, None)
-    }
+    assert set(
+        Message.all_objects.values_list("attempts", "status", "claim_token")
+    ) == {(0, MessageStatus.QUEUED, None)}
     assert not MessageLog.objects.exists()
     pause = RelayPause.objects.get()
     assert pause.failures == 1
