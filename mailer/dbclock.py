@@ -106,12 +106,22 @@ def offset_param(vendor: str, seconds: float | None) -> Any:
 
 
 def database_now(using: str = "default") -> datetime:
-    """The database server's current time as a Python ``datetime``, to the
-    millisecond or better, for values computed in Python and then stored or
-    compared by every worker (rate windows, relay pauses, retry deadlines).
+    """The database server's current time as a Python ``datetime``, for
+    values computed in Python and then stored in or compared with model
+    fields by every worker (relay pauses, retry deadlines, job expiry).
 
     Aware UTC with ``USE_TZ = True``; naive in ``TIME_ZONE`` with
-    ``USE_TZ = False``, as Django stores it then.
+    ``USE_TZ = False``, as Django stores it then. See
+    :func:`database_now_utc`.
+    """
+    value = database_now_utc(using)
+    return value if django_settings.USE_TZ else timezone.make_naive(value)
+
+
+def database_now_utc(using: str = "default") -> datetime:
+    """The database server's current time, aware, in UTC, to the
+    millisecond or better, whatever ``USE_TZ`` says (rate windows are
+    aligned on the epoch in UTC).
 
     PostgreSQL: ``clock_timestamp()`` (not ``now()``, which is frozen at the
     start of a transaction). SQLite: ``strftime('%f')`` of ``'now'`` (UTC;
@@ -124,14 +134,24 @@ def database_now(using: str = "default") -> datetime:
     elif connection.vendor == "sqlite":
         sql = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"
     else:
-        value = timezone.now()
-        return value if django_settings.USE_TZ else timezone.make_naive(value)
+        return datetime.now(dt_timezone.utc)
     with connection.cursor() as cursor:
         cursor.execute(sql)
         value = cursor.fetchone()[0]
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt_timezone.utc)
-    value = value.astimezone(dt_timezone.utc)
-    return value if django_settings.USE_TZ else timezone.make_naive(value)
+        # SQLite's 'now' is UTC; PostgreSQL returns naive values only with
+        # USE_TZ = False, in the connection's time zone (TIME_ZONE).
+        if connection.vendor == "sqlite":
+            return value.replace(tzinfo=dt_timezone.utc)
+        return timezone.make_aware(value).astimezone(dt_timezone.utc)
+    return value.astimezone(dt_timezone.utc)
+
+
+def for_field(value: datetime) -> datetime:
+    """``value`` (aware) as Django stores a ``DateTimeField`` under the
+    project's ``USE_TZ``: unchanged, or naive in ``TIME_ZONE``."""
+    if django_settings.USE_TZ or timezone.is_naive(value):
+        return value
+    return timezone.make_naive(value)

@@ -234,7 +234,8 @@ def create_job(
 ) -> MessageJob:
     """Queue a newsletter for the given recipients; return the job.
 
-    ``expires_at`` (an aware datetime) or ``expire_after`` (a ``timedelta``
+    ``expires_at`` (an aware datetime; naive local time with
+    ``USE_TZ = False``) or ``expire_after`` (a ``timedelta``
     or seconds from now): news goes stale, so mail of this job still
     undelivered then (a relay in trouble, a recipient's server deferring)
     fails with the reason "expired" instead of going out late. Without
@@ -252,8 +253,13 @@ def create_job(
             expire_after = timedelta(seconds=expire_after)
         expires_at = timezone.now() + expire_after
     if expires_at is not None:
-        if timezone.is_naive(expires_at):
+        from django.conf import settings as django_settings
+
+        # As Django's DateTimeField: aware with USE_TZ, naive local without.
+        if django_settings.USE_TZ and timezone.is_naive(expires_at):
             raise InvalidEmail("expires_at must be an aware datetime")
+        if not django_settings.USE_TZ and timezone.is_aware(expires_at):
+            expires_at = timezone.make_naive(expires_at)
         if expires_at <= timezone.now():
             raise InvalidEmail(f"expires_at {expires_at} is not in the future")
     from django.conf import settings as django_settings

@@ -11,7 +11,8 @@ from datetime import timedelta
 
 import pytest
 
-from mailer.dbclock import database_now
+from mailer.dbclock import database_now_utc as database_now
+from mailer.dbclock import for_field
 from mailer.engine import send_queued
 from mailer.models import LogResult, Message, MessageLog, MessageStatus, RateWindow
 from mailer.sending import quotas
@@ -136,7 +137,7 @@ def test_a_full_hourly_cap_defers_the_rest_without_burning_attempts(
     assert set(waiting.values_list("status", "attempts", "claim_token")) == {
         (MessageStatus.QUEUED, 0, None)
     }
-    until = quotas.window_start(database_now(), 3600) + timedelta(hours=1)
+    until = for_field(quotas.window_start(database_now(), 3600) + timedelta(hours=1))
     assert set(waiting.values_list("due_at", flat=True)) == {until}
     assert not MessageLog.objects.exclude(result=LogResult.SENT).exists()
     # The next run finds nothing due: no spinning on a full window.
@@ -163,7 +164,8 @@ def test_a_paced_domain_waits_while_other_domains_go(settings, mailserver):
     due = sorted(held.values_list("due_at", flat=True))
     next_minute = quotas.window_start(database_now(), 60) + timedelta(minutes=1)
     # Two in the next minute (the cap), the third in the one after.
-    assert due == [next_minute, next_minute, next_minute + timedelta(minutes=1)]
+    after = next_minute + timedelta(minutes=1)
+    assert due == [for_field(next_minute), for_field(next_minute), for_field(after)]
 
 
 def test_a_per_second_cap_makes_the_worker_wait_and_send_everything(

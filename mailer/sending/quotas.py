@@ -39,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 from django.db import IntegrityError, connections, router, transaction
 
 from mailer.conf import settings
-from mailer.dbclock import database_now
+from mailer.dbclock import database_now_utc, for_field
 from mailer.models import Message, RateWindow
 
 #: Window lengths in seconds, by the keys ``MAILER_RATE_LIMITS`` takes.
@@ -194,7 +194,10 @@ class _Statements:
         self.db = db
         connection = connections[db]
         quote = connection.ops.quote_name
-        self.adapt = connection.ops.adapt_datetimefield_value
+        adapt = connection.ops.adapt_datetimefield_value
+        # Windows are computed in UTC; stored as Django stores the field
+        # (naive local time with USE_TZ = False).
+        self.adapt = lambda value: adapt(for_field(value))
         table = quote(RateWindow._meta.db_table)
         scope, start, count = (
             quote(RateWindow._meta.get_field(name).column)
@@ -260,7 +263,7 @@ class _DatabaseClock:
     def now(self) -> datetime:
         elapsed = time.monotonic() - self.synced_at
         if elapsed >= self.RESYNC_SECONDS or elapsed < 0:
-            self.base = database_now(self.db)
+            self.base = database_now_utc(self.db)
             self.synced_at = time.monotonic()
             return self.base
         return self.base + timedelta(seconds=elapsed)
@@ -284,7 +287,7 @@ def _purge_now_and_then(db: str, now: datetime) -> None:
         return
     _last_purge["at"] = time.monotonic()
     cutoff = now - KEEP_WINDOWS
-    RateWindow.objects.using(db).filter(window_start__lt=cutoff).delete()
+    RateWindow.objects.using(db).filter(window_start__lt=for_field(cutoff)).delete()
 
 
 def defer_claimed(token: str, ids: Sequence[int], until: datetime) -> int:
@@ -294,7 +297,7 @@ def defer_claimed(token: str, ids: Sequence[int], until: datetime) -> int:
     return (
         Message.all_objects.pending()
         .filter(claim_token=token, id__in=list(ids))
-        .update(claim_token=None, due_at=until)
+        .update(claim_token=None, due_at=for_field(until))
     )
 
 
