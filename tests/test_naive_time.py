@@ -74,5 +74,5 @@ def test_job_mail_is_expanded_deferred_by_the_server_and_sent_later(naive, mails
     ]
     bodies = {m.rcpt_tos[0]: m.message.get_content() for m in mailserver.messages}
     assert bodies["ann@example.com"].startswith("Hello Ann")
-    call_command("purge_mail_log", "0")
+    call_command("purge_mail_log", "0", "-r", "all")
     assert MessageLog.objects.count() == 0

@@ -128,7 +128,8 @@ def test_purge_old_entries_deletes_successes_by_default():
     # django-mailer's "failure": every attempt that did not deliver.
     assert MessageLog.objects.purge_old_entries(5, [RESULT_FAILURE]) == 2
     assert MessageLog.objects.purge_old_entries(5, [RESULT_DONT_SEND]) == 1
-    assert MessageLog.objects.filter(created_at=old).count() == 2  # cancelled, skipped
+    # Left: cancelled, skipped at expansion, in doubt (may have been delivered).
+    assert MessageLog.objects.filter(created_at=old).count() == 3
     with pytest.raises(ValueError, match="Unknown log result '9'"):
         MessageLog.objects.purge_old_entries(5, ["9"])
 
