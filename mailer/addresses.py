@@ -124,8 +124,9 @@ def envelope_address(address: str) -> str:
     """``addr_spec`` with an internationalised domain in punycode, as the SMTP
     envelope needs it (``RCPT TO:<user@xn--...>``).
 
-    Raises :class:`InvalidAddress` as ``addr_spec`` does, and for a non-ASCII
-    local part (it would need SMTPUTF8, RFC 6531, which Django does not use).
+    Raises :class:`InvalidAddress` as ``addr_spec`` does. A non-ASCII local
+    part stays as it is: it is sent with SMTPUTF8 (RFC 6531,
+    ``mailer.sending.extensions``), or refused clearly by a relay without it.
     """
     if len(address) <= 254 and _PLAIN_ADDRESS.fullmatch(address):
         return address
