@@ -354,3 +354,24 @@ def test_a_looping_worker_sleeps_through_the_pause_instead_of_polling(
     assert "stopped: relay trouble" in lines[0]
     assert smtp_server.connections == 1
     assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}
+
+
+def test_runmailer_sleeps_through_a_relay_pause(settings, mailserver):
+    from mailer.worker.loop import Worker
+
+    settings.MAILER_RELAY_BACKOFF_SECONDS = 30
+    fill_single(addresses(3, "pause"))
+    mailserver.relay_trouble(452, "4.3.1 Insufficient system storage", times=1)
+    lines: list[str] = []
+    worker = Worker(listen=False, idle_seconds=1, write=lines.append)
+    try:
+        pause = worker.drain()
+    finally:
+        worker.waiter.close()
+
+    # Not the 1 s idle: no run can send before the pause ends.
+    assert 25 < pause <= 30
+    assert "stopped: relay trouble" in lines[-1]
+    assert set(Message.all_objects.values_list("status", "attempts")) == {
+        (MessageStatus.QUEUED, 0)
+    }
