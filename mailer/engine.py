@@ -295,6 +295,7 @@ class Sender:
         lease = settings.LEASE.total_seconds()
         self._lease_until = claimed_at + lease
         held = set(ids)
+        batch_now = None
         for index, message in enumerate(batch):
             try:
                 if index:
@@ -306,7 +307,10 @@ class Sender:
             if message.id not in held:
                 continue  # taken over, cancelled or released meanwhile
             expires_at = self._expires_at(message)
-            if expires_at is not None and expires_at <= self._db_now():
+            if expires_at is not None and batch_now is None:
+                # Once per batch: a batch is seconds long, an expiry hours.
+                batch_now = self._db_now()
+            if expires_at is not None and expires_at <= batch_now:
                 # News goes stale: past the job's expiry, undelivered mail
                 # fails instead of going out late (create_job(expires_at=)).
                 outcome = Outcome(

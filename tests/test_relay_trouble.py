@@ -375,3 +375,14 @@ def test_runmailer_sleeps_through_a_relay_pause(settings, mailserver):
     assert set(Message.all_objects.values_list("status", "attempts")) == {
         (MessageStatus.QUEUED, 0)
     }
+
+
+def test_no_reply_after_the_final_dot_is_in_doubt_never_relay_trouble():
+    from mailer.sending.transport import InDoubt
+
+    lost = InDoubt(TimeoutError("timed out"), host="relay:25", seconds=5)
+    assert outcomes.relay_trouble(lost) is None
+    assert outcomes.classify(lost).verdict is outcomes.Verdict.IN_DOUBT
+    # A reply after it is the relay speaking: 452 4.3.1 there is its trouble.
+    full = smtplib.SMTPDataError(452, b"4.3.1 Insufficient system storage")
+    assert outcomes.relay_trouble(full).startswith("relay trouble at DATA")
