@@ -22,6 +22,7 @@ budget; the lease is renewed before it runs short.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -195,7 +196,7 @@ class Sender:
         self._last_error: Exception | None = None
         #: Provider limits (mailer.sending.quotas); one per Sender, so one
         #: per pool thread.
-        self.gate = quotas.Gate()
+        self.gate = quotas.Gate(writing=self._writing)
         #: True once this run had a message accepted (the relay pause is
         #: cleared then, once).
         self._relay_ok = False
@@ -225,7 +226,8 @@ class Sender:
                 # mail is claimed, so an empty queue still costs one query.
                 paused = relaypause.current()
                 if paused is not None:
-                    result.released += release(token, ids)
+                    with self._writing():
+                        result.released += release(token, ids)
                     raise _Stop("relay paused", str(paused), paused.seconds)
                 result.batches += 1
                 self._send_batch(token, ids, deadline, started, claimed_at)
@@ -346,16 +348,16 @@ class Sender:
                 # attempt (see mailer.sending.quotas).
                 if wait.is_global:
                     rest = [m.id for m in batch[index:]]
-                    self.result.released += quotas.defer_claimed(
-                        token, rest, wait.until
-                    )
+                    with self._writing():
+                        deferred = quotas.defer_claimed(token, rest, wait.until)
+                    self.result.released += deferred
                     raise _Stop(
                         f"rate limit ({wait.scope}) until {wait.until:%H:%M:%S}",
                         wait=wait.seconds,
                     )
-                self.result.paced += quotas.defer_claimed(
-                    token, [message.id], wait.until
-                )
+                with self._writing():
+                    paced = quotas.defer_claimed(token, [message.id], wait.until)
+                self.result.paced += paced
                 continue
             # Never start a message whose lease could end while it is on the
             # wire: another worker would then take it and send it too (found
@@ -374,7 +376,8 @@ class Sender:
                 self.result.released += release(token, [m.id for m in batch[index:]])
                 # Every worker pauses, the pause doubling with each bout in a
                 # row (mailer.sending.relaypause).
-                paused = relaypause.pause(outcome.reply)
+                with self._writing():
+                    paused = relaypause.pause(outcome.reply)
                 error = (
                     f"{outcome.reply}; {paused.short()}" if paused else outcome.reply
                 )
@@ -384,7 +387,8 @@ class Sender:
                 raise _Stop("mail server unreachable", error, wait)
             if outcome.verdict is Verdict.SENT and not self._relay_ok:
                 self._relay_ok = True
-                relaypause.clear()
+                with self._writing():
+                    relaypause.clear()
             if self._last_error is not None and settings.ERROR_HANDLER:
                 outcome = apply_error_handler(
                     self.connection, message, self._last_error, outcome
@@ -397,7 +401,7 @@ class Sender:
                 # Some recipients refused, the others served: the refused ones
                 # are retried alone or failed, in the transaction that records
                 # the email as sent, so a crash cannot lose them.
-                with transaction.atomic(using=self.writer.db):
+                with self._writing(), transaction.atomic(using=self.writer.db):
                     self._record(message, token, None, outcome, message_id=message_id)
                     partial.record_refusals(
                         message,
@@ -425,6 +429,11 @@ class Sender:
             pause = min(pause, deadline - time.monotonic())
         if pause > 0:
             time.sleep(pause)
+
+    def _writing(self) -> contextlib.AbstractContextManager:
+        """Context around a write outside ``_write`` (a hook: the pool takes
+        its turn to write on SQLite here)."""
+        return contextlib.nullcontext()
 
     def _expires_at(self, message: Message):
         """The job's expiry (None for single mail or a job without one),

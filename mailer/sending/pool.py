@@ -132,7 +132,9 @@ class _Pool:
 
     def __init__(self, limits: Limits, parallel: int) -> None:
         self.lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        # Reentrant: a partial refusal's transaction holds it around the
+        # message's own _write (mailer.engine).
+        self._write_lock = threading.RLock()
         self._serialize_writes = databases[router.db_for_write(Message)].vendor == (
             "sqlite"
         )
@@ -219,6 +221,9 @@ class _PooledSender(Sender):
     def _write(self, **values) -> None:
         with self.pool.writing():
             super()._write(**values)
+
+    def _writing(self):
+        return self.pool.writing()
 
 
 def send_over_pool(

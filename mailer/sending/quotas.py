@@ -30,6 +30,7 @@ Settings (``mailer.conf``): ``MAILER_RATE_LIMITS`` (``{"second": 14, "day":
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -319,9 +320,15 @@ class Gate:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        writing: Callable[[], contextlib.AbstractContextManager] = (
+            contextlib.nullcontext
+        ),
     ) -> None:
         self.sleep = sleep
         self.clock = clock
+        #: Context around each slot's writes (the pool's turn to write on
+        #: SQLite, ``mailer.sending.pool``); never held while asleep.
+        self.writing = writing
         self.waits = 0
         self.waited_seconds = 0.0
         self._full: dict[str, tuple[float, Wait]] = {}
@@ -343,7 +350,8 @@ class Gate:
             return known
         # Bounded: each pass either returns or sleeps until a window ends.
         for _ in range(1000):
-            wait = acquire(recipients)
+            with self.writing():
+                wait = acquire(recipients)
             if wait is None:
                 return None
             if not wait.is_global:
