@@ -263,3 +263,23 @@ def test_the_system_check_names_relay_settings_that_cannot_work(
     for name, value in overrides.items():
         setattr(settings, name, value)
     assert [error.id for error in check_relay_settings()] == expected
+
+
+@pytest.mark.django_db(transaction=True)  # the threads see committed rows only
+def test_four_connections_of_one_run_share_a_global_cap(settings, mailserver):
+    """The pool runs one Sender, and one Gate, per connection; the cap is
+    counted in the database, so together they send exactly the cap."""
+    settings.MAILER_RATE_LIMITS = {"hour": 30}
+    queued = fill_single(addresses(50, "pool"))
+
+    result = send_queued(connections=4, batch_size=8)
+
+    assert (result.sent, result.deferred, result.failed) == (30, 0, 0)
+    assert result.stop_reason.startswith("rate limit")
+    assert result.wait_seconds > 0  # what send_mail --loop sleeps
+    assert len(mailserver.messages) == 30
+    waiting = Message.all_objects.exclude(status=MessageStatus.SENT)
+    assert waiting.count() == len(queued) - 30
+    assert set(waiting.values_list("status", "attempts", "claim_token")) == {
+        (MessageStatus.QUEUED, 0, None)
+    }
