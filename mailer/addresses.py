@@ -86,8 +86,14 @@ def addr_spec(address: str) -> str:
     if len(parsed) != 1 or not parsed[0][1]:
         raise InvalidAddress(f"Invalid address {address!r}: not a single address")
     _name, spec = split_mailbox(address)
+    local, _, domain = spec.rpartition("@")
+    # RFC 6531 lets a local part hold any non-ASCII UTF-8 character where an
+    # ASCII letter may stand; Django's validator knows ASCII only, so it
+    # checks the address with each such character standing in as "a". Such
+    # an address is sent with SMTPUTF8 (mailer.sending.extensions).
+    checked = spec if local.isascii() else f"{_ascii_stand_in(local)}@{domain}"
     try:
-        validate_email(spec)
+        validate_email(checked)
         smtp_backend_check(address)
     except (ValidationError, ValueError, IndexError, HeaderParseError):
         raise InvalidAddress(f"Invalid address {address!r}") from None
@@ -118,8 +124,9 @@ def envelope_address(address: str) -> str:
     """``addr_spec`` with an internationalised domain in punycode, as the SMTP
     envelope needs it (``RCPT TO:<user@xn--...>``).
 
-    Raises :class:`InvalidAddress` as ``addr_spec`` does, and for a non-ASCII
-    local part (it would need SMTPUTF8, RFC 6531, which Django does not use).
+    Raises :class:`InvalidAddress` as ``addr_spec`` does. A non-ASCII local
+    part stays as it is: it is sent with SMTPUTF8 (RFC 6531,
+    ``mailer.sending.extensions``), or refused clearly by a relay without it.
     """
     if len(address) <= 254 and _PLAIN_ADDRESS.fullmatch(address):
         return address
@@ -127,8 +134,12 @@ def envelope_address(address: str) -> str:
     local, _, domain = spec.rpartition("@")
     if domain and not domain.isascii():
         domain = punycode(domain)
-    if not local.isascii():
-        raise InvalidAddress(
-            f"Invalid address {address!r}: non-ASCII local part needs SMTPUTF8"
-        )
     return f"{local}@{domain}"
+
+
+def _ascii_stand_in(local: str) -> str:
+    # Non-ASCII spaces and control characters stay, and fail validation.
+    return "".join(
+        "a" if not c.isascii() and c.isprintable() and not c.isspace() else c
+        for c in local
+    )

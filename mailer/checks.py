@@ -102,6 +102,48 @@ def check_site_url(
     return []
 
 
+@register(Tags.compatibility)
+def check_relay_settings(app_configs: Any = None, **kwargs: Any) -> list:
+    """Rate limits that cannot work, and a CA file that is not there, found at
+    ``manage.py check`` instead of by the first ``send_mail`` run."""
+    import os
+
+    from mailer.sending.quotas import UNITS
+
+    errors = []
+    for name, mapping, keys in (
+        ("MAILER_RATE_LIMITS", settings.RATE_LIMITS, set(UNITS)),
+        ("MAILER_DOMAIN_RATE", settings.DOMAIN_RATE, None),
+    ):
+        for key, cap in mapping.items():
+            if keys is not None and key not in keys:
+                errors.append(
+                    Error(
+                        f"{name} has unknown unit {key!r}.",
+                        hint=f"Use {', '.join(UNITS)}.",
+                        id="mailer.E020",
+                    )
+                )
+            elif not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+                errors.append(
+                    Error(
+                        f"{name}[{key!r}] is {cap!r}; it must be a whole number >= 1.",
+                        id="mailer.E020",
+                    )
+                )
+    ca_file = settings.SSL_CA_FILE
+    if ca_file and not os.path.isfile(ca_file):
+        errors.append(
+            Error(
+                f"MAILER_SSL_CA_FILE {ca_file!r} is not a file.",
+                hint="Point it at the PEM file of the CA that signed the "
+                "relay's certificate.",
+                id="mailer.E021",
+            )
+        )
+    return errors
+
+
 @register(Tags.urls)
 def check_unsubscribe_url(app_configs: Any = None, **kwargs: Any) -> list:
     """With ``MAILER_SITE_URL`` set, job mail carries an unsubscribe link; it

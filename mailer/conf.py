@@ -138,15 +138,23 @@ class MailerSettings:
         return int(self._get("MAILER_IN_DOUBT_MAX_RETRIES", 1))
 
     @property
-    def MAX_ATTEMPTS(self) -> int:
-        """Attempts before a temporarily failing (4xx) message fails for good.
-        Without ``MAILER_MAX_ATTEMPTS``, django-mailer's
-        ``MAILER_EMAIL_MAX_RETRIES`` (retries after the first attempt) sets it
-        to that plus one."""
+    def MAX_ATTEMPTS(self) -> int | None:
+        """Attempts before a temporarily failing (4xx) message fails for good
+        (``None``: no count; ``MAILER_MAX_RETRY_SECONDS`` decides). Without
+        ``MAILER_MAX_ATTEMPTS``, django-mailer's ``MAILER_EMAIL_MAX_RETRIES``
+        (retries after the first attempt) sets it to that plus one."""
         value = self._get("MAILER_MAX_ATTEMPTS", None)
         if value is None and self.EMAIL_MAX_RETRIES is not None:
             return self.EMAIL_MAX_RETRIES + 1
-        return int(5 if value is None else value)
+        return None if value is None else int(value)
+
+    @property
+    def MAX_RETRY_SECONDS(self) -> timedelta:
+        """How long a temporarily failing (4xx) message is retried after it was
+        queued before it fails for good: days, like a real MTA's queue
+        lifetime (Postfix: 5 days), since a relay's bad hour must not cost
+        mail."""
+        return timedelta(seconds=self._get("MAILER_MAX_RETRY_SECONDS", 3 * 86400))
 
     @property
     def RETRY_BACKOFF(self) -> timedelta:
@@ -212,6 +220,50 @@ class MailerSettings:
         """Domain used in ``List-Id`` and ``Message-ID`` headers of job mail;
         defaults to the host of ``MAILER_SITE_URL``."""
         return self._get("MAILER_LIST_ID_DOMAIN", None)
+
+    # -- real relays ----------------------------------------------------------
+
+    @property
+    def RATE_LIMITS(self) -> dict[str, int]:
+        """Global caps shared by every worker on every host, in messages per
+        window: ``{"second": 14, "day": 50000}`` (keys ``second``, ``minute``,
+        ``hour``, ``day``). Empty: no cap."""
+        return dict(self._get("MAILER_RATE_LIMITS", None) or {})
+
+    @property
+    def DOMAIN_RATE(self) -> dict[str, int]:
+        """Most messages per minute to one recipient domain:
+        ``{"default": 600, "gmail.com": 300}``. Empty: no pacing."""
+        return dict(self._get("MAILER_DOMAIN_RATE", None) or {})
+
+    @property
+    def RATE_WAIT_SECONDS(self) -> float:
+        """Longest a worker sleeps for a full global window to end; a longer
+        wait (a full hour or day) ends the run and leaves the mail due at the
+        window's end."""
+        return float(self._get("MAILER_RATE_WAIT_SECONDS", 5))
+
+    @property
+    def RELAY_BACKOFF(self) -> timedelta:
+        """First pause of every worker after the relay's own temporary trouble
+        (4.3.x, 421, refused connection); doubles with each bout in a row."""
+        return timedelta(seconds=self._get("MAILER_RELAY_BACKOFF_SECONDS", 30))
+
+    @property
+    def RELAY_BACKOFF_MAX(self) -> timedelta:
+        return timedelta(seconds=self._get("MAILER_RELAY_BACKOFF_MAX_SECONDS", 1800))
+
+    @property
+    def HELO_NAME(self) -> str | None:
+        """Name in the EHLO/HELO greeting; defaults to the host of
+        ``MAILER_SITE_URL``, then Django's ``DNS_NAME``."""
+        return self._get("MAILER_HELO_NAME", None)
+
+    @property
+    def SSL_CA_FILE(self) -> str | None:
+        """PEM file of the CA(s) to trust for the relay's STARTTLS/SSL
+        certificate (a private CA); verification stays on either way."""
+        return self._get("MAILER_SSL_CA_FILE", None)
 
     # -- waking workers (mailer/worker/) ---------------------------------------
 

@@ -27,7 +27,7 @@ from mailer.conf import settings
 # PreparedEmail and serialize live in mailer/message.py; imported here, where
 # they were, for code that imports them from this module.
 from mailer.message import PreparedEmail, serialize  # noqa: F401
-from mailer.sending import transport
+from mailer.sending import extensions, transport
 
 
 class SendingConnection:
@@ -113,7 +113,11 @@ class SendingConnection:
             # it for the TCP connect and every reply until the next change.
             self.backend.timeout = wait
             try:
-                self.backend.open()
+                if type(self.backend).open is SMTPBackend.open:
+                    # Django's own open(), plus our HELO name and CA file.
+                    extensions.open_smtp(self.backend)
+                else:
+                    self.backend.open()
             finally:
                 self.backend.timeout = configured
         else:
@@ -162,14 +166,25 @@ class SendingConnection:
             budget = self.budget(len(data))
             if deadline is None:
                 deadline = time.monotonic() + budget
+            smtp = self.backend.connection
+            # EHLO first (within the deadline): what the relay offers decides
+            # the MAIL FROM parameters (BODY=8BITMIME, SMTPUTF8) and whether
+            # the message is too big for it; the transport adds SIZE= itself.
+            transport.greet(smtp, deadline=deadline, budget=self.timeout)
+            options = list(self.mail_options)
+            for option in extensions.mail_options(
+                smtp, data, envelope_from, recipients
+            ):
+                if option.upper() not in (o.upper() for o in options):
+                    options.append(option)
             done = transport.exchange(
-                self.backend.connection,
+                smtp,
                 envelope_from,
                 recipients,
                 data,
                 deadline=deadline,
                 budget=self.timeout,
-                mail_options=self.mail_options,
+                mail_options=options,
                 rcpt_options=self.rcpt_options,
             )
             self.accepted += 1

@@ -24,10 +24,12 @@ worker compares.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.db import connections
 from django.db.models import DateTimeField, Func, Value
 from django.utils import timezone
 
@@ -101,3 +103,55 @@ def offset_param(vendor: str, seconds: float | None) -> Any:
     if vendor == "sqlite":
         return sqlite_offset(seconds)
     return seconds
+
+
+def database_now(using: str = "default") -> datetime:
+    """The database server's current time as a Python ``datetime``, for
+    values computed in Python and then stored in or compared with model
+    fields by every worker (relay pauses, retry deadlines, job expiry).
+
+    Aware UTC with ``USE_TZ = True``; naive in ``TIME_ZONE`` with
+    ``USE_TZ = False``, as Django stores it then. See
+    :func:`database_now_utc`.
+    """
+    value = database_now_utc(using)
+    return value if django_settings.USE_TZ else timezone.make_naive(value)
+
+
+def database_now_utc(using: str = "default") -> datetime:
+    """The database server's current time, aware, in UTC, to the
+    millisecond or better, whatever ``USE_TZ`` says (rate windows are
+    aligned on the epoch in UTC).
+
+    PostgreSQL: ``clock_timestamp()`` (not ``now()``, which is frozen at the
+    start of a transaction). SQLite: ``strftime('%f')`` of ``'now'`` (UTC;
+    ``CURRENT_TIMESTAMP`` has whole seconds only, too coarse for a
+    per-second window). Other databases: this process's clock.
+    """
+    connection = connections[using]
+    if connection.vendor == "postgresql":
+        sql = "SELECT clock_timestamp()"
+    elif connection.vendor == "sqlite":
+        sql = "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    else:
+        return datetime.now(dt_timezone.utc)
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        value = cursor.fetchone()[0]
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        # SQLite's 'now' is UTC; PostgreSQL returns naive values only with
+        # USE_TZ = False, in the connection's time zone (TIME_ZONE).
+        if connection.vendor == "sqlite":
+            return value.replace(tzinfo=dt_timezone.utc)
+        return timezone.make_aware(value).astimezone(dt_timezone.utc)
+    return value.astimezone(dt_timezone.utc)
+
+
+def for_field(value: datetime) -> datetime:
+    """``value`` (aware) as Django stores a ``DateTimeField`` under the
+    project's ``USE_TZ``: unchanged, or naive in ``TIME_ZONE``."""
+    if django_settings.USE_TZ or timezone.is_naive(value):
+        return value
+    return timezone.make_naive(value)

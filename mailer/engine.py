@@ -22,13 +22,20 @@ budget; the lease is renewed before it runs short.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
 from django.db.models import Q
 from django.utils import timezone
 
@@ -37,18 +44,20 @@ from mailer.addresses import normalize
 from mailer.claim import claim_batch, release, renew
 from mailer.conf import settings
 from mailer.connections import SendingConnection
-from mailer.dbclock import DbNow
+from mailer.dbclock import DbNow, database_now
 from mailer.legacy.api import apply_error_handler, send_all, send_loop
 from mailer.models import (
     DontSendEntry,
     LogResult,
     Message,
+    MessageJob,
     MessageLog,
     MessageStatus,
     SuppressionReason,
 )
 from mailer.outcomes import Outcome, Verdict
 from mailer.records import OutcomeWriter
+from mailer.sending import partial, quotas, relaypause
 from mailer.sending.build import MessageBuilder, without_blocked
 
 logger = logging.getLogger("mailer.engine")
@@ -88,6 +97,12 @@ class SendResult:
     error: str | None = None
     released: int = 0
     messages: list[int] = field(default_factory=list, repr=False)
+    #: Messages given back, due later, because their recipient domain's
+    #: window was full (``MAILER_DOMAIN_RATE``); no attempt burned.
+    paced: int = 0
+    #: When the run stopped for a full rate window or a relay pause: seconds
+    #: until sending may resume (``send_mail --loop`` sleeps that long).
+    wait_seconds: float | None = None
 
     @property
     def attempted(self) -> int:
@@ -109,6 +124,8 @@ class SendResult:
             + f" in {self.seconds:.2f}s "
             f"({self.rate:.1f}/s); stopped: {self.stop_reason}"
         )
+        if self.paced:
+            line += f"; paced {self.paced} (domain rate)"
         if self.error:
             line += f"; error: {self.error}"
         return line
@@ -144,9 +161,12 @@ class Limits:
 class _Stop(Exception):
     """Leave the run: ``reason`` says why, claims are released by the caller."""
 
-    def __init__(self, reason: str, error: str | None = None) -> None:
+    def __init__(
+        self, reason: str, error: str | None = None, wait: float | None = None
+    ) -> None:
         self.reason = reason
         self.error = error
+        self.wait = wait
 
 
 class Sender:
@@ -174,6 +194,13 @@ class Sender:
         #: The exception behind the last delivery's outcome (for
         #: MAILER_ERROR_HANDLER), None when the server accepted the message.
         self._last_error: Exception | None = None
+        #: Provider limits (mailer.sending.quotas); one per Sender, so one
+        #: per pool thread.
+        self.gate = quotas.Gate(writing=self._writing)
+        #: True once this run had a message accepted (the relay pause is
+        #: cleared then, once).
+        self._relay_ok = False
+        self._expiry: dict[int, object] = {}
 
     # -- the loop -------------------------------------------------------------
 
@@ -194,6 +221,14 @@ class Sender:
                 if not ids:
                     result.stop_reason = "queue empty"
                     break
+                # Every worker honours a pause another one recorded after the
+                # relay's own trouble (mailer.sending.relaypause). Checked once
+                # mail is claimed, so an empty queue still costs one query.
+                paused = relaypause.current()
+                if paused is not None:
+                    with self._writing():
+                        result.released += release(token, ids)
+                    raise _Stop("relay paused", str(paused), paused.seconds)
                 result.batches += 1
                 self._send_batch(token, ids, deadline, started, claimed_at)
                 if self.on_progress:
@@ -201,6 +236,7 @@ class Sender:
         except _Stop as stop:
             result.stop_reason = stop.reason
             result.error = stop.error
+            result.wait_seconds = stop.wait
         except DatabaseError as error:
             # The database went away (restart, failover, network) where no
             # retry helps. Found by test_crashes (PostgreSQL restarted
@@ -252,17 +288,16 @@ class Sender:
         started: float,
         claimed_at: float,
     ) -> None:
+        # created_at is read: the retry window runs from it (outcomes.next_try).
         by_id = {
-            m.id: m
-            for m in Message.all_objects.filter(id__in=ids, claim_token=token).defer(
-                "created_at"
-            )
+            m.id: m for m in Message.all_objects.filter(id__in=ids, claim_token=token)
         }
         batch = [by_id[i] for i in ids if i in by_id]
         suppressed = self.builder.suppressed_among(batch)
         lease = settings.LEASE.total_seconds()
         self._lease_until = claimed_at + lease
         held = set(ids)
+        batch_now = None
         for index, message in enumerate(batch):
             try:
                 if index:
@@ -273,6 +308,20 @@ class Sender:
                 raise
             if message.id not in held:
                 continue  # taken over, cancelled or released meanwhile
+            expires_at = self._expires_at(message)
+            if expires_at is not None and batch_now is None:
+                # Once per batch: a batch is seconds long, an expiry hours.
+                batch_now = self._db_now()
+            if expires_at is not None and expires_at <= batch_now:
+                # News goes stale: past the job's expiry, undelivered mail
+                # fails instead of going out late (create_job(expires_at=)).
+                outcome = Outcome(
+                    Verdict.FAILED,
+                    None,
+                    f"expired at {expires_at:%Y-%m-%d %H:%M} UTC before delivery",
+                )
+                self._record(message, token, LogResult.FAILED, outcome)
+                continue
             is_job_mail = message.job_id is not None
             if is_job_mail and normalize(message.to_address) in suppressed:
                 self._record(message, token, LogResult.SUPPRESSED, None)
@@ -291,6 +340,25 @@ class Sender:
                 if not recipients:
                     self._record(message, token, LogResult.SUPPRESSED, None)
                     continue
+            wait = self.gate.before_send(
+                recipients, deadline=deadline, should_stop=self.should_stop
+            )
+            if wait is not None:
+                # A full rate window defers; it never fails mail nor burns an
+                # attempt (see mailer.sending.quotas).
+                if wait.is_global:
+                    rest = [m.id for m in batch[index:]]
+                    with self._writing():
+                        deferred = quotas.defer_claimed(token, rest, wait.until)
+                    self.result.released += deferred
+                    raise _Stop(
+                        f"rate limit ({wait.scope}) until {wait.until:%H:%M:%S}",
+                        wait=wait.seconds,
+                    )
+                with self._writing():
+                    paced = quotas.defer_claimed(token, [message.id], wait.until)
+                self.result.paced += paced
+                continue
             # Never start a message whose lease could end while it is on the
             # wire: another worker would then take it and send it too (found
             # with a relay slower than the lease). Renewing covers the whole
@@ -306,7 +374,21 @@ class Sender:
             outcome = self._deliver(envelope_from, recipients, data, message_deadline)
             if outcome.verdict is Verdict.STOP:
                 self.result.released += release(token, [m.id for m in batch[index:]])
-                raise _Stop("mail server unreachable", outcome.reply)
+                # Every worker pauses, the pause doubling with each bout in a
+                # row (mailer.sending.relaypause).
+                with self._writing():
+                    paused = relaypause.pause(outcome.reply)
+                error = (
+                    f"{outcome.reply}; {paused.short()}" if paused else outcome.reply
+                )
+                wait = paused.seconds if paused else None
+                if outcome.reply.startswith("relay trouble"):
+                    raise _Stop("relay trouble", error, wait)
+                raise _Stop("mail server unreachable", error, wait)
+            if outcome.verdict is Verdict.SENT and not self._relay_ok:
+                self._relay_ok = True
+                with self._writing():
+                    relaypause.clear()
             if self._last_error is not None and settings.ERROR_HANDLER:
                 outcome = apply_error_handler(
                     self.connection, message, self._last_error, outcome
@@ -315,6 +397,20 @@ class Sender:
                 note = f"not sent to {', '.join(skipped)} (don't-send list)"
                 reply = f"{outcome.reply}; {note}" if outcome.reply else note
                 outcome = replace(outcome, reply=reply)
+            if outcome.refused and message.job_id is None:
+                # Some recipients refused, the others served: the refused ones
+                # are retried alone or failed, in the transaction that records
+                # the email as sent, so a crash cannot lose them.
+                with self._writing(), transaction.atomic(using=self.writer.db):
+                    self._record(message, token, None, outcome, message_id=message_id)
+                    partial.record_refusals(
+                        message,
+                        outcome.refused,
+                        data=data,
+                        now=self._db_now(),
+                        attempt=message.attempts + 1,
+                    )
+                continue
             self._record(message, token, None, outcome, message_id=message_id)
 
     def _throttle(self, started: float, deadline: float | None) -> None:
@@ -333,6 +429,29 @@ class Sender:
             pause = min(pause, deadline - time.monotonic())
         if pause > 0:
             time.sleep(pause)
+
+    def _writing(self) -> contextlib.AbstractContextManager:
+        """Context around a write outside ``_write`` (a hook: the pool takes
+        its turn to write on SQLite here)."""
+        return contextlib.nullcontext()
+
+    def _expires_at(self, message: Message):
+        """The job's expiry (None for single mail or a job without one),
+        one query per job per run."""
+        if message.job_id is None:
+            return None
+        if message.job_id not in self._expiry:
+            self._expiry[message.job_id] = (
+                MessageJob.objects.filter(pk=message.job_id)
+                .values_list("expires_at", flat=True)
+                .first()
+            )
+        return self._expiry[message.job_id]
+
+    def _db_now(self):
+        """The database's now as a ``datetime`` (``mailer.dbclock``), for
+        the job expiry and retry window compared in Python."""
+        return database_now(self.writer.db)
 
     # -- one message ------------------------------------------------------------
 
@@ -379,6 +498,15 @@ class Sender:
                 )
                 if unavailable is not None:
                     return Outcome(Verdict.STOP, error.smtp_code, unavailable)
+                # The relay's own trouble (full disk, 4.3.x): stop and pause
+                # every worker instead of burning each message's attempts.
+                # Never for a failure after the final "." (in doubt): the
+                # relay_trouble rules judge replies, not lost replies.
+                trouble = outcomes.relay_trouble(error)
+                if trouble is not None:
+                    return Outcome(
+                        Verdict.STOP, getattr(error, "smtp_code", None), trouble
+                    )
                 last = outcomes.classify(error)
                 self._last_error = error
                 if last.verdict is Verdict.RECONNECT:
@@ -419,8 +547,17 @@ class Sender:
             status = MessageStatus.SUPPRESSED
             self.result.suppressed += 1
         else:
+            deferred = outcome is not None and outcome.verdict is Verdict.DEFERRED
+            # Time decides, not a count (MAILER_MAX_RETRY_SECONDS from
+            # created_at, on the database's clock), and a job's expiry ends
+            # retries early: see outcomes.next_try.
             decision = outcomes.decide(
-                outcome, attempt=attempt, in_doubt_before=message.in_doubt
+                outcome,
+                attempt=attempt,
+                in_doubt_before=message.in_doubt,
+                now=self._db_now() if deferred else None,
+                queued_at=message.created_at if deferred else None,
+                expires_at=self._expires_at(message) if deferred else None,
             )
             result, status, outcome = decision.result, decision.status, decision.outcome
             due_in, in_doubt_added = decision.due_in, decision.in_doubt_added

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
@@ -229,12 +229,39 @@ def create_job(
     announced_object: models.Model | None = None,
     created_by: Any = None,
     list_id: str = "",
+    expires_at: datetime | None = None,
+    expire_after: timedelta | float | None = None,
 ) -> MessageJob:
     """Queue a newsletter for the given recipients; return the job.
 
+    ``expires_at`` (an aware datetime; naive local time with
+    ``USE_TZ = False``) or ``expire_after`` (a ``timedelta``
+    or seconds from now): news goes stale, so mail of this job still
+    undelivered then (a relay in trouble, a recipient's server deferring)
+    fails with the reason "expired" instead of going out late. Without
+    either, a temporarily failing message is retried for
+    ``MAILER_MAX_RETRY_SECONDS``.
+
     Raises :class:`InvalidEmail` (nothing saved) for a bad sender or headers,
-    and when there is nobody to send to.
+    when there is nobody to send to, and when both expiry arguments are given
+    or the expiry is not in the future.
     """
+    if expires_at is not None and expire_after is not None:
+        raise InvalidEmail("Give expires_at or expire_after, not both")
+    if expire_after is not None:
+        if not isinstance(expire_after, timedelta):
+            expire_after = timedelta(seconds=expire_after)
+        expires_at = timezone.now() + expire_after
+    if expires_at is not None:
+        from django.conf import settings as django_settings
+
+        # As Django's DateTimeField: aware with USE_TZ, naive local without.
+        if django_settings.USE_TZ and timezone.is_naive(expires_at):
+            raise InvalidEmail("expires_at must be an aware datetime")
+        if not django_settings.USE_TZ and timezone.is_aware(expires_at):
+            expires_at = timezone.make_naive(expires_at)
+        if expires_at <= timezone.now():
+            raise InvalidEmail(f"expires_at {expires_at} is not in the future")
     from django.conf import settings as django_settings
 
     from_email = from_email or django_settings.DEFAULT_FROM_EMAIL
@@ -277,6 +304,7 @@ def create_job(
         recipient_count=len(snapshot),
         list_id=list_id,
         created_by=created_by if getattr(created_by, "pk", None) else None,
+        expires_at=expires_at,
     )
     if announced_object is not None:
         job.content_type = ContentType.objects.get_for_model(announced_object)

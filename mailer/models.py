@@ -156,6 +156,15 @@ class MessageJob(models.Model):
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    expires_at = models.DateTimeField(
+        _("expires"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "News goes stale: mail of this job not delivered by then fails "
+            "as 'expired' instead of being retried."
+        ),
+    )
 
     class Meta:
         verbose_name = _("message job")
@@ -224,6 +233,17 @@ class Message(models.Model):
     )
     provider_id = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
+    # A single email whose relay refused some recipients with a 4xx while
+    # accepting the others: those recipients are retried alone, in a new
+    # message with the same bytes, linked here to the one that went out.
+    retry_of = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="recipient_retries",
+        verbose_name=_("retry of"),
+    )
 
     #: The queue, as django-mailer's ``Message.objects`` was: mail still to
     #: send (queued, deferred, held). Sent, failed, suppressed and cancelled
@@ -378,6 +398,50 @@ class DontSendEntry(models.Model):
 
         self.address = normalize(self.address)
         super().save(*args, **kwargs)
+
+
+class RateWindow(models.Model):
+    """How many messages went out in one window of one rate limit.
+
+    One row per (scope, window start): ``scope`` is ``"global:second"``,
+    ``"global:day"``, ``"domain:gmail.com"``, ... Every worker on every host
+    takes a slot with one conditional UPDATE (``count < cap``), so the caps
+    hold for all of them together (see ``mailer.sending.quotas``). Old rows
+    are deleted as workers go.
+    """
+
+    scope = models.CharField(max_length=200)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("rate window")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scope", "window_start"], name="mailer_rate_window_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope} {self.window_start:%Y-%m-%d %H:%M:%S}: {self.count}"
+
+
+class RelayPause(models.Model):
+    """The relay's own temporary trouble (disk full, 421, refused connections),
+    shared by every worker: no worker sends before ``paused_until``, and each
+    new bout of trouble doubles the pause (see ``mailer.sending.relaypause``).
+    """
+
+    relay = models.CharField(max_length=300, unique=True)
+    paused_until = models.DateTimeField()
+    failures = models.PositiveIntegerField(default=0)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        verbose_name = _("relay pause")
+
+    def __str__(self) -> str:
+        return f"{self.relay} paused until {self.paused_until}"
 
 
 class WorkerState(models.Model):

@@ -3,9 +3,15 @@
 Every sending error is judged here and nowhere else:
 
 - 2xx: sent (some recipients of a multi-recipient message may have been
-  refused; that is noted in the log, the message is still sent).
-- 4xx: deferred, due again after an exponential backoff; after
-  ``MAILER_MAX_ATTEMPTS`` it fails for good.
+  refused; the message is sent once to the others, and the refused ones are
+  retried alone (4xx) or failed (5xx): see ``mailer.sending.partial``).
+- 4xx: deferred, due again after an exponential backoff, for
+  ``MAILER_MAX_RETRY_SECONDS`` after it was queued (``MAILER_MAX_ATTEMPTS``
+  or ``MAILER_EMAIL_MAX_RETRIES`` cap the count when set, a job's
+  ``expires_at`` ends it earlier); then it fails for good (see
+  :func:`next_try`). A message that was ever in doubt is held instead.
+- The relay's own temporary trouble (4.3.x, a full disk): stop, and every
+  worker pauses (see :func:`relay_trouble`).
 - 5xx: failed for good. A 5.1.1 "no such user" may also suppress the address.
 - 421, or the server dropping the connection mid-message: the *connection* is
   bad, not the message. Reconnect and try the same message again; no attempt
@@ -35,7 +41,7 @@ import smtplib
 import socket
 import ssl
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from mailer.conf import settings
 from mailer.sending.transport import ExchangeTimeout, InDoubt
@@ -56,6 +62,9 @@ class Outcome:
     code: int | None = None
     reply: str = ""
     no_such_user: bool = False
+    #: Recipients refused at RCPT while the message went to the others
+    #: (smtplib's ``sendmail()`` return value), for ``mailer.sending.partial``.
+    refused: dict[str, tuple[int, bytes]] | None = None
 
 
 _NO_SUCH_USER = re.compile(
@@ -94,7 +103,7 @@ def sent(refused: dict[str, tuple[int, bytes]]) -> Outcome:
         f"{rcpt} refused: {code} {_text(reply)}"
         for rcpt, (code, reply) in refused.items()
     )
-    return Outcome(Verdict.SENT, 250, notes)
+    return Outcome(Verdict.SENT, 250, notes, refused=dict(refused))
 
 
 def classify(error: BaseException) -> Outcome:
@@ -190,9 +199,130 @@ def connect_failure(
 def backoff(attempts: int) -> timedelta:
     """Delay before the next try after ``attempts`` failed tries (1, 2, ...):
     the base delay doubled each time, capped."""
-    base = settings.RETRY_BACKOFF
-    delay = base * (2 ** max(attempts - 1, 0))
-    return min(delay, settings.RETRY_BACKOFF_MAX)
+    base, cap = settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX
+    # The exponent is capped before multiplying: a message retried for days
+    # reaches attempt 70 and more, and timedelta * 2**69 overflows.
+    seconds = base.total_seconds() * 2.0 ** min(max(attempts - 1, 0), 60)
+    return min(timedelta(seconds=min(seconds, cap.total_seconds())), cap)
+
+
+# -- the relay's own trouble ---------------------------------------------------
+
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def enhanced_code(reply: bytes | str) -> tuple[int, int, int] | None:
+    """The RFC 3463 enhanced status code at the start of a reply's text
+    (``"4.3.1 Insufficient system storage"`` -> ``(4, 3, 1)``), or None."""
+    match = _ENHANCED.match(_text(reply))
+    return tuple(int(part) for part in match.groups()) if match else None  # type: ignore[return-value]
+
+
+#: RFC 3463 "mail system status" details that speak of the relay itself at
+#: any stage: 4.3.1 mail system full (Postfix's "452 4.3.1 Insufficient
+#: system storage" while its disk is full), 4.3.2 system not accepting
+#: network messages, 4.3.5 system incorrectly configured. X.3.0 ("other")
+#: is too vague at RCPT, where greylisting relays use it for one recipient.
+RELAY_DETAILS = frozenset({1, 2, 5})
+
+
+def relay_trouble(error: BaseException) -> str | None:
+    """If ``error`` (raised while sending one message) is temporary trouble
+    of the relay itself rather than of this message or recipient, return a
+    one-line reason; else ``None``.
+
+    The engine then stops, gives every claim back without burning an
+    attempt, and pauses every worker (``mailer.sending.relaypause``):
+    retrying message after message against a full disk burns each one's
+    attempts (a Postfix answering 452 4.3.1 for 15 minutes failed a whole
+    queue for good). The rules, by where the reply came (RFC 5321 4.2,
+    RFC 3463):
+
+    - ``MAIL FROM`` answered 4xx: before a recipient is named, a temporary
+      refusal is about the relay (full disk, overload, rate limiting), except
+      a 4.1.x, which is about the sender address.
+    - ``RCPT TO`` refused for every recipient with 4.3.1/4.3.2/4.3.5: the
+      relay says so itself. Other 4xx there (451 4.3.0 greylisting, 452 4.5.3
+      too many recipients, 450 mailbox busy) stay per message.
+    - ``DATA`` (the command or the final ".") answered 4xx with 4.3.x, or
+      452 with no enhanced code ("insufficient system storage"): the relay.
+
+    421 and lost connections are judged by :func:`refused_service` and
+    :func:`connect_failure` (the connection, not the message).
+    """
+    if isinstance(error, smtplib.SMTPSenderRefused):
+        code, reply = error.smtp_code, error.smtp_error
+        enhanced = enhanced_code(reply)
+        if 400 <= code < 500 and code != 421 and (enhanced is None or enhanced[1] != 1):
+            return f"relay trouble at MAIL FROM: {code} {_text(reply)}"
+        return None
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        replies = list(error.recipients.values())
+        if replies and all(_is_relay_reply(code, reply) for code, reply in replies):
+            code, reply = replies[0]
+            return f"relay trouble at RCPT TO: {code} {_text(reply)}"
+        return None
+    if isinstance(error, smtplib.SMTPDataError):
+        code, reply = error.smtp_code, error.smtp_error
+        enhanced = enhanced_code(reply)
+        if 400 <= code < 500 and (
+            (enhanced is not None and enhanced[1] == 3)
+            or (enhanced is None and code == 452)
+        ):
+            return f"relay trouble at DATA: {code} {_text(reply)}"
+    return None
+
+
+def _is_relay_reply(code: int, reply: bytes | str) -> bool:
+    enhanced = enhanced_code(reply)
+    return (
+        400 <= code < 500
+        and enhanced is not None
+        and enhanced[1] == 3
+        and enhanced[2] in RELAY_DETAILS
+    )
+
+
+# -- how long a message is retried ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Retry:
+    """What becomes of a message after a temporary failure: due again at
+    ``due_at``, or given up with ``reason`` (then ``due_at`` is None)."""
+
+    due_at: datetime | None
+    reason: str = ""
+
+
+def next_try(
+    attempt: int,
+    *,
+    queued_at: datetime | None,
+    now: datetime,
+    expires_at: datetime | None = None,
+) -> Retry:
+    """After the ``attempt``-th try (1, 2, ...) failed temporarily at ``now``:
+    when to try again, or why not.
+
+    Like a real MTA (Postfix keeps mail 5 days), the deciding limit is time,
+    not a count: a message queued at ``queued_at`` is retried, with the
+    backoff doubling to ``MAILER_RETRY_BACKOFF_MAX_SECONDS``, until
+    ``MAILER_MAX_RETRY_SECONDS`` after it was queued. ``MAILER_MAX_ATTEMPTS``
+    (off by default) can still cap the count. A job's ``expires_at`` (news
+    goes stale) ends retries earlier: a next try at or after it is not
+    made, and the message fails as "expired".
+    """
+    due_at = now + backoff(attempt)
+    limit = settings.MAX_ATTEMPTS
+    if limit is not None and attempt >= limit:
+        return Retry(None, f"gave up after {attempt} attempts")
+    if expires_at is not None and due_at >= expires_at:
+        return Retry(None, f"expired at {expires_at:%Y-%m-%d %H:%M} UTC")
+    if queued_at is not None and due_at - queued_at > settings.MAX_RETRY_SECONDS:
+        hours = (now - queued_at).total_seconds() / 3600
+        return Retry(None, f"gave up after {attempt} attempts over {hours:.1f} hours")
+    return Retry(due_at)
 
 
 def in_doubt(events: int, outcome: Outcome) -> tuple[int, float | None, Outcome]:
@@ -251,15 +381,26 @@ class Decision:
     counter: str
 
 
-def decide(outcome: Outcome, *, attempt: int, in_doubt_before: int) -> Decision:
+def decide(
+    outcome: Outcome,
+    *,
+    attempt: int,
+    in_doubt_before: int,
+    now: datetime | None = None,
+    queued_at: datetime | None = None,
+    expires_at: datetime | None = None,
+) -> Decision:
     """The rules, in one place: ``outcome`` of attempt number ``attempt`` of
     a message that ended in doubt ``in_doubt_before`` times before.
 
     - sent: leaves the queue;
     - in doubt: see :func:`in_doubt`;
-    - 4xx (or any deferral) below ``MAILER_MAX_ATTEMPTS``: due after
-      :func:`backoff`;
-    - a refusal, or the attempt cap, of a message that was in doubt before:
+    - 4xx (or any deferral): due after :func:`backoff` while :func:`next_try`
+      allows (``MAILER_MAX_RETRY_SECONDS`` after ``queued_at``, the job's
+      ``expires_at``, ``MAILER_MAX_ATTEMPTS`` when set); ``now`` is the
+      database's now (``mailer.dbclock.database_now``) those are compared
+      with;
+    - a refusal, or the end of retries, of a message that was in doubt before:
       held, never failed (:func:`held_after_doubt`);
     - otherwise: failed for good.
     """
@@ -270,15 +411,23 @@ def decide(outcome: Outcome, *, attempt: int, in_doubt_before: int) -> Decision:
     if outcome.verdict is Verdict.IN_DOUBT:
         status, due_in, noted = in_doubt(in_doubt_before + 1, outcome)
         return Decision(LogResult.IN_DOUBT, status, due_in, 1, noted, "in_doubt")
-    if outcome.verdict is Verdict.DEFERRED and attempt < settings.MAX_ATTEMPTS:
-        return Decision(
-            LogResult.DEFERRED,
-            MessageStatus.DEFERRED,
-            backoff(attempt).total_seconds(),
-            0,
-            outcome,
-            "deferred",
-        )
+    give_up = f"gave up after {attempt} attempts"
+    if outcome.verdict is Verdict.DEFERRED:
+        if now is None:
+            from mailer.dbclock import database_now
+
+            now = database_now()
+        retry = next_try(attempt, queued_at=queued_at, now=now, expires_at=expires_at)
+        if retry.due_at is not None:
+            return Decision(
+                LogResult.DEFERRED,
+                MessageStatus.DEFERRED,
+                (retry.due_at - now).total_seconds(),
+                0,
+                outcome,
+                "deferred",
+            )
+        give_up = retry.reason
     if in_doubt_before:
         return Decision(
             LogResult.IN_DOUBT,
@@ -292,6 +441,6 @@ def decide(outcome: Outcome, *, attempt: int, in_doubt_before: int) -> Decision:
         outcome = Outcome(
             Verdict.FAILED,
             outcome.code,
-            f"gave up after {attempt} attempts: {outcome.reply}",
+            f"{give_up}: {outcome.reply}",
         )
     return Decision(LogResult.FAILED, MessageStatus.FAILED, None, 0, outcome, "failed")

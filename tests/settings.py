@@ -1,5 +1,6 @@
 """Settings for the test suite: SQLite by default, PostgreSQL with DATABASE_URL."""
 
+import json
 import os
 
 from mailer.testing.dburl import database_from_url
@@ -61,6 +62,14 @@ globals().update(queue_then_smtp("127.0.0.1", SMTP_PORT, timeout=10))
 MAILER_CONNECTIONS = 1
 MAILER_LEASE_SECONDS = int(os.environ.get("MAILER_TEST_LEASE_SECONDS", "300"))
 MAILER_SITE_URL = "https://news.example.com"
+# Rate limits of worker processes started by a test (tests/test_quotas.py).
+if os.environ.get("MAILER_TEST_RATE_LIMITS"):
+    MAILER_RATE_LIMITS = json.loads(os.environ["MAILER_TEST_RATE_LIMITS"])
+# No shared relay pause unless a test asks for one (tests/test_relay_trouble.py):
+# many tests bring a relay down and up again and send at once.
+MAILER_RELAY_BACKOFF_SECONDS = float(os.environ.get("MAILER_TEST_RELAY_BACKOFF", "0"))
+if os.environ.get("MAILER_TEST_MAX_ATTEMPTS"):
+    MAILER_MAX_ATTEMPTS = int(os.environ["MAILER_TEST_MAX_ATTEMPTS"])
 DEFAULT_FROM_EMAIL = "The Daily <news@example.com>"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

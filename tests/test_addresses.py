@@ -62,13 +62,15 @@ def test_normalize_gives_one_identity_per_mailbox(address, identity):
         ('"Doe, Zoë" <zoe@example.org>', "zoe@example.org"),
         ("ann@bücher.example", "ann@xn--bcher-kva.example"),
         ("Ann <Ann@Bücher.example>", "Ann@xn--bcher-kva.example"),
+        # RFC 6531: a non-ASCII local part stays; it is sent with SMTPUTF8.
+        ("Jörg <jörg@bücher.example>", "jörg@xn--bcher-kva.example"),
     ],
 )
 def test_envelope_address_is_the_addr_spec_in_ascii(address, envelope):
     assert envelope_address(address) == envelope
 
 
-@pytest.mark.parametrize("address", [*MALFORMED, "jörg@example.com", "ann", ""])
+@pytest.mark.parametrize("address", [*MALFORMED, "jö\u2028rg@example.com", "ann", ""])
 def test_envelope_address_refuses_and_never_rewrites(address):
     with pytest.raises(InvalidAddress, match="Invalid address"):
         envelope_address(address)

@@ -290,9 +290,12 @@ def test_a_refused_cc_does_not_stop_the_message_to_the_others(mailserver):
 
     (received,) = mailserver.messages
     assert received.rcpt_tos == ["ann@example.com"]
-    (log,) = MessageLog.objects.all()
-    assert (log.result, log.smtp_code) == (LogResult.SENT, 250)
+    log = MessageLog.objects.get(result=LogResult.SENT)
+    assert log.smtp_code == 250
     assert log.reply == "gone@example.com refused: 550 5.1.1 No such user"
+    # The refused recipient has its own FAILED row (mailer.sending.partial).
+    failed = MessageLog.objects.get(result=LogResult.FAILED)
+    assert (failed.recipient, failed.smtp_code) == ("gone@example.com", 550)
 
 
 def test_when_every_recipient_is_refused_the_mildest_reply_decides(mailserver):

@@ -132,7 +132,9 @@ class _Pool:
 
     def __init__(self, limits: Limits, parallel: int) -> None:
         self.lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        # Reentrant: a partial refusal's transaction holds it around the
+        # message's own _write (mailer.engine).
+        self._write_lock = threading.RLock()
         self._serialize_writes = databases[router.db_for_write(Message)].vendor == (
             "sqlite"
         )
@@ -219,6 +221,9 @@ class _PooledSender(Sender):
     def _write(self, **values) -> None:
         with self.pool.writing():
             super()._write(**values)
+
+    def _writing(self):
+        return self.pool.writing()
 
 
 def send_over_pool(
@@ -354,11 +359,18 @@ def _total(
         total.messages.extend(part.messages)
     total.seconds = time.monotonic() - started
     total.cpu_seconds = time.process_time() - cpu_started
+    # A full rate window or a relay pause: the longest wait any connection
+    # met is how long ``send_mail --loop`` sleeps.
+    waits = [part for part in parts if part.wait_seconds is not None]
+    if waits:
+        total.wait_seconds = max(part.wait_seconds for part in waits)
     errors = [part for part in parts if part.error]
     if errors:
         # The first connection that failed says why; the others only
         # stopped because it did.
         total.stop_reason, total.error = errors[0].stop_reason, errors[0].error
+    elif waits:
+        total.stop_reason = waits[0].stop_reason
     else:
         reasons = {part.stop_reason for part in parts}
         total.stop_reason = next(

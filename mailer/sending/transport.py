@@ -218,6 +218,30 @@ def exchange(
     return Exchange(accepted=accepted, refused=refused, code=code, reply=reply)
 
 
+def greet(smtp: smtplib.SMTP, *, deadline: float, budget: float) -> None:
+    """EHLO (or HELO) on ``smtp`` if not done yet, waiting at most until
+    ``deadline`` (``time.monotonic()``), so that the caller can read what the
+    relay offers (``smtp.esmtp_features``) before :func:`exchange`.
+
+    :param budget: the timeout to name in error messages (seconds).
+    :raises smtplib.SMTPHeloError: the greeting was refused.
+    :raises ExchangeTimeout: no reply before ``deadline``.
+    :raises smtplib.SMTPServerDisconnected, OSError: the connection broke
+        (nothing was sent: safe to retry on a new connection).
+    """
+    host = peer(smtp)
+    try:
+        _arm(smtp, deadline)
+        smtp.ehlo_or_helo_if_needed()
+    except smtplib.SMTPResponseException:
+        raise
+    except (smtplib.SMTPServerDisconnected, OSError) as error:
+        if time.monotonic() >= deadline - MIN_WAIT and _timed_out(error):
+            smtp.close()
+            raise ExchangeTimeout(GREETING, host=host, seconds=budget) from error
+        raise
+
+
 def _timed_out(error: BaseException) -> bool:
     while error is not None:
         if isinstance(error, (TimeoutError, socket.timeout)) or "timed out" in str(

@@ -101,6 +101,10 @@ class ReceivedEmail:
     #: and of the RCPTs, as the client sent them.
     mail_options: list[str] = field(default_factory=list)
     rcpt_options: list[str] = field(default_factory=list)
+    #: The name the client greeted with (EHLO/HELO).
+    helo_name: str = ""
+    #: time.time() when the message was accepted (for per-second windows).
+    received_wall: float = 0.0
 
     @property
     def message(self) -> EmailMessage:
@@ -230,7 +234,7 @@ class _Handler:
     ) -> list[str]:
         session.host_name = hostname
         self.owner._greeted(server)
-        return responses
+        return self.owner._ehlo_lines(responses)
 
     async def handle_MAIL(
         self,
@@ -272,6 +276,9 @@ class _Handler:
         delay = self.owner._delay_seconds
         if delay > 0:
             await asyncio.sleep(delay)
+        refusal = self.owner._data_refusal()
+        if refusal is not None:
+            return refusal
         hang_up = self.owner._accept(server, envelope)
         # The message is stored at the final "."; what the client hears now
         # is up to the behaviours below.
@@ -630,6 +637,91 @@ class SMTPTestServer:
         with self._cond:
             self._clear_behaviours()
 
+    # -- real relays' behaviours (issue 11) ------------------------------------
+
+    def relay_trouble(
+        self,
+        code: int = 452,
+        reply: str = "4.3.1 Insufficient system storage",
+        *,
+        at: str = "mail",
+        times: int | None = None,
+    ) -> None:
+        """Answer ``code`` for the relay's own reasons, as Postfix does while
+        its disk is full: at ``MAIL FROM`` (``at="mail"``) or to the final
+        "." of DATA (``at="data"``, the message is then not accepted).
+        ``times=N`` answers so N times in all, then the relay is fine again;
+        ``None`` until :meth:`accept_all`."""
+        if at not in ("mail", "data"):
+            raise ValueError("relay_trouble(at=...) is 'mail' or 'data'")
+        if not 400 <= code < 600:
+            raise ValueError("relay_trouble needs a 4xx or 5xx code")
+        if times is not None and times < 0:
+            raise ValueError("times must be None or >= 0")
+        with self._cond:
+            self._troubles[at] = _Refusal(code, reply, times)
+
+    def advertise(
+        self,
+        *,
+        size: int | None = None,
+        eightbitmime: bool = True,
+        smtputf8: bool = True,
+    ) -> None:
+        """Change the EHLO reply of new sessions: ``SIZE size`` (the server
+        still takes bigger messages, so a test sees that the client refused
+        on its own), and whether 8BITMIME and SMTPUTF8 are offered."""
+        with self._cond:
+            self._advertised_size = size
+            self._hidden_extensions = {
+                name
+                for name, offered in (
+                    ("8BITMIME", eightbitmime),
+                    ("SMTPUTF8", smtputf8),
+                )
+                if not offered
+            }
+
+    def enable_starttls(self, certfile: str, keyfile: str) -> None:
+        """Offer STARTTLS with this certificate (PEM files) on new
+        connections. Call after start(); a restart forgets it."""
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certfile, keyfile)
+        if self._controller is None:
+            raise RuntimeError("enable_starttls() needs a running server")
+        self._controller.SMTP_kwargs["tls_context"] = context
+
+    def _counted_refusal(self, at: str) -> str | None:
+        # Called with self._cond held.
+        rule = self._troubles.get(at)
+        if rule is None:
+            return None
+        if rule.remaining is None:
+            return str(rule)
+        if rule.remaining > 0:
+            rule.remaining -= 1
+            return str(rule)
+        return None
+
+    def _data_refusal(self) -> str | None:
+        with self._cond:
+            return self._counted_refusal("data")
+
+    def _ehlo_lines(self, responses: list[str]) -> list[str]:
+        with self._cond:
+            hidden, size = set(self._hidden_extensions), self._advertised_size
+        lines = []
+        for line in responses:
+            keyword = line[4:].split(" ")[0].upper()
+            if keyword in hidden:
+                continue
+            if keyword == "SIZE" and size is not None:
+                line = f"{line[:4]}SIZE {size}"
+            lines.append(line)
+        return lines
+
     # -- internals (loop thread) -----------------------------------------------
 
     def _clear_received(self) -> None:
@@ -649,6 +741,9 @@ class SMTPTestServer:
         self._reply_421_after: int | None = None
         self._refuse_senders: str | None = None
         self._delay = 0.0
+        self._troubles: dict[str, _Refusal] = {}
+        self._hidden_extensions: set[str] = set()
+        self._advertised_size: int | None = None
         self._reply_delay = 0.0
         self._delay_greeting = True
         self._stall: _AfterData | None = None
@@ -691,6 +786,8 @@ class SMTPTestServer:
     @property
     def _sender_refusal(self) -> str | None:
         with self._cond:
+            if self._refuse_senders is None:
+                return self._counted_refusal("mail")
             return self._refuse_senders
 
     def _closing_with_421(self, session: _Session) -> bool:
@@ -761,6 +858,8 @@ class SMTPTestServer:
             received_at=time.monotonic(),
             mail_options=list(envelope.mail_options),
             rcpt_options=list(envelope.rcpt_options),
+            helo_name=str(getattr(session.session, "host_name", "") or ""),
+            received_wall=time.time(),
         )
         with self._cond:
             if self.keep_data:

@@ -182,6 +182,10 @@ class Worker:
             self.write(result.summary())
         if result.error:
             self.stats.errors += 1
+            if result.wait_seconds:
+                # A relay pause (mailer.sending.relaypause): no run can send
+                # before it ends.
+                return min(result.wait_seconds, LONGEST_WAIT)
             return idle if idle is not None else LONGEST_WAIT
         if expanded.stop_reason == "time limit" or result.stop_reason in (
             "time limit",

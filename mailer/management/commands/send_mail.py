@@ -136,9 +136,17 @@ class Command(BaseCommand):
                     raise CommandError(result.error, returncode=2)
                 if not loop or stop_requested:
                     break
-                if result.stop_reason in ("queue empty", "paused") or result.error:
+                if (
+                    result.stop_reason in ("queue empty", "paused")
+                    or result.error
+                    or result.wait_seconds
+                ):
                     idle = idle_seconds or settings.LOOP_IDLE_SECONDS
-                    if waiter is not None and not result.error:
+                    if result.wait_seconds:
+                        # A relay pause or a full rate window: sleep until it
+                        # ends; new mail would only find it so.
+                        idle = max(idle, min(result.wait_seconds, 86400))
+                    elif waiter is not None and not result.error:
                         # Woken early by new mail (mailer/worker/wakeup.py).
                         wait_for_work(waiter, idle, lambda: stop_requested)
                         continue
