@@ -18,6 +18,7 @@ from mailer.expand import expand_pending_jobs
 from mailer.jobs import RenderedEmail, create_job, job_progress
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
 from mailer.status import queue_status
+from mailer.testing.mailconfig import set_smtp_timeout
 
 pytestmark = pytest.mark.django_db
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def relay(mailserver, settings):
     """The test server, with a 0.5 s SMTP timeout for this process."""
-    settings.EMAIL_TIMEOUT = 0.5
+    set_smtp_timeout(settings, 0.5)
     if hasattr(settings, "MAILERS"):
         settings.MAILERS["smtp"]["OPTIONS"]["timeout"] = 0.5
     return mailserver

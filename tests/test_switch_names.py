@@ -236,39 +236,3 @@ def test_purge_mail_log_takes_django_mailers_result_names():
     assert command("purge_mail_log", "30", "-r", "failure") == "2 log entries deleted\n"
     assert command("purge_mail_log", "30", "--result", "all") == "1 log entry deleted\n"
 
-
-class NoneBackend:
-    """A backend as django-mailer's tests write them: send_messages returns
-    None."""
-
-    outbox: list = []
-
-    def __init__(self, *args, **kwargs) -> None:
-        pass
-
-    def open(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def send_messages(self, messages):
-        NoneBackend.outbox.extend(messages)
-
-
-class ZeroBackend(NoneBackend):
-    def send_messages(self, messages):
-        return 0
-
-
-def test_a_backend_returning_none_counts_as_sent(settings):
-    settings.MAILER_EMAIL_BACKEND = f"{__name__}.NoneBackend"
-    NoneBackend.outbox = []
-    queue("one")
-    result = send_queued()
-    assert (result.sent, result.failed, result.deferred) == (1, 0, 0)
-    assert [m.subject for m in NoneBackend.outbox] == ["one"]
-    # 0 still means "nothing sent".
-    settings.MAILER_EMAIL_BACKEND = f"{__name__}.ZeroBackend"
-    queue("two")
-    assert send_queued().sent == 0

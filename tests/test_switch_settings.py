@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 import mailer
 from mailer import engine
+from mailer.backend import DbBackend
 from mailer.engine import Limits, retry_deferred, send_queued
 from mailer.legacy.api import send_loop
 from mailer.models import Message, MessageLog, MessageStatus
@@ -182,7 +183,7 @@ def test_messages_batch_size_caps_rows_per_insert(settings):
         for i in range(5)
     ]
     with CaptureQueriesContext(connection) as queries:
-        assert mail.get_connection("mailer.backend.DbBackend").send_messages(emails)
+        assert DbBackend().send_messages(emails) == 5
     inserts = [
         q for q in queries if q["sql"].startswith('INSERT INTO "mailer_message"')
     ]

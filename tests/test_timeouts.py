@@ -14,6 +14,7 @@ from django.core.checks import run_checks
 from mailer.connections import SendingConnection
 from mailer.engine import send_queued
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
+from mailer.testing.mailconfig import set_smtp_timeout
 from tests.conftest import run_command
 from tests.faultlib import (
     addresses,
@@ -43,7 +44,7 @@ def env(worker_env) -> dict[str, str]:
 
 
 def test_without_email_timeout_the_mailer_timeout_applies(settings):
-    settings.EMAIL_TIMEOUT = None
+    set_smtp_timeout(settings, None)
     if hasattr(settings, "MAILERS"):
         settings.MAILERS["smtp"]["OPTIONS"]["timeout"] = None
     assert SendingConnection().timeout == 15
@@ -117,7 +118,7 @@ def test_sigterm_during_a_stalled_reply_ends_the_run(env, smtp_server):
 
 
 def test_a_lease_shorter_than_three_timeouts_is_refused(settings):
-    settings.EMAIL_TIMEOUT = 20
+    set_smtp_timeout(settings, 20)
     settings.MAILER_LEASE_SECONDS = 45
     if hasattr(settings, "MAILERS"):
         settings.MAILERS["smtp"]["OPTIONS"]["timeout"] = 20
@@ -130,7 +131,7 @@ def test_a_lease_shorter_than_three_timeouts_is_refused(settings):
 
 def test_the_default_lease_is_short_and_fits_the_default_timeout(settings):
     del settings.MAILER_LEASE_SECONDS
-    settings.EMAIL_TIMEOUT = None
+    set_smtp_timeout(settings, None)
     if hasattr(settings, "MAILERS"):
         settings.MAILERS["smtp"]["OPTIONS"]["timeout"] = None
     from mailer.conf import settings as mailer_settings
@@ -138,7 +139,7 @@ def test_the_default_lease_is_short_and_fits_the_default_timeout(settings):
     assert mailer_settings.LEASE.total_seconds() == 45
     assert not [e for e in run_checks() if e.id == "mailer.E010"]
     # A site with EMAIL_TIMEOUT = 30 gets a lease of 3 timeouts, not an error.
-    settings.EMAIL_TIMEOUT = 30
+    set_smtp_timeout(settings, 30)
     if hasattr(settings, "MAILERS"):
         settings.MAILERS["smtp"]["OPTIONS"]["timeout"] = 30
     assert mailer_settings.LEASE.total_seconds() == 90
@@ -146,7 +147,7 @@ def test_the_default_lease_is_short_and_fits_the_default_timeout(settings):
 
 
 def test_in_process_the_message_budget_bounds_a_slow_relay(mailserver, settings):
-    settings.EMAIL_TIMEOUT = 0.5
+    set_smtp_timeout(settings, 0.5)
     if hasattr(settings, "MAILERS"):
         settings.MAILERS["smtp"]["OPTIONS"]["timeout"] = 0.5
     fill_single(addresses(2, "budget"))

@@ -147,8 +147,12 @@ def decode_message_data(data: str | bytes | None) -> Any:
             continue
         if not hasattr(email, "message") or not hasattr(email, "recipients"):
             raise UndecodableMessage(f"not an email: {type(email).__name__}")
-        if isinstance(getattr(email, "connection", None), _DiscardedConnection):
-            email.connection = None
+        # Through the instance's dict: Django 6.1 deprecates the
+        # ``connection`` attribute and warns on any access through it.
+        if isinstance(vars(email).get("connection"), _DiscardedConnection):
+            vars(email)["connection"] = None
+        # Pickled by Django < 6.1, read by 6.1+: the attribute moved.
+        vars(email).setdefault("_connection", None)
         return email
     raise UndecodableMessage(f"cannot unpickle the message data: {error}")
 

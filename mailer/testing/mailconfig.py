@@ -56,3 +56,37 @@ def repointed(settings: Any, host: str, port: int) -> dict[str, Any]:
         mailers[alias].setdefault("OPTIONS", {}).update(host=host, port=port)
         return {"MAILERS": mailers}
     return {"EMAIL_HOST": host, "EMAIL_PORT": port}
+
+
+def send_through(settings: Any, backend: str) -> None:
+    """Make ``backend`` (a dotted path) the backend that really sends, in the
+    form the running Django reads (``MAILERS`` on 6.1, else
+    ``MAILER_EMAIL_BACKEND``); mail is still queued by ``DbBackend``.
+    ``settings`` is pytest-django's ``settings`` fixture (or any object whose
+    attributes are the settings)."""
+    if django.VERSION >= (6, 1) and hasattr(settings, "MAILERS"):
+        mailers = copy.deepcopy(settings.MAILERS)
+        alias = getattr(settings, "MAILER_SEND_USING", SENDING_ALIAS)
+        mailers[alias] = {"BACKEND": backend}
+        settings.MAILERS = mailers
+    else:
+        settings.EMAIL_BACKEND = "mailer.backend.DbBackend"
+        settings.MAILER_EMAIL_BACKEND = backend
+
+
+def set_smtp_timeout(settings: Any, timeout: float | None) -> None:
+    """Set the sending backend's SMTP timeout in seconds (``None``: Django's
+    default, no timeout), as ``EMAIL_TIMEOUT`` on 5.2/6.0 or the ``MAILERS``
+    alias's ``OPTIONS["timeout"]`` on 6.1 (where ``EMAIL_TIMEOUT`` is
+    deprecated)."""
+    if django.VERSION >= (6, 1) and hasattr(settings, "MAILERS"):
+        mailers = copy.deepcopy(settings.MAILERS)
+        alias = getattr(settings, "MAILER_SEND_USING", SENDING_ALIAS)
+        options = mailers[alias].setdefault("OPTIONS", {})
+        if timeout is None:
+            options.pop("timeout", None)
+        else:
+            options["timeout"] = timeout
+        settings.MAILERS = mailers
+    else:
+        settings.EMAIL_TIMEOUT = timeout
