@@ -290,7 +290,6 @@ class MailerSettings:
         value = self._get("MAILER_MESSAGES_BATCH_SIZE", None)
         return None if value is None else int(value)
 
-
     # -- bounces and DKIM (mailer/bounces, mailer/dkim.py) ---------------------
 
     @property

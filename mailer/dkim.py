@@ -175,5 +175,7 @@ def check_settings() -> list[str]:
     try:
         import dkim  # noqa: F401
     except ImportError:
-        problems.append("dkimpy is not installed (pip install django-mailer-jobs[dkim]).")
+        problems.append(
+            "dkimpy is not installed (pip install django-mailer-jobs[dkim])."
+        )
     return problems

@@ -139,15 +139,19 @@ def _complaint(msg: EmailMessage) -> list[Failure]:
         feedback_type = (fields.get("Feedback-Type") or "").strip().lower()
         for value in fields.get_all("Original-Rcpt-To") or []:
             addresses.append(_address(value))
+    addresses = [a for a in addresses if "@" in a]
     if not addresses:
         # Providers redact Original-Rcpt-To; the original's To remains
         # (Yahoo, Outlook's JMRP), unless the VERP token alone names it.
         original = _original(msg)
         if original is not None:
             addresses = [a.lower() for _, a in getaddresses(original.get_all("To", []))]
+    addresses = [a for a in addresses if "@" in a] or [""]
+    # An empty address: redacted everywhere; the VERP token alone names the
+    # reader (see ``process.record``).
     return [
         Failure(address, COMPLAINT, "", feedback_type or "abuse")
-        for address in dict.fromkeys(a for a in addresses if "@" in a)
+        for address in dict.fromkeys(addresses)
     ]
 
 

@@ -113,29 +113,32 @@ def record(report: Report, result: ProcessResult) -> None:
                     failures[0].diagnostic,
                 )
             ]
-    if not failures and message is not None and report.message_pk is not None:
+    if message is None:
+        # Anyone can mail the bounce address: a report that names no
+        # message of ours (no token, a forged one, an unknown Message-ID)
+        # suppresses nobody. It is counted, and filed as processed.
+        result.unmatched += 1
         return
     kinds = {f.kind for f in failures}
     result.complaints += COMPLAINT in kinds
     result.hard += HARD in kinds
     result.soft += bool(kinds - {COMPLAINT, HARD})
-    if message is None:
-        result.unmatched += 1
     now = timezone.now()
     job = None
+    complainers: list[tuple[str, str]] = []
     with transaction.atomic():
         for failure in failures:
-            if message is not None and not _ours(message, failure):
+            if not _ours(message, failure):
                 continue
             address = normalize(failure.address)
             MessageLog.objects.create(
-                message_pk=message.pk if message else None,
-                job_id=message.job_id if message else None,
+                message_pk=message.pk,
+                job_id=message.job_id,
                 recipient=address,
-                subject=(message.subject if message else "")[:255],
+                subject=(message.subject or "")[:255],
                 result=_RESULTS.get(failure.kind, LogResult.SOFT_BOUNCED),
                 reply=" ".join(filter(None, [failure.status, failure.diagnostic])),
-                message_id=(message.message_id or "") if message else "",
+                message_id=message.message_id or "",
                 created_at=now,
             )
             if failure.kind == COMPLAINT:
@@ -157,15 +160,15 @@ def record(report: Report, result: ProcessResult) -> None:
             )
             result.suppressed += created
             if failure.kind == COMPLAINT:
-                if job is None and message is not None and message.job_id:
-                    job = MessageJob.objects.defer("recipients").get(
-                        pk=message.job_id
-                    )
-                transaction.on_commit(
-                    lambda a=address, t=failure.diagnostic, j=job: complained.send(
-                        sender=DontSendEntry, address=a, job=j, feedback_type=t
-                    )
-                )
+                complainers.append((address, failure.diagnostic))
+    # Told after the commit, so a listener (a subscriptions app) sees the
+    # entry, and its own failure cannot undo the record.
+    if complainers and message.job_id:
+        job = MessageJob.objects.defer("recipients").filter(pk=message.job_id).first()
+    for address, feedback_type in complainers:
+        complained.send(
+            sender=DontSendEntry, address=address, job=job, feedback_type=feedback_type
+        )
 
 
 def _soft_bounces(address: str, now) -> int:

@@ -90,9 +90,7 @@ def read_imap(
         moved = False
         for uid in uids:
             status, parts = imap.uid("FETCH", uid, "(BODY.PEEK[])")
-            data = next(
-                (p[1] for p in parts or [] if isinstance(p, tuple)), None
-            )
+            data = next((p[1] for p in parts or [] if isinstance(p, tuple)), None)
             if status != "OK" or data is None:
                 continue
             if not handle(data, f"imap:{folder}/{uid.decode()}"):

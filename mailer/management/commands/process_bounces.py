@@ -24,6 +24,10 @@ class Command(BaseCommand):
         "and complainers. Unreadable mail is left in place and listed."
     )
 
+    #: A binary stream in place of standard input (``call_command(...,
+    #: stdin=...)``, as ``createsuperuser`` takes one).
+    stealth_options = ("stdin",)
+
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "source", nargs="?", help="'-' to read one mail from standard input."
@@ -31,9 +35,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--imap", action="store_true", help="Read MAILER_BOUNCE_IMAP."
         )
-        parser.add_argument(
-            "--maildir", nargs="?", const="", help="Read this Maildir."
-        )
+        parser.add_argument("--maildir", nargs="?", const="", help="Read this Maildir.")
 
     def handle(
         self,
@@ -49,9 +51,11 @@ class Command(BaseCommand):
             return process_bytes(data, result, name=name)
 
         if source == "-":
-            readers.read_stdin(sys.stdin.buffer, handle)
+            readers.read_stdin(options.get("stdin") or sys.stdin.buffer, handle)
         elif source is not None:
-            raise CommandError(f"Unknown source {source!r}; use '-', --imap or --maildir.")
+            raise CommandError(
+                f"Unknown source {source!r}; use '-', --imap or --maildir."
+            )
         elif imap:
             config = settings.BOUNCE_IMAP
             missing = {"host", "user", "password"} - set(config)
