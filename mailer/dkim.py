@@ -105,15 +105,16 @@ def enabled() -> bool:
 def sign(data: bytes) -> bytes:
     """``data`` with a DKIM-Signature header on top (relaxed/relaxed).
 
-    :raises DkimKeyError: the key cannot be loaded.
-    :raises ValueError: no ``MAILER_DKIM_DOMAIN``.
+    :raises DkimKeyError: the key cannot be loaded, or no
+        ``MAILER_DKIM_DOMAIN`` (the engine stops its run on either: every
+        message would fail alike).
     """
     import dkim
 
     key = load_key(settings.DKIM_KEY_FILE)
     domain = settings.DKIM_DOMAIN
     if not domain:
-        raise ValueError("MAILER_DKIM_DOMAIN is not set.")
+        raise DkimKeyError("MAILER_DKIM_DOMAIN is not set")
     present = {
         name.lower().encode()
         for name in BytesHeaderParser().parsebytes(data, headersonly=True).keys()

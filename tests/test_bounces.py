@@ -476,22 +476,46 @@ def test_imap_refuses_a_certificate_it_cannot_verify(dovecot, settings):
 def test_end_to_end_one_bounce_through_each_of_imap_maildir_and_stdin(
     mailserver, verp_on, dovecot, settings, tmp_path
 ):
+    import dkim
+
+    from mailer.dkim import public_txt
+    from tests.test_dkim import write_key
+
+    settings.MAILER_DKIM_KEY_FILE = write_key(tmp_path / "k.pem", "ed25519")
+    settings.MAILER_DKIM_DOMAIN = "news.example"
+    record = public_txt(settings.MAILER_DKIM_KEY_FILE)
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+        return record if name == b"mailer._domainkey.news.example." else None
+
     empty(dovecot, "INBOX")
     readers = ["ann@example.com", "bob@example.com", "cy@example.com", "di@example.com"]
     send_job(readers)
+    senders = envelope_senders(mailserver)
+    mailer.send_mail("Reset", "Your link\n", "site@news.example", ["ann@example.com"])
+    send_queued()
+    assert len(mailserver.messages) == 5
+    for received in mailserver.messages:
+        assert dkim.verify(received.data, dnsfunc=dnsfunc)
+        assert verp.message_pk_from(received.mail_from) is not None
+
+    def dsn(reader: str, name: str) -> bytes:
+        return for_reader(name, reader, senders[reader])
+
     with imap(dovecot) as client:
-        client.append("INBOX", None, None, dsn_for(mailserver, "ann@example.com"))
+        client.append(
+            "INBOX", None, None,
+            dsn("ann@example.com", "gmail/dsn-account-does-not-exist.eml"),
+        )  # fmt: skip
     settings.MAILER_BOUNCE_IMAP = imap_config(dovecot)
     call_command("process_bounces", imap=True, stdout=io.StringIO())
     mailbox.Maildir(tmp_path / "md", create=True).add(
-        dsn_for(mailserver, "bob@example.com", "exim-4/dsn-550-user-unknown.eml")
+        dsn("bob@example.com", "exim-4/dsn-550-user-unknown.eml")
     )
     call_command("process_bounces", maildir=str(tmp_path / "md"), stdout=io.StringIO())
     call_command(
         "process_bounces", "-", stdout=io.StringIO(),
-        stdin=io.BytesIO(
-            dsn_for(mailserver, "cy@example.com", "yahoo/old-form-no-account.eml")
-        ),
+        stdin=io.BytesIO(dsn("cy@example.com", "yahoo/old-form-no-account.eml")),
     )  # fmt: skip
     assert sorted(DontSendEntry.objects.values_list("address", "reason")) == [
         ("ann@example.com", SuppressionReason.BOUNCED),

@@ -158,3 +158,22 @@ def test_the_check_passes_a_good_key_and_reports_a_plus_in_the_bounce_address(
     settings.MAILER_BOUNCE_ADDRESS = "bounces+x@news.example"
     assert [id for id, _ in errors()] == ["mailer.E021"]
     assert load_key(settings.MAILER_DKIM_KEY_FILE).algorithm == b"ed25519-sha256"
+
+
+def test_a_key_that_vanishes_stops_the_run_and_keeps_the_mail(mailserver, signing):
+    from pathlib import Path
+
+    from django.conf import settings
+
+    from mailer.models import Message, MessageStatus
+
+    mailer.send_mail("Reset", "Your link\n", "site@news.example", ["ann@example.com"])
+    Path(settings.MAILER_DKIM_KEY_FILE).unlink()
+    result = send_queued()
+    assert result.stop_reason == "DKIM key"
+    assert result.error.startswith("DKIM: cannot read ")
+    assert result.failed == 0
+    assert mailserver.messages == []
+    message = Message.all_objects.get()
+    assert message.status == MessageStatus.QUEUED
+    assert message.attempts == 0
