@@ -525,3 +525,26 @@ def test_end_to_end_one_bounce_through_each_of_imap_maildir_and_stdin(
     mailserver.reset()
     send_job(readers, subject="Issue 8")
     assert sorted(envelope_senders(mailserver)) == ["di@example.com"]
+
+
+def test_an_esp_complaint_through_anymail_sends_the_same_signal():
+    from anymail.signals import AnymailTrackingEvent, tracking
+
+    from mailer.integrations import connect_anymail
+
+    connect_anymail()
+    heard = []
+
+    def listener(sender, address, job, feedback_type, **kwargs):
+        heard.append((address, job, feedback_type))
+
+    complained.connect(listener)
+    try:
+        event = AnymailTrackingEvent(
+            event_type="complained", recipient="Ann@Example.com"
+        )
+        tracking.send(sender=object, event=event, esp_name="TestESP")
+    finally:
+        complained.disconnect(listener)
+    assert heard == [("ann@example.com", None, "abuse")]
+    assert DontSendEntry.objects.get().reason == SuppressionReason.COMPLAINED
