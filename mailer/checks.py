@@ -305,3 +305,22 @@ def check_django_mailer_settings(app_configs: Any = None, **kwargs: Any) -> list
             )
         )
     return messages
+
+
+@register(Tags.compatibility)
+def check_bounces_and_dkim(app_configs: Any = None, **kwargs: Any) -> list:
+    """The DKIM key loads (issue 18), and the bounce address is local@domain."""
+    from mailer.conf import settings
+    from mailer.dkim import check_settings
+
+    errors = [Error(problem, id="mailer.E030") for problem in check_settings()]
+    address = settings.BOUNCE_ADDRESS
+    if address and (address.count("@") != 1 or "+" in address.split("@")[0]):
+        errors.append(
+            Error(
+                f"MAILER_BOUNCE_ADDRESS {address!r} must be local@domain with no "
+                "'+' (the VERP token is added after a '+').",
+                id="mailer.E031",
+            )
+        )
+    return errors

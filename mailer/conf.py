@@ -342,5 +342,56 @@ class MailerSettings:
         value = self._get("MAILER_MESSAGES_BATCH_SIZE", None)
         return None if value is None else int(value)
 
+    # -- bounces and DKIM (mailer/bounces, mailer/dkim.py) ---------------------
+
+    @property
+    def BOUNCE_ADDRESS(self) -> str | None:
+        """``local@domain`` whose VERP form (``local+TOKEN@domain``) becomes
+        every email's envelope sender, so a late bounce names its message
+        (``None``: envelope senders as before)."""
+        return self._get("MAILER_BOUNCE_ADDRESS", None) or None
+
+    @property
+    def SOFT_BOUNCE_LIMIT(self) -> int:
+        """Soft bounces (4.x.x) of one address within ``SOFT_BOUNCE_DAYS``
+        that put it on the don't-send list (reason bounced)."""
+        return int(self._get("MAILER_SOFT_BOUNCE_LIMIT", 3))
+
+    @property
+    def SOFT_BOUNCE_DAYS(self) -> float:
+        """Days over which soft bounces are counted."""
+        return float(self._get("MAILER_SOFT_BOUNCE_DAYS", 7))
+
+    @property
+    def BOUNCE_IMAP(self) -> dict[str, Any]:
+        """Where ``process_bounces --imap`` reads: a dict with ``host``,
+        ``port`` (993), ``user``, ``password``, ``folder`` ("INBOX"),
+        ``processed_folder`` (``None``: mark processed mail \\Seen and leave
+        it), ``cafile`` (``None``: the system's CAs)."""
+        return dict(self._get("MAILER_BOUNCE_IMAP", {}) or {})
+
+    @property
+    def BOUNCE_MAILDIR(self) -> str | None:
+        """Maildir ``process_bounces --maildir`` reads by default."""
+        return self._get("MAILER_BOUNCE_MAILDIR", None) or None
+
+    @property
+    def DKIM_KEY_FILE(self) -> str | None:
+        """PEM private key (RSA 2048+ or Ed25519) every email is signed with
+        at send time (``None``: no DKIM signing)."""
+        return self._get("MAILER_DKIM_KEY_FILE", None) or None
+
+    @property
+    def DKIM_SELECTOR(self) -> str:
+        """DKIM selector (``s=``): the key's DNS name is
+        ``<selector>._domainkey.<domain>``."""
+        return self._get("MAILER_DKIM_SELECTOR", "mailer")
+
+    @property
+    def DKIM_DOMAIN(self) -> str | None:
+        """DKIM signing domain (``d=``); usually the From domain (DMARC
+        alignment)."""
+        return self._get("MAILER_DKIM_DOMAIN", None) or None
+
 
 settings = MailerSettings()

@@ -45,6 +45,7 @@ from mailer.claim import claim_batch, release, renew
 from mailer.conf import settings
 from mailer.connections import SendingConnection
 from mailer.dbclock import DbNow, database_now
+from mailer.dkim import DkimKeyError
 from mailer.legacy.api import apply_error_handler, send_all, send_loop
 from mailer.models import (
     DontSendEntry,
@@ -328,6 +329,10 @@ class Sender:
                 continue
             try:
                 envelope_from, recipients, data, message_id = self._build(message)
+            except DkimKeyError as error:
+                # Signing is configured but the key is gone or bad: every
+                # message would fail alike, so the run stops, mail kept.
+                raise _Stop("DKIM key", f"DKIM: {error}") from error
             except Exception as error:  # noqa: BLE001 - any build error fails one message
                 outcome = Outcome(
                     Verdict.FAILED, None, f"cannot build message: {error}"

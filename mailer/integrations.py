@@ -38,3 +38,14 @@ def on_anymail_tracking(sender: Any, event: Any, esp_name: str, **kwargs: Any) -
             "note": f"{esp_name}: {event.event_type} {event.description or ''}"[:500],
         },
     )
+    if reason == "complained":
+        # The same signal as a complaint report read by process_bounces, so a
+        # subscriptions app listens in one place whichever way it arrived.
+        from mailer.signals import complained
+
+        complained.send(
+            sender=DontSendEntry,
+            address=normalize(recipient),
+            job=None,
+            feedback_type=getattr(event, "reject_reason", None) or "abuse",
+        )

@@ -96,6 +96,11 @@ class LogResult(models.IntegerChoices):
     SKIPPED = 6, _("skipped at expansion")
     #: No reply after the end of DATA (timeout, reset): maybe delivered.
     IN_DOUBT = 7, _("in doubt")
+    #: Reported later by a delivery status notification or a complaint
+    #: report (``manage.py process_bounces``, mailer/bounces).
+    BOUNCED = 8, _("bounced")
+    SOFT_BOUNCED = 9, _("soft bounce")
+    COMPLAINED = 10, _("complained")
 
 
 class MessageJob(models.Model):

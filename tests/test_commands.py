@@ -255,8 +255,8 @@ def test_purge_mail_log_can_keep_to_one_result(history):
 
 
 def test_purge_mail_log_refuses_nonsense(history):
-    with pytest.raises(CommandError, match="invalid choice: 'bounced'"):
-        command("purge_mail_log", "30", "--result", "bounced")
+    with pytest.raises(CommandError, match="invalid choice: 'vanished'"):
+        command("purge_mail_log", "30", "--result", "vanished")
     with pytest.raises(CommandError, match="^DAYS must be zero or more$"):
         command("purge_mail_log", "-1")
     assert len(remaining()) == 5

@@ -86,6 +86,15 @@ class MessageBuilder:
         return template
 
     def build(self, message: Message) -> tuple[str, list[str], bytes, str]:
+        """(envelope from, recipients, bytes, Message-ID) of ``message``, with
+        the VERP envelope sender (``MAILER_BOUNCE_ADDRESS``) and the DKIM
+        signature (``MAILER_DKIM_KEY_FILE``) when configured (issue 18)."""
+        envelope_from, recipients, data, message_id = self._compose(message)
+        from mailer.bounces.finish import finish
+
+        return finish(message, envelope_from, recipients, data, message_id)
+
+    def _compose(self, message: Message) -> tuple[str, list[str], bytes, str]:
         # Addresses were validated at the door (or at expansion), and are
         # validated again here, at a microsecond each: a row can reach the
         # queue without passing the door (an older version, an edit in the
