@@ -6,3 +6,11 @@ class SubscriptionsConfig(AppConfig):
     label = "mailer_subscriptions"
     verbose_name = "Mailer subscriptions"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # The editor can pick lists on the "Send email update" page.
+        from mailer.actions import register_audience
+
+        from .audience import ListAudience
+
+        register_audience(ListAudience())

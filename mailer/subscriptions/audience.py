@@ -111,3 +111,43 @@ def for_lists(*slugs: str):
         return list_recipients(MailingList.objects.filter(slug__in=slugs))
 
     return recipients
+
+
+class ListAudience:
+    """The lists offered on the "Send email update" confirmation page
+    (``mailer.actions.register_audience``; registered in ``apps.ready``).
+    Ticking lists sends the update to their active subscribers instead of
+    the update's own recipients; the page shows each list's count."""
+
+    template = "admin/mailer_subscriptions/audience.html"
+    field = "mailer_lists"
+
+    def chosen(self, request: Any) -> list[MailingList]:
+        ids = [i for i in request.POST.getlist(self.field) if i.isdigit()]
+        return list(MailingList.objects.filter(pk__in=ids).order_by("pk"))
+
+    def context(self, request: Any) -> dict[str, Any]:
+        from django.db.models import Count, Q
+
+        chosen = {m.pk for m in self.chosen(request)}
+        lists = MailingList.objects.annotate(
+            active_count=Count(
+                "subscriptions", filter=Q(subscriptions__status=Status.ACTIVE)
+            )
+        )
+        return {
+            "field": self.field,
+            "lists": [(m, m.pk in chosen) for m in lists],
+        }
+
+    def recipients(self, request: Any) -> Iterator[dict[str, Any]] | None:
+        lists = self.chosen(request)
+        return list_recipients(lists) if lists else None
+
+    def job_options(self, request: Any) -> dict[str, Any]:
+        return {"list_id": self.chosen(request)[0].list_id}
+
+    def job_created(self, job: MessageJob, request: Any) -> None:
+        ListMailing.objects.bulk_create(
+            [ListMailing(job=job, mailing_list=m) for m in self.chosen(request)]
+        )
