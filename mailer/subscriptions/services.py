@@ -188,17 +188,27 @@ def leave_all(address: str) -> list[Subscription]:
 
 
 def set_lists(
-    address: str, wanted: Iterable[MailingList], *, name: str | None = None
+    address: str,
+    wanted: Iterable[MailingList],
+    *,
+    offered: Iterable[MailingList],
+    name: str | None = None,
 ) -> None:
-    """The preference centre's save: join the wanted public lists (active at
-    once: the signed link proves the address), leave the others."""
+    """The preference centre's save: of the ``offered`` lists, join the
+    ``wanted`` ones (active at once: the signed link proves the address) and
+    leave the others; lists not offered are left as they are."""
     key = normalize(address)
-    wanted_ids = {m.pk for m in wanted}
+    offered_ids = {m.pk for m in offered}
+    wanted_ids = {m.pk for m in wanted} & offered_ids
     now = timezone.now()
     current = Subscription.objects.filter(address=key)
     if name is not None:
         current.update(name=name)
-    on = set(current.filter(status=Status.ACTIVE).values_list("mailing_list_id", flat=True))
+    on = set(
+        current.filter(
+            status=Status.ACTIVE, mailing_list_id__in=offered_ids
+        ).values_list("mailing_list_id", flat=True)
+    )
     leave(key, on - wanted_ids, how=Leaving.PREFERENCES)
     for mailing_list in MailingList.objects.filter(pk__in=wanted_ids - on):
         sub, _ = Subscription.objects.get_or_create(

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.core import signing
 from django.core.cache import cache
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -139,7 +140,20 @@ class PreferencesView(_TokenView):
             "name": first.name if first else "",
             "lists": [s.mailing_list_id for s in subs.filter(status=Status.ACTIVE)],
         }
-        return PreferencesForm(data, initial=initial)
+        form = PreferencesForm(data, initial=initial)
+        # Public lists, and any list the reader is on (so a private list can
+        # be left too); a private list cannot be joined by editing the form.
+        form.fields["lists"].queryset = self.offered()
+        return form
+
+    def offered(self):
+        return MailingList.objects.filter(
+            Q(public=True)
+            | Q(
+                subscriptions__address=self.address,
+                subscriptions__status=Status.ACTIVE,
+            )
+        ).distinct()
 
     def get(self, request: HttpRequest, token: str) -> HttpResponse:
         return self.render("preferences.html", form=self.form(), token=token)
@@ -152,7 +166,10 @@ class PreferencesView(_TokenView):
         if not form.is_valid():
             return self.render("preferences.html", form=form, token=token)
         services.set_lists(
-            self.address, form.cleaned_data["lists"], name=form.cleaned_data["name"]
+            self.address,
+            form.cleaned_data["lists"],
+            offered=self.offered(),
+            name=form.cleaned_data["name"],
         )
         return redirect("mailer_subscriptions:preferences_saved", token=token)
 

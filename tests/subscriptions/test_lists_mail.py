@@ -166,3 +166,34 @@ def test_the_preference_link_does_not_work_for_another_address(client):
     assert response.status_code == 404
     assert Subscription.objects.get().status == Status.ACTIVE
     assert MessageJob.objects.count() == 0
+
+
+def test_the_preference_centre_keeps_private_lists_unless_left_and_cannot_join_one(
+    client,
+):
+    daily, breaking = make_lists()
+    staff = type(daily).objects.create(
+        name="Staff notes", slug="staff", list_id="staff", public=False
+    )
+    secret = type(daily).objects.create(
+        name="Secret", slug="secret", list_id="secret", public=False
+    )
+    active("ann@example.com", daily, staff)
+    path = services.preferences_url("ann@example.com").removeprefix(
+        "https://news.example.com"
+    )
+    page = client.get(path).content.decode()
+    assert "Staff notes" in page and "Secret" not in page
+    # Saving with the private list still ticked keeps it.
+    client.post(path, {"name": "", "lists": [daily.pk, staff.pk]})
+    assert Subscription.objects.get(mailing_list=staff).status == Status.ACTIVE
+    # A crafted post cannot join a private list the reader is not on.
+    response = client.post(path, {"name": "", "lists": [daily.pk, secret.pk]})
+    assert response.status_code == 200
+    assert not Subscription.objects.filter(mailing_list=secret).exists()
+    # Unticking it leaves it.
+    client.post(path, {"name": "", "lists": [daily.pk]})
+    assert Subscription.objects.get(mailing_list=staff).status == (
+        Status.UNSUBSCRIBED
+    )
+    assert Subscription.objects.get(mailing_list=daily).status == Status.ACTIVE
