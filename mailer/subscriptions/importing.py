@@ -128,22 +128,77 @@ def import_rows(
             if key in existing:
                 result.already += 1
                 continue
-            new.append(
-                Subscription(
-                    address=key,
-                    name=name,
-                    mailing_list=mailing_list,
-                    status=Status.ACTIVE,
-                    consent_at=now,
-                    consent_source=source,
-                    consent_wording=wording,
-                    confirmed_at=now,
-                )
-            )
+            new.append((key, name, source))
+        shared = {
+            "mailing_list": mailing_list.pk,
+            "status": Status.ACTIVE,
+            "consent_at": now,
+            "consent_wording": wording.pk if wording else None,
+            "confirmed_at": now,
+            "unsubscribed_how": "",
+        }
         for start in range(0, len(new), CHUNK):
-            Subscription.objects.bulk_create(new[start : start + CHUNK])
+            _insert(new[start : start + CHUNK], shared)
         result.created = len(new)
     return result
+
+
+_VARYING = ("address", "name", "consent_source")
+
+
+def _insert(rows: list[tuple[str, str, str]], shared: dict) -> None:
+    """One chunk of new subscriptions in one statement.
+
+    ``bulk_create`` builds a model instance and prepares every field's value
+    per row: about 300 microseconds a row, half a minute for 100,000. Here the
+    values shared by every row are prepared once, through the fields' own
+    ``get_db_prep_save`` (so datetimes are stored as Django stores them), and
+    the varying ones (address, name, source) travel as one JSON document that
+    the database turns back into rows (``json_each`` on SQLite,
+    ``jsonb_array_elements`` on PostgreSQL), as ``mailer.expand`` does for a
+    job's messages; other databases get an ``executemany``."""
+    import json
+
+    from django.db import connections, router
+
+    connection = connections[router.db_for_write(Subscription)]
+    ops = connection.ops
+    meta = Subscription._meta
+    fields = [meta.get_field(name) for name in [*_VARYING, *shared]]
+    fixed = [
+        field.get_db_prep_save(shared[field.name], connection)
+        for field in fields[len(_VARYING) :]
+    ]
+    # Every NOT NULL column is given (Django's defaults live in Python, not in
+    # the schema); the nullable ones the import does not set stay NULL.
+    insert = "INSERT INTO {} ({})".format(
+        ops.quote_name(meta.db_table),
+        ", ".join(ops.quote_name(f.column) for f in fields),
+    )
+    shared_sql = [
+        f"%s::{f.cast_db_type(connection)}"
+        if connection.vendor == "postgresql"
+        else "%s"
+        for f in fields[len(_VARYING) :]
+    ]
+    if connection.vendor == "postgresql":
+        varying = [f"row->>{i}" for i in range(len(_VARYING))]
+        source = "jsonb_array_elements(%s::jsonb) AS row"
+    elif connection.vendor == "sqlite":
+        varying = [f"json_extract(value, '$[{i}]')" for i in range(len(_VARYING))]
+        source = "json_each(%s)"
+    else:
+        values = ", ".join(["%s"] * len(fields))
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"{insert} VALUES ({values})", [(*row, *fixed) for row in rows]
+            )
+        return
+    sql = f"{insert} SELECT {', '.join(varying + shared_sql)} FROM {source}"
+    # Parameters in the order of the text: the shared values (SELECT), then
+    # the document (FROM).
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*fixed, json.dumps(rows)])
 
 
 def import_csv(mailing_list: MailingList, lines: Iterable[str]) -> ImportResult:

@@ -39,13 +39,21 @@ def test_csv_import_merges_duplicates_and_keeps_consent_sources():
             "ann@example.com,,import\n"
             "ANN@example.com,Ann,import\n"
             "Bob <bob@example.com>,Bob,admin\n"
+            'zoe@example.com,"Zoë ""Z"" O\'Brien",\n'
         ),
     )
-    assert (result.created, result.merged) == (2, 1)
+    assert (result.created, result.merged) == (3, 1)
     rows = dict(
         Subscription.objects.values_list("address", "name")
     )
-    assert rows == {"ann@example.com": "Ann", "bob@example.com": "Bob"}
+    assert rows == {
+        "ann@example.com": "Ann",
+        "bob@example.com": "Bob",
+        "zoe@example.com": 'Zoë "Z" O\'Brien',
+    }
+    consent = Subscription.objects.get(address="zoe@example.com")
+    assert consent.consent_source == Source.IMPORT
+    assert consent.confirmed_at == consent.consent_at is not None
     assert set(Subscription.objects.values_list("status", flat=True)) == {
         Status.ACTIVE
     }
