@@ -236,11 +236,7 @@ def email_update_action(
             return _confirmation_page(modeladmin, request, config, previews)
         total = 0
         chosen = next(
-            (
-                (a, r)
-                for a in AUDIENCES
-                if (r := a.recipients(request)) is not None
-            ),
+            ((a, r) for a in AUDIENCES if (r := a.recipients(request)) is not None),
             None,
         )
         try:

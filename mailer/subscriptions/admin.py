@@ -60,7 +60,14 @@ class PersonForm(forms.Form):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ["address", "name", "mailing_list", "status", "consent_source", "consent_at"]
+    list_display = [
+        "address",
+        "name",
+        "mailing_list",
+        "status",
+        "consent_source",
+        "consent_at",
+    ]
     list_filter = ["mailing_list", "status", "consent_source", "unsubscribed_how"]
     search_fields = ["address", "name"]
     date_hierarchy = "consent_at"
@@ -95,7 +102,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
         form = ImportForm(request.POST or None, request.FILES or None)
         errors = []
         if request.method == "POST" and form.is_valid():
-            text = io.TextIOWrapper(form.cleaned_data["file"].file, encoding="utf-8-sig")
+            text = io.TextIOWrapper(
+                form.cleaned_data["file"].file, encoding="utf-8-sig"
+            )
             try:
                 result = import_csv(form.cleaned_data["mailing_list"], text)
             except ImportFailed as failure:
@@ -103,13 +112,20 @@ class SubscriptionAdmin(admin.ModelAdmin):
             except UnicodeDecodeError:
                 errors = [(0, "the file is not UTF-8 text")]
             else:
-                self.message_user(request, f"Imported: {result.summary()}", messages.SUCCESS)
+                self.message_user(
+                    request, f"Imported: {result.summary()}", messages.SUCCESS
+                )
                 return redirect("admin:mailer_subscriptions_subscription_changelist")
         return TemplateResponse(
             request,
             "admin/mailer_subscriptions/import.html",
-            {**self.admin_site.each_context(request), "form": form, "errors": errors,
-             "title": "Import subscribers", "opts": self.model._meta},
+            {
+                **self.admin_site.each_context(request),
+                "form": form,
+                "errors": errors,
+                "title": "Import subscribers",
+                "opts": self.model._meta,
+            },
         )
 
     def person_view(self, request: HttpRequest) -> HttpResponse:
@@ -134,8 +150,12 @@ class SubscriptionAdmin(admin.ModelAdmin):
         return TemplateResponse(
             request,
             "admin/mailer_subscriptions/person.html",
-            {**self.admin_site.each_context(request), "form": form,
-             "title": "Export or erase one person's data", "opts": self.model._meta},
+            {
+                **self.admin_site.each_context(request),
+                "form": form,
+                "title": "Export or erase one person's data",
+                "opts": self.model._meta,
+            },
         )
 
 

@@ -50,9 +50,7 @@ def list_recipients(lists: Iterable[MailingList]) -> Iterator[dict[str, Any]]:
 def audience_count(lists: Iterable[MailingList]) -> int:
     """How many distinct addresses an email to ``lists`` reaches."""
     return (
-        Subscription.objects.filter(
-            mailing_list__in=list(lists), status=Status.ACTIVE
-        )
+        Subscription.objects.filter(mailing_list__in=list(lists), status=Status.ACTIVE)
         .values("address")
         .distinct()
         .count()

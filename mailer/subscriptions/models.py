@@ -203,3 +203,6 @@ class ListMailing(models.Model):
                 fields=["job", "mailing_list"], name="mailer_subscriptions_job_list"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} to list {self.mailing_list_id}"

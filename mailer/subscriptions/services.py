@@ -148,7 +148,9 @@ def confirm(address: str, list_ids: list[int]) -> list[Subscription]:
             sub.save(update_fields=["status", "confirmed_at"])
             done.append(sub)
     for sub in done:
-        signals.confirmed.send(sender=Subscription, subscription=sub, how=sub.consent_source)
+        signals.confirmed.send(
+            sender=Subscription, subscription=sub, how=sub.consent_source
+        )
     return done
 
 
@@ -159,9 +161,11 @@ def leave(
     now = timezone.now()
     left = []
     with transaction.atomic():
-        for sub in Subscription.objects.select_for_update().filter(
-            address=normalize(address), mailing_list_id__in=list(list_ids)
-        ).exclude(status=Status.UNSUBSCRIBED):
+        for sub in (
+            Subscription.objects.select_for_update()
+            .filter(address=normalize(address), mailing_list_id__in=list(list_ids))
+            .exclude(status=Status.UNSUBSCRIBED)
+        ):
             sub.status, sub.unsubscribed_at, sub.unsubscribed_how = (
                 Status.UNSUBSCRIBED,
                 now,
@@ -240,7 +244,9 @@ def export_person(address: str) -> dict[str, Any]:
                 "consent_at": s.consent_at.isoformat(),
                 "consent_source": s.consent_source,
                 "consent_wording": s.consent_wording.text if s.consent_wording else "",
-                "consent_version": s.consent_wording.version if s.consent_wording else "",
+                "consent_version": s.consent_wording.version
+                if s.consent_wording
+                else "",
                 "ip_address": s.ip_address,
                 "confirmed_at": s.confirmed_at and s.confirmed_at.isoformat(),
                 "unsubscribed_at": s.unsubscribed_at and s.unsubscribed_at.isoformat(),

@@ -23,7 +23,11 @@ PREFERENCES = "mailer.subscriptions.preferences"
 
 
 def make(purpose: str, address: str, list_ids: list[int] | None = None) -> str:
-    value = [normalize(address)] if list_ids is None else [normalize(address), sorted(list_ids)]
+    value = (
+        [normalize(address)]
+        if list_ids is None
+        else [normalize(address), sorted(list_ids)]
+    )
     if purpose == CONFIRM:
         return signing.TimestampSigner(salt=purpose).sign_object(value)
     return signing.Signer(salt=purpose).sign_object(value)

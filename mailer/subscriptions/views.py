@@ -66,9 +66,7 @@ class SubscribeView(FormView):
         if rate_limited(request):
             form = self.get_form()
             form.add_error(None, "Too many signups from your network; try later.")
-            return self.render_to_response(
-                self.get_context_data(form=form), status=429
-            )
+            return self.render_to_response(self.get_context_data(form=form), status=429)
         return super().post(request, *args, **kwargs)
 
     def form_valid(self, form: SubscribeForm) -> HttpResponse:

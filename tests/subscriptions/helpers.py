@@ -30,6 +30,8 @@ def link(message, kind: str) -> str:
     """The path of the first link to a ``/newsletters/<kind>/`` page in the
     text body."""
     body = message.get_body(("plain",)).get_content()
-    found = re.search(rf"https://news\.example\.com(/newsletters/{kind}/[^\s/]+/)", body)
+    found = re.search(
+        rf"https://news\.example\.com(/newsletters/{kind}/[^\s/]+/)", body
+    )
     assert found, body
     return found.group(1)

@@ -40,8 +40,8 @@ def test_the_editor_sees_the_lists_with_counts_and_sends_to_them(
 
     page = act(editor_client, story).content.decode()
     assert 'name="mailer_lists"' in page
-    assert "Breaking news (<span class=\"mailer-list-count\">2</span>" in page
-    assert "Daily headlines (<span class=\"mailer-list-count\">1</span>" in page
+    assert 'Breaking news (<span class="mailer-list-count">2</span>' in page
+    assert 'Daily headlines (<span class="mailer-list-count">1</span>' in page
 
     response = act(
         editor_client, story, post="yes", mailer_lists=[daily.pk, breaking.pk]

@@ -43,9 +43,7 @@ def test_csv_import_merges_duplicates_and_keeps_consent_sources():
         ),
     )
     assert (result.created, result.merged) == (3, 1)
-    rows = dict(
-        Subscription.objects.values_list("address", "name")
-    )
+    rows = dict(Subscription.objects.values_list("address", "name"))
     assert rows == {
         "ann@example.com": "Ann",
         "bob@example.com": "Bob",
@@ -54,9 +52,7 @@ def test_csv_import_merges_duplicates_and_keeps_consent_sources():
     consent = Subscription.objects.get(address="zoe@example.com")
     assert consent.consent_source == Source.IMPORT
     assert consent.confirmed_at == consent.consent_at is not None
-    assert set(Subscription.objects.values_list("status", flat=True)) == {
-        Status.ACTIVE
-    }
+    assert set(Subscription.objects.values_list("status", flat=True)) == {Status.ACTIVE}
     assert Subscription.objects.get(address="bob@example.com").consent_source == (
         Source.ADMIN
     )

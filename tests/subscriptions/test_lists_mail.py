@@ -157,9 +157,9 @@ def test_the_preference_link_does_not_work_for_another_address(client):
     active("ann@example.com", daily)
     token = services.preferences_url("ann@example.com").split("/")[-2]
     value, signature = token.rsplit(":", 1)
-    forged = services.preferences_url("eve@example.com").split("/")[-2].rsplit(
-        ":", 1
-    )[0]
+    forged = (
+        services.preferences_url("eve@example.com").split("/")[-2].rsplit(":", 1)[0]
+    )
     response = client.post(
         f"/newsletters/preferences/{forged}:{signature}/", {"leave_all": "1"}
     )
@@ -193,7 +193,5 @@ def test_the_preference_centre_keeps_private_lists_unless_left_and_cannot_join_o
     assert not Subscription.objects.filter(mailing_list=secret).exists()
     # Unticking it leaves it.
     client.post(path, {"name": "", "lists": [daily.pk]})
-    assert Subscription.objects.get(mailing_list=staff).status == (
-        Status.UNSUBSCRIBED
-    )
+    assert Subscription.objects.get(mailing_list=staff).status == (Status.UNSUBSCRIBED)
     assert Subscription.objects.get(mailing_list=daily).status == Status.ACTIVE

@@ -121,9 +121,7 @@ def test_a_link_does_one_thing_only(client, mailserver):
     assert Subscription.objects.get().status == Status.PENDING
 
 
-def test_one_confirmation_per_address_and_list_within_the_window(
-    client, mailserver
-):
+def test_one_confirmation_per_address_and_list_within_the_window(client, mailserver):
     daily, breaking = make_lists()
     for _ in range(3):
         signup(client, lists=[daily])

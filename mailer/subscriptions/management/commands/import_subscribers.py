@@ -76,6 +76,11 @@ class Command(BaseCommand):
             rows = model._default_manager.filter(**lookups).order_by("pk")
             values = rows.values_list("pk", *fields)
             for pk, email, *name in values.iterator(chunk_size=5000):
-                yield pk, str(email or ""), str(name[0] or "") if name else "", Source.IMPORT
+                yield (
+                    pk,
+                    str(email or ""),
+                    str(name[0] or "") if name else "",
+                    Source.IMPORT,
+                )
         except Exception as error:  # FieldError, ValidationError: bad options
             raise CommandError(f"Cannot read {label}: {error}") from None
