@@ -13,16 +13,66 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
+from django.utils.html import format_html, format_html_join
 
 from . import services
 from .importing import ImportFailed, export_csv, import_csv
 from .models import ConsentWording, ErasedAddress, MailingList, Status, Subscription
 
 
+def list_growth(mailing_list: MailingList, months: int = 12) -> list[tuple]:
+    """``(month, joined, left)`` for the last ``months`` months with any
+    change, oldest first; months are in the current time zone."""
+    from datetime import timedelta
+
+    from django.db.models.functions import TruncMonth
+    from django.utils import timezone
+
+    since = timezone.now() - timedelta(days=31 * months)
+    subs = Subscription.objects.filter(mailing_list=mailing_list)
+    joined = dict(
+        subs.filter(confirmed_at__gte=since)
+        .annotate(month=TruncMonth("confirmed_at"))
+        .values_list("month")
+        .annotate(n=Count("id"))
+        .values_list("month", "n")
+    )
+    left = dict(
+        subs.filter(unsubscribed_at__gte=since)
+        .annotate(month=TruncMonth("unsubscribed_at"))
+        .values_list("month")
+        .annotate(n=Count("id"))
+        .values_list("month", "n")
+    )
+    return [
+        (month, joined.get(month, 0), left.get(month, 0))
+        for month in sorted(set(joined) | set(left))
+    ]
+
+
 @admin.register(MailingList)
 class MailingListAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "public", "double_opt_in", "active", "pending"]
     prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["growth"]
+
+    @admin.display(description="Growth (last 12 months)")
+    def growth(self, obj: MailingList) -> str:
+        """Per month: subscriptions confirmed and subscriptions ended."""
+        if obj.pk is None:
+            return "-"
+        rows = list_growth(obj)
+        if not rows:
+            return "No subscribers yet."
+        return format_html(
+            "<table><thead><tr><th>Month</th><th>Joined</th><th>Left</th></tr>"
+            "</thead><tbody>{}</tbody></table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                ((f"{month:%Y-%m}", joined, left) for month, joined, left in rows),
+            ),
+        )
 
     def get_queryset(self, request: HttpRequest):
         return (

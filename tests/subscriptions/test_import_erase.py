@@ -204,3 +204,16 @@ def test_admin_exports_selected_subscriptions_as_csv(staff_client):
     rows = response.content.decode().splitlines()
     assert rows[0] == "email,name,list,status,source,consent_at,confirmed_at"
     assert rows[1].startswith("ann@example.com,Ann,daily,active,import,")
+
+
+def test_a_list_page_shows_growth_per_month(staff_client):
+    daily, _ = make_lists()
+    import_csv(daily, lines("email\na@example.com\nb@example.com\n"))
+    services.leave("a@example.com", [daily.pk])
+    page = staff_client.get(
+        f"/admin/mailer_subscriptions/mailinglist/{daily.pk}/change/"
+    ).content.decode()
+    from django.utils import timezone
+
+    month = timezone.localtime().strftime("%Y-%m")
+    assert f"<tr><td>{month}</td><td>2</td><td>1</td></tr>" in page
