@@ -124,3 +124,18 @@ def test_signup_confirm_newsletter_and_leaving_one_list_keeps_the_other(
     page.goto(only_link(smtp_server, "preferences", newsroom.url))
     assert page.get_by_label("Daily headlines").is_checked()
     assert not page.get_by_label("Breaking news").is_checked()
+    assert page.get_by_label("Name").input_value() == "Zoë Quinn"
+
+    # She changes her mind there: back on "Breaking news", a new name.
+    page.get_by_label("Breaking news").check()
+    page.get_by_label("Name").fill("Zoë Quinn-Obi")
+    page.click("button:has-text('Save preferences')")
+    assert page.inner_text("h1") == "Preferences saved"
+    assert "Breaking news" in page.inner_text("main")
+    assert sorted(
+        newsroom.query(
+            "SELECT status, name FROM mailer_subscriptions_subscription "
+            "WHERE address = ?",
+            READER,
+        )
+    ) == [("active", "Zoë Quinn-Obi"), ("active", "Zoë Quinn-Obi")]

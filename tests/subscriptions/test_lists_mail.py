@@ -195,3 +195,19 @@ def test_the_preference_centre_keeps_private_lists_unless_left_and_cannot_join_o
     client.post(path, {"name": "", "lists": [daily.pk]})
     assert Subscription.objects.get(mailing_list=staff).status == (Status.UNSUBSCRIBED)
     assert Subscription.objects.get(mailing_list=daily).status == Status.ACTIVE
+
+
+def test_a_bounced_or_complaining_subscriber_is_not_sent_list_mail(mailserver):
+    """Bounces and complaints use the core's global don't-send list; the
+    subscription itself stays as it was."""
+    from mailer.models import SuppressionReason
+
+    daily, _ = make_lists()
+    active("ann@example.com", daily)
+    active("bob@example.com", daily)
+    DontSendEntry.objects.create(
+        address="bob@example.com", reason=SuppressionReason.BOUNCED
+    )
+    send_to_lists(CONTENT, [daily])
+    deliver()
+    assert sorted(received_by(mailserver)) == ["ann@example.com"]
