@@ -8,6 +8,11 @@ class SubscriptionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.core import checks
+
+        from .checks import check_urls
+
+        checks.register(check_urls, checks.Tags.urls)
         # The editor can pick lists on the "Send email update" page.
         from mailer.actions import register_audience
 

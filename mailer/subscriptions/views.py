@@ -62,6 +62,14 @@ class SubscribeView(FormView):
     form_class = SubscribeForm
     success_url = reverse_lazy("mailer_subscriptions:subscribe_done")
 
+    def get_initial(self) -> dict[str, Any]:
+        # ``?list=daily-headlines`` (repeatable) ticks lists in advance, for a
+        # page or a box that offers one newsletter.
+        slugs = self.request.GET.getlist("list")
+        if not slugs:
+            return {}
+        return {"lists": MailingList.objects.filter(public=True, slug__in=slugs)}
+
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if rate_limited(request):
             form = self.get_form()

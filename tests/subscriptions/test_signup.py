@@ -193,3 +193,25 @@ def test_form_errors_are_shown_next_to_labelled_fields(client):
     assert b'role="alert"' in response.content
     assert b"Choose at least one newsletter." in response.content
     assert not Subscription.objects.exists()
+
+
+def test_a_link_to_the_form_can_tick_one_list_in_advance(client):
+    import re
+
+    daily, breaking = make_lists()
+    page = client.get("/newsletters/?list=breaking").content.decode()
+
+    def box(mailing_list):
+        return re.search(rf'<input[^>]*value="{mailing_list.pk}"[^>]*>', page)[0]
+
+    assert "checked" in box(breaking)
+    assert "checked" not in box(daily)
+
+
+def test_the_check_reports_missing_urls(settings):
+    from mailer.subscriptions.checks import check_urls
+
+    assert check_urls() == []
+    settings.ROOT_URLCONF = "tests.testapp.no_subscription_urls"
+    [error] = check_urls()
+    assert error.id == "mailer_subscriptions.E001"
