@@ -232,7 +232,7 @@ def export_person(address: str) -> dict[str, Any]:
     """Everything stored about ``address`` (an access request), as JSON-ready
     data."""
     key = normalize(address)
-    from mailer.models import DontSendEntry
+    from mailer.models import DontSendEntry, LogResult, MessageLog
 
     return {
         "address": key,
@@ -259,15 +259,30 @@ def export_person(address: str) -> dict[str, Any]:
         "dont_send": list(
             DontSendEntry.objects.filter(address=key).values_list("reason", flat=True)
         ),
+        "delivery_log": [
+            {
+                "when": when.isoformat(),
+                "subject": subject,
+                "result": LogResult(result).label,
+                "reply": reply,
+            }
+            for when, subject, result, reply in MessageLog.objects.filter(
+                recipient__iexact=key
+            )
+            .order_by("created_at")
+            .values_list("created_at", "subject", "result", "reply")
+        ],
     }
 
 
 def erase(address: str) -> int:
-    """Delete every subscription of ``address`` (and its don't-send entry,
-    which holds the address in clear) and keep only a keyed hash
-    (:class:`ErasedAddress`), so an import does not bring it back. Returns
-    the number of subscriptions deleted."""
-    from mailer.models import DontSendEntry
+    """Delete every subscription of ``address``, its don't-send entry and
+    its delivery log (``MessageLog``: each holds the address in clear), and
+    keep only a keyed hash (:class:`ErasedAddress`), so an import does not
+    bring it back. Mail still in the queue is left to be sent or purged as
+    usual (no queued email is lost). Returns the number of subscriptions
+    deleted."""
+    from mailer.models import DontSendEntry, MessageLog
 
     key = normalize(address)
     with transaction.atomic():
@@ -278,6 +293,7 @@ def erase(address: str) -> int:
             )
         count, _ = Subscription.objects.filter(address=key).delete()
         DontSendEntry.objects.filter(address=key).delete()
+        MessageLog.objects.filter(recipient__iexact=key).delete()
         ErasedAddress.objects.get_or_create(digest=_digest(key))
     return count
 

@@ -84,18 +84,26 @@ def test_an_import_does_not_bring_back_a_reader_who_left():
     assert Subscription.objects.get().status == Status.UNSUBSCRIBED
 
 
-def test_erase_keeps_only_a_hash_and_the_address_is_not_reimported():
+def test_erase_keeps_only_a_hash_and_the_address_is_not_reimported(mailserver):
+    from mailer.models import MessageLog
+    from tests.subscriptions.helpers import deliver
+
     daily, breaking = make_lists()
     services.subscribe("ann@example.com", [daily, breaking], name="Ann")
+    deliver()  # the confirmation email, logged as sent
     services.leave_all("ann@example.com")
     data = services.export_person("Ann@Example.com")
     assert data["address"] == "ann@example.com"
     assert {s["list"] for s in data["subscriptions"]} == {"daily", "breaking"}
     assert data["dont_send"] == ["unsubscribed"]
+    assert [e["subject"] for e in data["delivery_log"]] == [
+        "Please confirm your subscription"
+    ]
 
     assert services.erase("ann@example.com") == 2
     assert not Subscription.objects.exists()
     assert not DontSendEntry.objects.exists()
+    assert not MessageLog.objects.exists()
     digest = ErasedAddress.objects.get().digest
     assert "ann" not in digest and len(digest) == 64
     assert ErasedAddress.is_erased("ANN@example.com")
