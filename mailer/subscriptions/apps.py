@@ -19,3 +19,11 @@ class SubscriptionsConfig(AppConfig):
         from .audience import ListAudience
 
         register_audience(ListAudience())
+
+        # A reader who leaves through the core's global link (non-list job
+        # mail) leaves every list too, so the counts say what is sent.
+        from mailer.signals import unsubscribed
+
+        from .services import left_everything
+
+        unsubscribed.connect(left_everything, dispatch_uid="mailer_subscriptions")

@@ -191,6 +191,16 @@ def leave_all(address: str) -> list[Subscription]:
     return left
 
 
+def left_everything(sender: Any, address: str, **kwargs: Any) -> None:
+    """Receiver of the core's ``mailer.signals.unsubscribed`` (the global
+    one-click link): the address leaves every list. Calls :func:`leave`, not
+    :func:`leave_all`, which would send that signal again."""
+    ids = Subscription.objects.for_address(address).values_list(
+        "mailing_list_id", flat=True
+    )
+    leave(address, list(ids), how=Leaving.LEAVE_ALL)
+
+
 def set_lists(
     address: str,
     wanted: Iterable[MailingList],

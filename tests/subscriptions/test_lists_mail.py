@@ -211,3 +211,16 @@ def test_a_bounced_or_complaining_subscriber_is_not_sent_list_mail(mailserver):
     send_to_lists(CONTENT, [daily])
     deliver()
     assert sorted(received_by(mailserver)) == ["ann@example.com"]
+
+
+def test_the_core_global_unsubscribe_link_leaves_every_list(client):
+    from mailer.unsubscribe import make_token
+
+    daily, breaking = make_lists()
+    active("ann@example.com", daily, breaking)
+    response = client.post(f"/mail/unsubscribe/{make_token('ann@example.com')}/")
+    assert response.status_code == 200
+    assert set(Subscription.objects.values_list("status", "unsubscribed_how")) == {
+        (Status.UNSUBSCRIBED, Leaving.LEAVE_ALL)
+    }
+    assert DontSendEntry.objects.filter(address="ann@example.com").exists()
