@@ -223,5 +223,8 @@ def test_a_list_page_shows_growth_per_month(staff_client):
     ).content.decode()
     from django.utils import timezone
 
-    month = timezone.localtime().strftime("%Y-%m")
+    now = timezone.now()
+    month = (timezone.localtime(now) if timezone.is_aware(now) else now).strftime(
+        "%Y-%m"
+    )
     assert f"<tr><td>{month}</td><td>2</td><td>1</td></tr>" in page
