@@ -235,8 +235,13 @@ def email_update_action(
             )
             return _confirmation_page(modeladmin, request, config, previews)
         total = 0
+        # Read once (a snapshot, not a generator) for all the ticked objects.
         chosen = next(
-            ((a, r) for a in AUDIENCES if (r := a.recipients(request)) is not None),
+            (
+                (a, snapshot_recipients(r))
+                for a in AUDIENCES
+                if (r := a.recipients(request)) is not None
+            ),
             None,
         )
         try:
@@ -245,7 +250,7 @@ def email_update_action(
                     recipients = preview.recipients
                     options = {"list_id": config.list_id}
                     if chosen is not None:
-                        recipients = snapshot_recipients(chosen[1])
+                        recipients = chosen[1]
                         options.update(chosen[0].job_options(request))
                     job = create_job(
                         content=preview.content,

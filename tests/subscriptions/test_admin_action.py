@@ -72,3 +72,24 @@ def test_without_lists_ticked_the_update_goes_to_its_own_recipients(
     act(editor_client, story, post="yes")
     assert MessageJob.objects.get().recipients == [["reader@example.com", {"name": ""}]]
     assert not ListMailing.objects.exists()
+
+
+def test_several_objects_sent_to_lists_each_reach_every_subscriber(editor_client):
+    daily, _ = make_lists()
+    services.subscribe("ann@example.com", [daily], source=Source.ADMIN)
+    services.subscribe("bob@example.com", [daily], source=Source.ADMIN)
+    stories = [Story.objects.create(headline=h) for h in ("Flood", "Fire")]
+    editor_client.post(
+        "/admin/testapp/story/",
+        {
+            "action": "send_email_update",
+            "_selected_action": [s.pk for s in stories],
+            "post": "yes",
+            "mailer_lists": [daily.pk],
+        },
+    )
+    assert sorted(MessageJob.objects.values_list("recipient_count", flat=True)) == [
+        2,
+        2,
+    ]
+    assert ListMailing.objects.count() == 2
