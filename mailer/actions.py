@@ -54,6 +54,22 @@ from mailer.queue import enqueue
 PERMISSION = "mailer.add_messagejob"
 ACTION_NAME = "send_email_update"
 
+#: Hook for optional apps (e.g. ``mailer.subscriptions``) that offer the
+#: editor other audiences on the confirmation page. An audience has
+#: ``template`` (included inside the confirmation form, with ``audience``
+#: set to ``context(request)``), ``recipients(request)`` (what the editor
+#: chose, or None to keep the update's own recipients), ``job_options(request)``
+#: (extra ``create_job`` keyword arguments, e.g. ``list_id``) and
+#: ``job_created(job, request)``. Registered with :func:`register_audience`.
+AUDIENCES: list[Any] = []
+
+
+def register_audience(audience: Any) -> None:
+    """Offer ``audience`` on every "Send email update" confirmation page
+    (idempotent: an app's ``ready()`` may run twice in tests)."""
+    if not any(type(a) is type(audience) for a in AUDIENCES):
+        AUDIENCES.append(audience)
+
 
 @dataclass
 class EmailUpdate:
@@ -219,19 +235,35 @@ def email_update_action(
             )
             return _confirmation_page(modeladmin, request, config, previews)
         total = 0
+        # Read once (a snapshot, not a generator) for all the ticked objects.
+        chosen = next(
+            (
+                (a, snapshot_recipients(r))
+                for a in AUDIENCES
+                if (r := a.recipients(request)) is not None
+            ),
+            None,
+        )
         try:
             with transaction.atomic():
                 for preview in previews:
-                    create_job(
+                    recipients = preview.recipients
+                    options = {"list_id": config.list_id}
+                    if chosen is not None:
+                        recipients = chosen[1]
+                        options.update(chosen[0].job_options(request))
+                    job = create_job(
                         content=preview.content,
-                        recipients=preview.recipients,
+                        recipients=recipients,
                         from_email=config.from_email,
                         priority=config.priority,
                         announced_object=preview.obj,
                         created_by=request.user,
-                        list_id=config.list_id,
+                        **options,
                     )
-                    total += len(preview.recipients)
+                    if chosen is not None:
+                        chosen[0].job_created(job, request)
+                    total += len(recipients)
         except InvalidEmail as error:
             modeladmin.message_user(
                 request,
@@ -287,6 +319,7 @@ def _confirmation_page(
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "editor_email": request.user.email,
         "media": modeladmin.media,
+        "audiences": [(a.template, a.context(request)) for a in AUDIENCES],
     }
     request.current_app = modeladmin.admin_site.name
     return TemplateResponse(

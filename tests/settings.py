@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "django.contrib.sites",
     "chroniker",
     "mailer",
+    "mailer.subscriptions",
     "tests.testapp",
 ]
 SITE_ID = 1

@@ -287,7 +287,11 @@ def test_the_example_works_without_chroniker(example_env):
     assert query(
         example_env,
         "SELECT name FROM django_migrations WHERE app = 'newsroom' ORDER BY name",
-    ) == [("0001_initial",), ("0002_mail_jobs_every_minute",)]
+    ) == [
+        ("0001_initial",),
+        ("0002_mail_jobs_every_minute",),
+        ("0003_mailing_lists",),
+    ]
     assert not query(
         example_env,
         "SELECT name FROM sqlite_master WHERE name LIKE 'chroniker%'",

@@ -4,4 +4,5 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("mail/", include("mailer.urls")),
+    path("newsletters/", include("mailer.subscriptions.urls")),
 ]

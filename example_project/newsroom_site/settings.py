@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "mailer",
+    # Lists, double opt-in signup, preference centre (optional sub-app).
+    "mailer.subscriptions",
     "newsroom",
 ]
 # django-chroniker (pip install "django-mailer-jobs[chroniker]") runs the three

@@ -6,4 +6,5 @@ urlpatterns = [
     path("", views.front_page, name="front_page"),
     path("admin/", admin.site.urls),
     path("mail/", include("mailer.urls")),
+    path("newsletters/", include("mailer.subscriptions.urls")),
 ]

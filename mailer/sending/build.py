@@ -117,8 +117,13 @@ class MessageBuilder:
             )
         template = self.template(message.job_id)
         to = envelope_address(message.to_address)
-        url = self.links.url(message.to_address, message.job_id)
         values = {**(message.context or {}), "email": message.to_address}
+        # Hook: a recipient's own "unsubscribe_url" (given in the job's
+        # recipients, e.g. a per-list link from mailer.subscriptions) is used
+        # in the body and in List-Unsubscribe instead of the global link.
+        url = values.get("unsubscribe_url") or self.links.url(
+            message.to_address, message.job_id
+        )
         values["unsubscribe_url"] = url
         data, message_id = template.render(
             to,

@@ -1,0 +1,29 @@
+from django.apps import AppConfig
+
+
+class SubscriptionsConfig(AppConfig):
+    name = "mailer.subscriptions"
+    label = "mailer_subscriptions"
+    verbose_name = "Mailer subscriptions"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.core import checks
+
+        from .checks import check_urls
+
+        checks.register(check_urls, checks.Tags.urls)
+        # The editor can pick lists on the "Send email update" page.
+        from mailer.actions import register_audience
+
+        from .audience import ListAudience
+
+        register_audience(ListAudience())
+
+        # A reader who leaves through the core's global link (non-list job
+        # mail) leaves every list too, so the counts say what is sent.
+        from mailer.signals import unsubscribed
+
+        from .services import left_everything
+
+        unsubscribed.connect(left_everything, dispatch_uid="mailer_subscriptions")
