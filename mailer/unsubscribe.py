@@ -63,8 +63,12 @@ class TokenSigner:
         key = hashlib.sha256(key_salt + force_bytes(signer.key)).digest()
         self.mac = hmac.new(key, digestmod=hashlib.sha256)
 
+    #: ``json.dumps(obj, separators=(",", ":"))`` without a new encoder per
+    #: call (``dumps`` makes one whenever an argument is not the default).
+    _json = json.JSONEncoder(separators=(",", ":")).encode
+
     def sign_object(self, obj: object) -> str:
-        data = json.dumps(obj, separators=(",", ":")).encode("latin-1")
+        data = self._json(obj).encode("latin-1")
         value = base64.urlsafe_b64encode(data).rstrip(b"=").decode()
         mac = self.mac.copy()
         mac.update(value.encode())
