@@ -181,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         cpu_per_message(count, args.repeat)
         return 0
     stats = pstats.Stats(profile(args.what, count))
+    if os.environ.get("MAILER_PROFILE_DUMP"):
+        # For pstats by hand: callers, callees.
+        stats.dump_stats(os.environ["MAILER_PROFILE_DUMP"])
     stats.sort_stats("cumulative").print_stats(args.top)
     stats.sort_stats("tottime").print_stats(args.top)
     return 0
