@@ -3,13 +3,13 @@
     python benchmarks/profiling.py send|cpu|expand|admin [--postgres] [--count N]
 
 ``send``: ``send_queued()`` in-process for N queued job messages (default
-3,000) to the fast SMTP sink (``fastsink.py``); ``cpu``: the same without
-the profiler, repeated ``--repeat`` times, printing the worker's CPU per
-message (``time.process_time()`` around ``send_queued()``) beside the
-server's (its CPU between its first and last message); ``expand``: ``expand_pending_jobs()`` for a job of N
-recipients (default 100,000); ``admin``: the "Yes, I'm sure" POST of the admin
-action with N subscribers (default 100,000). SQLite on a temporary file, or a
-throwaway PostgreSQL with ``--postgres``.
+3,000) to the fast SMTP sink (``fastsink.py``); ``cpu``: the same without the
+profiler, repeated ``--repeat`` times, printing the worker's CPU per message
+(``time.process_time()`` around ``send_queued()``) beside the server's (its
+CPU between its first and last message); ``expand``: ``expand_pending_jobs()``
+for a job of N recipients (default 100,000); ``admin``: the "Yes, I'm sure"
+POST of the admin action with N subscribers (default 100,000). SQLite on a
+temporary file, or a throwaway PostgreSQL with ``--postgres``.
 """
 
 from __future__ import annotations

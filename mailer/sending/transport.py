@@ -11,18 +11,19 @@ happened.
   (a timeout, a reset, a disconnect) leaves the message *in doubt*: the relay
   may well have stored it and be about to deliver it.
 
-:func:`exchange` runs MAIL FROM, one RCPT per recipient, DATA, the
-dot-stuffed content with its final ``"."``, and reads the final reply, on
-the ``smtplib.SMTP`` connection the sending backend opened (which did the
-connect, EHLO, STARTTLS and AUTH). The commands of one message are written
-and their replies read here (:func:`_command`, :func:`_reply`: smtplib's
+:func:`exchange` runs MAIL FROM, one RCPT per recipient, DATA, the dot-stuffed
+content with its final ``"."``, and reads the final reply, on the
+``smtplib.SMTP`` connection the sending backend opened (which did the connect,
+EHLO, STARTTLS and AUTH). The commands of one message are written and their
+replies read here (:func:`_command`, :func:`_reply`: smtplib's
 ``putcmd``/``getreply`` without their per-call overhead, the same rules and
 exceptions), because on a fast relay smtplib's per-command Python (address
-parsing in ``quoteaddr`` above all) costs more than the relay. It answers with an :class:`Exchange` (who was accepted, who was
-refused with which reply) or raises: smtplib's own exceptions for replies
-(``SMTPSenderRefused``, ``SMTPRecipientsRefused``, ``SMTPDataError``; judged
-by ``mailer.outcomes``), :class:`InDoubt` after the final ``"."``, and
-:class:`ExchangeTimeout` when the message's time budget ran out before it.
+parsing in ``quoteaddr`` above all) costs more than the relay. It answers with
+an :class:`Exchange` (who was accepted, who was refused with which reply) or
+raises: smtplib's own exceptions for replies (``SMTPSenderRefused``,
+``SMTPRecipientsRefused``, ``SMTPDataError``; judged by ``mailer.outcomes``),
+:class:`InDoubt` after the final ``"."``, and :class:`ExchangeTimeout` when
+the message's time budget ran out before it.
 
 The whole exchange of one message is bounded by one deadline (``deadline``,
 a ``time.monotonic()`` value): every reply is awaited at most until then, so
