@@ -68,6 +68,12 @@ def cpu_per_message(count: int, repeat: int) -> None:
             stats = sink.stop()
         if result.sent != count:
             raise SystemExit(f"sent {result.sent} of {count}: {result.summary()}")
+        # Every outcome is in the database, not only counted in the run.
+        from mailer.models import Message, MessageLog, MessageStatus
+
+        rows = Message.all_objects.filter(status=MessageStatus.SENT).count()
+        if (rows, MessageLog.objects.count(), stats.count) != (count,) * 3:
+            raise SystemExit(f"{rows} rows sent, {stats.count} received of {count}")
         server = (stats.cpu_between or 0.0) / max(1, stats.count - 1)
         user = after.ru_utime - usage.ru_utime
         system = after.ru_stime - usage.ru_stime

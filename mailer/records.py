@@ -100,6 +100,8 @@ class OutcomeWriter:
         # connection after a reconnect gets a new cursor).
         self._raw = None
         self._cursor = None
+        #: Keyword arguments of the driver's execute() (psycopg 3: prepare).
+        self._prepare: dict = {}
         if self.vendor == "sqlite":
             self._raw_update = _qmark(self.update_sql)
             self._raw_insert = _qmark(self.insert_sql)
@@ -113,8 +115,21 @@ class OutcomeWriter:
         if raw is None:
             return None
         if raw is not self._raw:
-            self._raw, self._cursor = raw, raw.cursor()
+            self._raw, self._cursor = raw, self._new_cursor(raw)
         return self._cursor
+
+    def _new_cursor(self, raw):
+        self._prepare = {}
+        if self.vendor == "postgresql" and type(raw).__module__.startswith("psycopg."):
+            # psycopg 3: a cursor binding parameters on the server, so the
+            # statement is prepared once per connection (``prepare=True``)
+            # and each message sends only its values, instead of Django's
+            # client-side cursor quoting every value into the SQL text.
+            import psycopg
+
+            self._prepare = {"prepare": True}
+            return psycopg.Cursor(raw)
+        return raw.cursor()
 
     def write(
         self,
@@ -174,7 +189,9 @@ class OutcomeWriter:
         if cursor is not None and self.vendor in ("postgresql", "sqlite"):
             with connection.wrap_database_errors:
                 if self.combined_sql:
-                    cursor.execute(self.combined_sql, update_params + log_params)
+                    cursor.execute(
+                        self.combined_sql, update_params + log_params, **self._prepare
+                    )
                     return cursor.fetchone()[0] == 1
                 # SQLite: the transaction by hand (see below).
                 cursor.execute("BEGIN IMMEDIATE")
