@@ -96,30 +96,28 @@ class OutcomeWriter:
             if connection.vendor == "postgresql"
             else None
         )
-        # The driver's cursor of the current database connection (a new
-        # connection after a reconnect gets a new cursor).
-        self._raw = None
-        self._cursor = None
-        #: Keyword arguments of the driver's execute() (psycopg 3: prepare).
-        self._prepare: dict = {}
+        # (driver connection, its cursor, keyword arguments of execute()) of
+        # the current database connection, one tuple so that it is replaced
+        # whole; a reconnect makes a new connection and so a new cursor.
+        self._driver: tuple = (None, None, {})
         if self.vendor == "sqlite":
             self._raw_update = _qmark(self.update_sql)
             self._raw_insert = _qmark(self.insert_sql)
 
-    def _driver_cursor(self, connection):
-        """The DB-API cursor to run the statements on directly, or None when
-        Django's own cursor must be used (something watches the queries)."""
+    def _driver_cursor(self, connection) -> tuple | None:
+        """(driver connection, DB-API cursor, execute() keyword arguments) to
+        run the statements on directly, or None when Django's own cursor must
+        be used (something watches the queries)."""
         if connection.execute_wrappers or connection.queries_logged:
             return None
         raw = connection.connection
         if raw is None:
             return None
-        if raw is not self._raw:
-            self._raw, self._cursor = raw, self._new_cursor(raw)
-        return self._cursor
+        if raw is not self._driver[0]:
+            self._driver = (raw, *self._new_cursor(raw))
+        return self._driver
 
-    def _new_cursor(self, raw):
-        self._prepare = {}
+    def _new_cursor(self, raw) -> tuple:
         if self.vendor == "postgresql" and type(raw).__module__.startswith("psycopg."):
             # psycopg 3: a cursor binding parameters on the server, so the
             # statement is prepared once per connection (``prepare=True``)
@@ -127,9 +125,8 @@ class OutcomeWriter:
             # client-side cursor quoting every value into the SQL text.
             import psycopg
 
-            self._prepare = {"prepare": True}
-            return psycopg.Cursor(raw)
-        return raw.cursor()
+            return psycopg.Cursor(raw), {"prepare": True}
+        return raw.cursor(), {}
 
     def write(
         self,
@@ -185,12 +182,13 @@ class OutcomeWriter:
         ]
         connection = connections[self.db]
         autocommit = connection.get_autocommit()
-        cursor = self._driver_cursor(connection) if autocommit else None
-        if cursor is not None and self.vendor in ("postgresql", "sqlite"):
+        driver = self._driver_cursor(connection) if autocommit else None
+        if driver is not None and self.vendor in ("postgresql", "sqlite"):
+            _raw, cursor, options = driver
             with connection.wrap_database_errors:
                 if self.combined_sql:
                     cursor.execute(
-                        self.combined_sql, update_params + log_params, **self._prepare
+                        self.combined_sql, update_params + log_params, **options
                     )
                     return cursor.fetchone()[0] == 1
                 # SQLite: the transaction by hand (see below).
