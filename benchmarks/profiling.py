@@ -1,12 +1,15 @@
 """Where the time goes: cProfile one benchmarked operation, print the top.
 
-    python benchmarks/profiling.py send|expand|admin [--postgres] [--count N]
+    python benchmarks/profiling.py send|cpu|expand|admin [--postgres] [--count N]
 
 ``send``: ``send_queued()`` in-process for N queued job messages (default
-3,000) to the SMTP sink; ``expand``: ``expand_pending_jobs()`` for a job of N
-recipients (default 100,000); ``admin``: the "Yes, I'm sure" POST of the admin
-action with N subscribers (default 100,000). SQLite on a temporary file, or a
-throwaway PostgreSQL with ``--postgres``.
+3,000) to the fast SMTP sink (``fastsink.py``); ``cpu``: the same without the
+profiler, repeated ``--repeat`` times, printing the worker's CPU per message
+(``time.process_time()`` around ``send_queued()``) beside the server's (its
+CPU between its first and last message); ``expand``: ``expand_pending_jobs()``
+for a job of N recipients (default 100,000); ``admin``: the "Yes, I'm sure"
+POST of the admin action with N subscribers (default 100,000). SQLite on a
+temporary file, or a throwaway PostgreSQL with ``--postgres``.
 """
 
 from __future__ import annotations
@@ -18,13 +21,68 @@ import pstats
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-DEFAULT_COUNT = {"send": 3_000, "expand": 100_000, "admin": 100_000}
+DEFAULT_COUNT = {"send": 3_000, "cpu": 2_000, "expand": 100_000, "admin": 100_000}
+
+
+def cpu_per_message(count: int, repeat: int) -> None:
+    """Print the worker's and the server's CPU per message (milliseconds)
+    for ``repeat`` runs of ``send_queued()`` over ``count`` job messages."""
+    import datetime
+    import resource
+
+    from django.core.management import call_command
+
+    from benchmarks.benchapp.admin import ISSUE_EMAIL
+    from benchmarks.benchapp.models import Issue
+    from benchmarks.procs import FastSink
+    from benchmarks.suite import Sizes, Suite
+    from mailer.engine import send_queued
+
+    call_command("migrate", verbosity=0)
+    out = os.path.join(tempfile.gettempdir(), f"mailer-profile-{os.getpid()}.json")
+    suite = Suite("profile", Sizes.quick(), out)
+    suite.issue = Issue.objects.create(
+        headline="Harbour bridge reopens after two years",
+        date=datetime.date(2026, 11, 28),
+    )
+    suite.content = ISSUE_EMAIL.render(suite.issue)
+    from django.db import connection
+
+    print(f"{connection.vendor}, {count} job messages a run")
+    for run in range(repeat):
+        suite.queue_job(count)
+        with FastSink(max_seconds=suite.send_timeout(count) + 60) as sink:
+            with suite.smtp_port(sink.port):
+                usage = resource.getrusage(resource.RUSAGE_SELF)
+                cpu = time.process_time()
+                result = send_queued(max_seconds=suite.send_timeout(count))
+                cpu = time.process_time() - cpu
+                after = resource.getrusage(resource.RUSAGE_SELF)
+            stats = sink.stop()
+        if result.sent != count:
+            raise SystemExit(f"sent {result.sent} of {count}: {result.summary()}")
+        # Every outcome is in the database, not only counted in the run.
+        from mailer.models import Message, MessageLog, MessageStatus
+
+        rows = Message.all_objects.filter(status=MessageStatus.SENT).count()
+        if (rows, MessageLog.objects.count(), stats.count) != (count,) * 3:
+            raise SystemExit(f"{rows} rows sent, {stats.count} received of {count}")
+        server = (stats.cpu_between or 0.0) / max(1, stats.count - 1)
+        user = after.ru_utime - usage.ru_utime
+        system = after.ru_stime - usage.ru_stime
+        print(
+            f"run {run + 1}: worker {cpu / count * 1000:.3f} ms CPU/message "
+            f"(user {user / count * 1000:.3f}, system {system / count * 1000:.3f}); "
+            f"server {server * 1000:.3f} ms; {result.rate:.0f} messages/s wall"
+        )
+    suite.reset_queue()
 
 
 def profile(what: str, count: int) -> cProfile.Profile:
@@ -34,7 +92,7 @@ def profile(what: str, count: int) -> cProfile.Profile:
 
     from benchmarks.benchapp.admin import ISSUE_EMAIL
     from benchmarks.benchapp.models import Issue
-    from benchmarks.procs import Sink
+    from benchmarks.procs import FastSink
     from benchmarks.suite import Sizes, Suite
 
     call_command("migrate", verbosity=0)
@@ -45,12 +103,14 @@ def profile(what: str, count: int) -> cProfile.Profile:
         date=datetime.date(2026, 11, 28),
     )
     suite.content = ISSUE_EMAIL.render(suite.issue)
-    profiler = cProfile.Profile()
+    # CPU time, not wall time: waiting for the server or the disk is not
+    # what the worker spends.
+    profiler = cProfile.Profile(time.process_time)
     if what == "send":
         from mailer.engine import send_queued
 
         suite.queue_job(count)
-        with Sink(max_seconds=suite.send_timeout(count) + 60) as sink:
+        with FastSink(max_seconds=suite.send_timeout(count) + 60) as sink:
             with suite.smtp_port(sink.port):
                 profiler.enable()
                 result = send_queued(max_seconds=suite.send_timeout(count))
@@ -98,13 +158,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int)
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     count = args.count or DEFAULT_COUNT[args.what]
     if "DJANGO_SETTINGS_MODULE" not in os.environ:
         # Start again in a child with the database chosen: settings cannot
         # change databases once Django is set up.
         command = [sys.executable, __file__, args.what, "--count", str(count)]
-        command += ["--top", str(args.top)]
+        command += ["--top", str(args.top), "--repeat", str(args.repeat)]
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
@@ -122,7 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
+    if args.what == "cpu":
+        cpu_per_message(count, args.repeat)
+        return 0
     stats = pstats.Stats(profile(args.what, count))
+    if os.environ.get("MAILER_PROFILE_DUMP"):
+        # For pstats by hand: callers, callees.
+        stats.dump_stats(os.environ["MAILER_PROFILE_DUMP"])
     stats.sort_stats("cumulative").print_stats(args.top)
     stats.sort_stats("tottime").print_stats(args.top)
     return 0

@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from email.charset import Charset
 from email.header import Header
@@ -183,6 +184,21 @@ def ascii_domain(domain: str | None) -> str | None:
         return punycode(domain)
     except UnicodeError:
         raise InvalidAddress(f"Invalid domain {domain!r}") from None
+
+
+_date_cache: tuple[int, bytes] = (0, b"")
+
+
+def date_header() -> bytes:
+    """``Date:`` for now (RFC 5322 3.3, as ``email.utils.formatdate()``
+    writes it), made once per second: a newsletter goes out hundreds of
+    messages a second, and ``formatdate`` is among the dearer calls per
+    message. The value has whole seconds, so it is the same text."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, header_line("Date", formatdate(now)))
+    return _date_cache[1]
 
 
 def normalize_newlines(text: str) -> str:
@@ -366,7 +382,7 @@ class JobTemplate:
             address_header("To", [(name, to_address)]),
             self.static_subject
             or header_line("Subject", " ".join(self.subject.render(values).split())),
-            header_line("Date", formatdate()),
+            date_header(),
             header_line("Message-ID", message_id),
         ]
         for header, value in (extra_headers or {}).items():

@@ -8,6 +8,10 @@ a months-old email, and RFC 8058 expects the link to keep working.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import logging
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -15,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from django.conf import settings as django_settings
 from django.core import signing
 from django.urls import NoReverseMatch, reverse
-from django.utils.encoding import iri_to_uri, punycode
+from django.utils.encoding import force_bytes, iri_to_uri, punycode
 
 from mailer.addresses import envelope_address, normalize
 from mailer.conf import settings
@@ -35,6 +39,41 @@ class UnsubscribeRequest:
 
 def _signer() -> signing.Signer:
     return signing.Signer(salt=SALT)
+
+
+class TokenSigner:
+    """``signing.Signer(salt=SALT).sign_object`` for the send loop: the same
+    token, character for character (``read_token`` verifies it with Django's
+    own ``Signer``), for a fraction of its cost. Django derives the HMAC key
+    (``salted_hmac``: SHA-256 of salt and ``SECRET_KEY``) and builds a new HMAC
+    for every token; here the keyed HMAC is made once and copied per token.
+    Same strength: HMAC-SHA256 under the same derived key.
+
+    Django's formats followed: ``JSONSerializer`` (compact JSON), ``b64_encode``
+    (URL-safe base64 without padding), ``Signer.sign`` (``value:signature``).
+    """
+
+    def __init__(self) -> None:
+        signer = _signer()
+        if signer.algorithm != "sha256":  # pragma: no cover - Django's default
+            raise ValueError(f"unexpected signing algorithm {signer.algorithm}")
+        self.sep = signer.sep
+        # django.utils.crypto.salted_hmac(signer.salt + "signer", value, key).
+        key_salt = (signer.salt + "signer").encode()
+        key = hashlib.sha256(key_salt + force_bytes(signer.key)).digest()
+        self.mac = hmac.new(key, digestmod=hashlib.sha256)
+
+    #: ``json.dumps(obj, separators=(",", ":"))`` without a new encoder per
+    #: call (``dumps`` makes one whenever an argument is not the default).
+    _json = json.JSONEncoder(separators=(",", ":")).encode
+
+    def sign_object(self, obj: object) -> str:
+        data = self._json(obj).encode("latin-1")
+        value = base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+        mac = self.mac.copy()
+        mac.update(value.encode())
+        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+        return f"{value}{self.sep}{signature}"
 
 
 def make_token(
@@ -63,7 +102,7 @@ class UnsubscribeLinks:
     def __init__(self) -> None:
         self.base = ascii_url(settings.SITE_URL) if settings.SITE_URL else None
         self.mailto = _ascii_mailto(settings.UNSUBSCRIBE_MAILTO)
-        self.signer = _signer()
+        self.signer = TokenSigner()
         path = None
         if self.base:
             path, problem = unsubscribe_path()

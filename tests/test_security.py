@@ -327,3 +327,31 @@ def test_no_command_runs_with_the_queue_as_its_own_sender(tmp_path):
         assert done.returncode == 1, (command, done.stderr)
         assert "mailer.E001" in done.stderr
         assert "SystemCheckError" in done.stderr or command == "check"
+
+
+@pytest.mark.parametrize(
+    "address, job_id",
+    [("ann@example.com", 7), ("jörg@bücher.example", None), ("x" * 300, 2**40)],
+)
+def test_the_send_loops_token_signer_makes_djangos_token(address, job_id):
+    # The send loop signs with a cached HMAC (TokenSigner); the view verifies
+    # with Django's Signer: every token must be the very same string.
+    from mailer.unsubscribe import TokenSigner
+
+    fast = TokenSigner().sign_object([address, job_id])
+    assert fast == signing.Signer(salt=SALT).sign_object([address, job_id])
+    assert read_token(fast).address == address
+
+
+def test_the_job_message_id_is_the_salted_hmac_of_its_row():
+    # The Message-ID's tag is derived with a cached key; it must stay what
+    # django.utils.crypto.salted_hmac gives, so ids made before and after
+    # this change (a message in doubt across an upgrade) are the same.
+    from django.utils.crypto import salted_hmac
+
+    from mailer.sending.build import MessageBuilder
+
+    builder = MessageBuilder()
+    message = Message(pk=5, job_id=3, message_id="")
+    tag = salted_hmac("mailer.message-id", "3.5", algorithm="sha256").hexdigest()
+    assert builder.message_id(message) == f"<3.5.{tag[:16]}@{builder.domain}>"

@@ -92,3 +92,56 @@ def test_a_slow_reply_before_the_final_dot_is_a_timeout_not_in_doubt(smtp, smtp_
     assert raised.value.stage == transport.RCPT
     assert smtp_server.count == 0
     assert f"127.0.0.1:{smtp_server.port} not answering" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ann@example.com",
+        "a+tag@sub-domain.example",
+        "",
+        "<>",
+        "Ann <ann@example.com>",
+        '"ann smith"@example.com',
+        "jörg@bücher.example",
+        "no-at-sign",
+    ],
+)
+def test_addresses_are_quoted_as_smtplib_quotes_them(address):
+    # The plain-address shortcut must never write a path smtplib would not.
+    assert transport.quote_address(address) == smtplib.quoteaddr(address)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b".first\r\n..second\r\nmid.dle\r\n.\r\n",
+        b"no dots\r\n",
+        b"",
+        b"bare\n.lf\r.cr\n",
+    ],
+)
+def test_dot_stuffing_gives_smtplibs_bytes(data):
+    assert transport.dot_stuff(data) == smtplib._quote_periods(data)
+
+
+def test_multiline_replies_are_read_whole_and_in_order():
+    # RFC 5321 4.2.1: "250-" lines continue a reply. The reader must take
+    # every line of one reply and leave the next reply for the next read.
+    import socket
+
+    ours, relay = socket.socketpair()
+    client = smtplib.SMTP()
+    client.sock = ours
+    try:
+        relay.sendall(b"250-queued as 1\r\n250-in\r\n250 stored\r\n451 later\r\n")
+        deadline = time.monotonic() + 2
+        assert transport._reply(client, deadline) == (250, b"queued as 1\nin\nstored")
+        assert transport._reply(client, deadline) == (451, b"later")
+        relay.close()
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            transport._reply(client, deadline)
+        assert client.sock is None  # closed, as smtplib's getreply does
+    finally:
+        relay.close()
+        client.close()

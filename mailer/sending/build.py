@@ -7,8 +7,12 @@ The don't-send list is read once per batch, right before sending.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
+from django.conf import settings as django_settings
 from django.core.mail.utils import DNS_NAME
-from django.utils.crypto import salted_hmac
+from django.utils.encoding import force_bytes
 
 from mailer.addresses import envelope_address, normalize
 from mailer.compose import JobTemplate
@@ -23,6 +27,12 @@ class MessageBuilder:
         self.templates: dict[int, JobTemplate | Exception] = {}
         self.links = UnsubscribeLinks()
         self.domain = site_domain() or DNS_NAME.get_fqdn()
+        # django.utils.crypto.salted_hmac("mailer.message-id", ...,
+        # algorithm="sha256"), its key derived once per run, not per message.
+        key = hashlib.sha256(
+            b"mailer.message-id" + force_bytes(django_settings.SECRET_KEY)
+        ).digest()
+        self._id_mac = hmac.new(key, digestmod=hashlib.sha256)
 
     def suppressed_among(self, batch: list[Message]) -> dict[str, str]:
         """The don't-send entries (normalised address -> reason) that concern
@@ -55,7 +65,9 @@ class MessageBuilder:
         if message.message_id:
             return message.message_id
         key = f"{message.job_id}.{message.pk}"
-        tag = salted_hmac("mailer.message-id", key, algorithm="sha256").hexdigest()
+        mac = self._id_mac.copy()
+        mac.update(key.encode())
+        tag = mac.hexdigest()
         return f"<{key}.{tag[:16]}@{self.domain}>"
 
     def template(self, job_id: int) -> JobTemplate:

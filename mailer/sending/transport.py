@@ -11,14 +11,19 @@ happened.
   (a timeout, a reset, a disconnect) leaves the message *in doubt*: the relay
   may well have stored it and be about to deliver it.
 
-:func:`exchange` runs MAIL FROM, one RCPT per recipient, DATA, the
-dot-stuffed content with its final ``"."``, and reads the final reply, with
-smtplib's own primitives (``mail``, ``rcpt``, ``docmd``, ``send``,
-``getreply``). It answers with an :class:`Exchange` (who was accepted, who was
-refused with which reply) or raises: smtplib's own exceptions for replies
-(``SMTPSenderRefused``, ``SMTPRecipientsRefused``, ``SMTPDataError``; judged
-by ``mailer.outcomes``), :class:`InDoubt` after the final ``"."``, and
-:class:`ExchangeTimeout` when the message's time budget ran out before it.
+:func:`exchange` runs MAIL FROM, one RCPT per recipient, DATA, the dot-stuffed
+content with its final ``"."``, and reads the final reply, on the
+``smtplib.SMTP`` connection the sending backend opened (which did the connect,
+EHLO, STARTTLS and AUTH). The commands of one message are written and their
+replies read here (:func:`_command`, :func:`_reply`: smtplib's
+``putcmd``/``getreply`` without their per-call overhead, the same rules and
+exceptions), because on a fast relay smtplib's per-command Python (address
+parsing in ``quoteaddr`` above all) costs more than the relay. It answers with
+an :class:`Exchange` (who was accepted, who was refused with which reply) or
+raises: smtplib's own exceptions for replies (``SMTPSenderRefused``,
+``SMTPRecipientsRefused``, ``SMTPDataError``; judged by ``mailer.outcomes``),
+:class:`InDoubt` after the final ``"."``, and :class:`ExchangeTimeout` when
+the message's time budget ran out before it.
 
 The whole exchange of one message is bounded by one deadline (``deadline``,
 a ``time.monotonic()`` value): every reply is awaited at most until then, so
@@ -28,6 +33,7 @@ message to four timeouts.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import socket
 import time
@@ -87,14 +93,116 @@ class ExchangeTimeout(smtplib.SMTPServerDisconnected):
         )
 
 
+#: A bare addr-spec that needs no parsing to be written as ``<addr-spec>``:
+#: ASCII, none of RFC 5322's specials or white space. Anything else goes
+#: through ``smtplib.quoteaddr`` as before.
+_PLAIN_ADDRESS = re.compile(r"[^\s<>()\[\]\",;:\\]+@[^\s<>()\[\]\",;:\\@]+")
+
+
+def quote_address(address: str) -> str:
+    """``address`` as the path of MAIL FROM / RCPT TO (RFC 5321 4.1.2),
+    as ``smtplib.quoteaddr`` writes it; a plain ASCII addr-spec without
+    parsing (``quoteaddr`` parses every address with ``email.utils``, about
+    0.1 ms each)."""
+    if address.isascii() and _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """RFC 5321 4.5.2: one more "." before every line that starts with ".".
+
+    The same bytes as ``smtplib._quote_periods`` (a line starts after LF),
+    by ``bytes.replace`` instead of a regular expression."""
+    if data.startswith(b"."):
+        data = b"." + data
+    return data.replace(b"\n.", b"\n..")
+
+
+def _command(smtp: smtplib.SMTP, line: str, deadline: float) -> tuple[int, bytes]:
+    """Write one command line and read its reply (``putcmd`` + ``getreply``)."""
+    if "\r" in line or "\n" in line:
+        # smtplib's own guard (putcmd): a line break would smuggle a command.
+        raise ValueError(
+            f"command and arguments contain prohibited newline characters: {line!r}"
+        )
+    if smtp.debuglevel > 0:
+        _arm(smtp, deadline)
+        smtp.putcmd(line)
+        return smtp.getreply()
+    _write(smtp, (line + "\r\n").encode(smtp.command_encoding), deadline)
+    return _reply(smtp, deadline)
+
+
+def _write(smtp: smtplib.SMTP, data: bytes, deadline: float) -> None:
+    """``smtplib.SMTP.send``: one ``sendall``; a broken link closes the
+    connection and raises ``SMTPServerDisconnected``."""
+    sock = smtp.sock
+    if sock is None:
+        raise smtplib.SMTPServerDisconnected("please run connect() first")
+    sock.settimeout(max(MIN_WAIT, deadline - time.monotonic()))
+    try:
+        sock.sendall(data)
+    except OSError as error:
+        smtp.close()
+        raise smtplib.SMTPServerDisconnected("Server not connected") from error
+
+
+def _reply(smtp: smtplib.SMTP, deadline: float) -> tuple[int, bytes]:
+    """``smtplib.SMTP.getreply`` (RFC 5321 4.2: a multiline reply's lines
+    but the last have "-" after the code), reading at most until
+    ``deadline``."""
+    if smtp.debuglevel > 0:
+        _arm(smtp, deadline)
+        return smtp.getreply()
+    sock = smtp.sock
+    if sock is None:
+        raise smtplib.SMTPServerDisconnected("please run connect() first")
+    sock.settimeout(max(MIN_WAIT, deadline - time.monotonic()))
+    if smtp.file is None:
+        smtp.file = sock.makefile("rb")
+    readline = smtp.file.readline
+    limit = smtplib._MAXLINE
+    lines = []
+    while True:
+        try:
+            line = readline(limit + 1)
+        except OSError as error:
+            smtp.close()
+            raise smtplib.SMTPServerDisconnected(
+                "Connection unexpectedly closed: " + str(error)
+            ) from error
+        if not line:
+            smtp.close()
+            raise smtplib.SMTPServerDisconnected("Connection unexpectedly closed")
+        if len(line) > limit:
+            smtp.close()
+            raise smtplib.SMTPResponseException(500, "Line too long.")
+        lines.append(line[4:].strip(b" \t\r\n"))
+        try:
+            code = int(line[:3])
+        except ValueError:
+            code = -1
+            break
+        if line[3:4] != b"-":
+            break
+    return code, lines[0] if len(lines) == 1 else b"\n".join(lines)
+
+
 def peer(smtp: smtplib.SMTP) -> str:
-    """``host:port`` of the relay, for messages that must name it."""
+    """``host:port`` of the relay, for messages that must name it; kept on
+    the connection object (one per connection) so that it costs one
+    ``getpeername`` per connection, not one per message."""
+    known = getattr(smtp, "_mailer_peer", None)
+    if known is not None:
+        return known
     host = getattr(smtp, "_host", "") or "?"
     try:
         port = smtp.sock.getpeername()[1]
     except (AttributeError, OSError, IndexError):
         return host
-    return f"{host}:{port}"
+    smtp._mailer_peer = f"{host}:{port}"
+    return smtp._mailer_peer
 
 
 def _describe(cause: BaseException, seconds: float) -> str:
@@ -146,7 +254,8 @@ def exchange(
     try:
         _arm(smtp, deadline)
         smtp.ehlo_or_helo_if_needed()
-        options = list(mail_options) if smtp.does_esmtp else []
+        esmtp = smtp.does_esmtp
+        options = list(mail_options) if esmtp else []
         # RFC 1870, as smtplib's sendmail() does: a relay that advertises
         # SIZE refuses an oversized message at MAIL FROM, before its bytes.
         if smtp.has_extn("size") and not any(
@@ -154,8 +263,15 @@ def exchange(
         ):
             options.append(f"SIZE={len(data)}")
         stage = MAIL
-        _arm(smtp, deadline)
-        code, reply = smtp.mail(envelope_from, options)
+        if options and any(o.lower() == "smtputf8" for o in options):
+            # smtplib's mail(): UTF-8 commands only where RFC 6531 allows.
+            if not smtp.has_extn("smtputf8"):
+                raise smtplib.SMTPNotSupportedError("SMTPUTF8 not supported by server")
+            smtp.command_encoding = "utf-8"
+        option_text = " " + " ".join(options) if options else ""
+        code, reply = _command(
+            smtp, f"MAIL FROM:{quote_address(envelope_from)}{option_text}", deadline
+        )
         if code != 250:
             if code == 421:
                 smtp.close()
@@ -165,9 +281,11 @@ def exchange(
         stage = RCPT
         refused: dict[str, tuple[int, bytes]] = {}
         accepted: list[str] = []
+        rcpt_text = " " + " ".join(rcpt_options) if rcpt_options and esmtp else ""
         for recipient in recipients:
-            _arm(smtp, deadline)
-            code, reply = smtp.rcpt(recipient, list(rcpt_options))
+            code, reply = _command(
+                smtp, f"RCPT TO:{quote_address(recipient)}{rcpt_text}", deadline
+            )
             if code in (250, 251):
                 accepted.append(recipient)
                 continue
@@ -179,8 +297,7 @@ def exchange(
             _rset(smtp, deadline)
             raise smtplib.SMTPRecipientsRefused(refused)
         stage = DATA
-        _arm(smtp, deadline)
-        code, reply = smtp.docmd("data")
+        code, reply = _command(smtp, "DATA", deadline)
         if code != 354:
             if code == 421:
                 smtp.close()
@@ -192,11 +309,9 @@ def exchange(
         # content ends with CRLF "." CRLF. One write, so that the final "."
         # is sent only if everything before it was: sendall() raising means
         # its last bytes never left.
-        content = smtplib._quote_periods(data)
-        if not content.endswith(b"\r\n"):
-            content += b"\r\n"
-        _arm(smtp, deadline)
-        smtp.send(content + b".\r\n")
+        content = dot_stuff(data)
+        end = b".\r\n" if content.endswith(b"\r\n") else b"\r\n.\r\n"
+        _write(smtp, content + end, deadline)
     except smtplib.SMTPResponseException:
         raise
     except (smtplib.SMTPServerDisconnected, OSError) as error:
@@ -206,8 +321,7 @@ def exchange(
         raise
     # After the final ".": whatever goes wrong now leaves the message in doubt.
     try:
-        _arm(smtp, deadline)
-        code, reply = smtp.getreply()
+        code, reply = _reply(smtp, deadline)
     except (smtplib.SMTPServerDisconnected, OSError) as error:
         smtp.close()
         raise InDoubt(error, host=host, seconds=budget) from error
