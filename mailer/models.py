@@ -85,6 +85,9 @@ class JobStatus(models.TextChoices):
     QUEUED = "queued", _("queued")
     DONE = "done", _("done")
     CANCELLED = "cancelled", _("cancelled")
+    #: Paused by staff: not expanded, its pending messages not due until
+    #: resumed (``mailer.jobs.pause_jobs``).
+    PAUSED = "paused", _("paused")
 
 
 class LogResult(models.IntegerChoices):
@@ -156,6 +159,9 @@ class MessageJob(models.Model):
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    #: Not expanded nor sent before this time (``create_job(send_at=...)``);
+    #: empty for "send now".
+    send_at = models.DateTimeField(_("send at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("message job")
@@ -171,6 +177,24 @@ class MessageJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} ({self.get_status_display()})"
+
+    @property
+    def is_scheduled(self) -> bool:
+        """Pending and due later: nothing is expanded or sent before
+        ``send_at``."""
+        return (
+            self.status == JobStatus.PENDING
+            and self.send_at is not None
+            and self.send_at > timezone.now()
+        )
+
+    @property
+    def display_status(self) -> str:
+        """The status as the admin and ``mailer_status`` show it: a pending
+        job due later reads "scheduled"."""
+        if self.is_scheduled:
+            return str(_("scheduled"))
+        return str(self.get_status_display())
 
 
 class Message(models.Model):
