@@ -314,7 +314,7 @@ class MessageJobAdmin(admin.ModelAdmin):
             path(
                 "<path:object_id>/progress.json",
                 self.admin_site.admin_view(self.progress_view),
-                name="%s_%s_progress" % info,
+                name="{}_{}_progress".format(*info),
             ),
             *super().get_urls(),
         ]
