@@ -38,6 +38,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.utils.translation import ngettext
 
 from mailer.exceptions import InvalidEmail, TemplateProblem
@@ -102,6 +103,44 @@ class EmailUpdateAdminMixin:
 
     def has_mailer_send_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PERMISSION)
+
+    def get_list_display(self, request: HttpRequest):
+        """The site's columns plus "emailed" (last email update, readers
+        reached), for staff who may view jobs or send."""
+        columns = list(super().get_list_display(request))  # type: ignore[misc]
+        if self.email_update is not None and "emailed" not in columns:
+            columns.append("emailed")
+        return columns
+
+    @admin.display(description=_lazy("emailed"))
+    def emailed(self, obj: models.Model) -> str:
+        """ "<date>, N readers" for the newest job that announced ``obj``
+        (cancelled ones too: they may have reached many), or "-". Two
+        indexed queries per row."""
+        from django.contrib.contenttypes.models import ContentType
+
+        from mailer.models import Message, MessageJob, MessageStatus
+
+        job = (
+            MessageJob.objects.filter(
+                content_type=ContentType.objects.get_for_model(obj),
+                object_id=str(obj.pk),
+            )
+            .order_by("-created_at")
+            .values("pk", "created_at", "status")
+            .first()
+        )
+        if job is None:
+            return "-"
+        reached = Message.all_objects.filter(
+            job_id=job["pk"], status=MessageStatus.SENT
+        ).count()
+        when = date_format(
+            timezone.localtime(job["created_at"]), "SHORT_DATETIME_FORMAT"
+        )
+        return ngettext(
+            "%(when)s, %(count)s reader", "%(when)s, %(count)s readers", reached
+        ) % {"when": when, "count": f"{reached:,}"}
 
 
 def _action(description: str) -> Callable:

@@ -116,14 +116,14 @@ def sent_per_minute_svg(job: MessageJob, *, width: int = 600, height: int = 120)
     bar = width / len(rows)
     bars = format_html_join(
         "",
-        '<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}">'
+        '<rect x="{}" y="{}" width="{}" height="{}">'
         "<title>{}: {}</title></rect>",
         (
             (
-                i * bar,
-                height - height * n / peak,
-                max(bar - 1, 1),
-                height * n / peak,
+                f"{i * bar:.1f}",
+                f"{height - height * n / peak:.1f}",
+                f"{max(bar - 1, 1):.1f}",
+                f"{height * n / peak:.1f}",
                 minute.strftime("%H:%M"),
                 n,
             )
