@@ -27,6 +27,7 @@ from django.utils.translation import ngettext
 
 from mailer.jobs import (
     cancel_jobs,
+    finish_job_if_done,
     job_progress,
     pause_jobs,
     pending_count,
@@ -324,6 +325,7 @@ class MessageJobAdmin(admin.ModelAdmin):
         job = self.get_object(request, unquote(object_id))
         if job is None or not self.has_view_permission(request, job):
             raise PermissionDenied
+        finish_job_if_done(job)
         return JsonResponse(job_report(job).as_json())
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
@@ -334,6 +336,7 @@ class MessageJobAdmin(admin.ModelAdmin):
             raise PermissionDenied
         if request.method == "POST":
             raise PermissionDenied  # a report, not a form
+        finish_job_if_done(job)
         report = job_report(job)
         sample = sample_message(job)
         preview = rebuild(sample) if sample.to_address else None

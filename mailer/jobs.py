@@ -515,3 +515,33 @@ def resume_jobs(jobs: models.QuerySet) -> int:
         announce(EXPAND)
         announce(SEND)
     return resumed
+
+
+def jobs_waiting(now: datetime | None = None) -> tuple[int, int]:
+    """(jobs due to be expanded, jobs scheduled for later): what a send run
+    cannot see in the queue yet. One query over the partial index of jobs
+    to expand."""
+    now = now or timezone.now()
+    rows = MessageJob.objects.filter(
+        status__in=[JobStatus.PENDING, JobStatus.EXPANDING]
+    ).aggregate(
+        due=Count("id", filter=waiting_to_start(now)),
+        later=Count("id", filter=~waiting_to_start(now)),
+    )
+    return rows["due"], rows["later"]
+
+
+def finish_job_if_done(job: MessageJob) -> bool:
+    """Mark ``job`` done if it is fully expanded and nothing is pending (the
+    report calls this, so a finished job never reads "queued")."""
+    if job.status != JobStatus.QUEUED:
+        return False
+    if Message.all_objects.filter(job=job, status__in=PENDING_STATUSES).exists():
+        return False
+    now = timezone.now()
+    if MessageJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.DONE, finished_at=now
+    ):
+        job.status, job.finished_at = JobStatus.DONE, now
+        return True
+    return False

@@ -408,3 +408,22 @@ def test_the_sites_changelist_gets_an_emailed_column(editor_client):
     Message.all_objects.update(status=MessageStatus.SENT, due_at=None)
     row = editor_client.get(STORIES).content.decode()
     assert re.search(r'class="field-emailed">[^<]*, 1 reader<', row)
+
+
+# -- status you can trust ---------------------------------------------------------
+
+
+def test_a_job_is_done_when_send_mail_resolves_its_last_message(mailserver):
+    newsletter(2)
+    later = newsletter(1, send_at=timezone.now() + timedelta(days=1))
+    out = StringIO()
+    call_command("send_mail", stdout=out)
+    assert (
+        "Jobs waiting to be expanded (process_mail_jobs): 1; scheduled for later: 1"
+        in out.getvalue()
+    )
+    expand_pending_jobs()
+    call_command("send_mail", stdout=StringIO())
+    statuses = dict(MessageJob.objects.values_list("pk", "status"))
+    assert statuses.pop(later.pk) == JobStatus.PENDING
+    assert list(statuses.values()) == [JobStatus.DONE]
