@@ -116,8 +116,7 @@ def sent_per_minute_svg(job: MessageJob, *, width: int = 600, height: int = 120)
     bar = width / len(rows)
     bars = format_html_join(
         "",
-        '<rect x="{}" y="{}" width="{}" height="{}">'
-        "<title>{}: {}</title></rect>",
+        '<rect x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>',
         (
             (
                 f"{i * bar:.1f}",

@@ -153,7 +153,9 @@ def test_an_object_emailed_days_ago_still_needs_the_tick(
     assert again.status_code == 200
     assert "3\xa0days ago" in again.content.decode()
     assert MessageJob.objects.count() == 1
-    assert act(editor_client, [story], post="yes", confirm_resend="1").status_code == 302
+    assert (
+        act(editor_client, [story], post="yes", confirm_resend="1").status_code == 302
+    )
     assert MessageJob.objects.count() == 2
 
 

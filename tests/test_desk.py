@@ -427,3 +427,39 @@ def test_a_job_is_done_when_send_mail_resolves_its_last_message(mailserver):
     statuses = dict(MessageJob.objects.values_list("pk", "status"))
     assert statuses.pop(later.pk) == JobStatus.PENDING
     assert list(statuses.values()) == [JobStatus.DONE]
+
+
+# -- the web archive --------------------------------------------------------------
+
+
+def test_the_archive_page_shows_the_email_without_personal_values(client, mailserver):
+    job = newsletter(2)
+    expand_pending_jobs()
+    send_queued()
+    from mailer.archive import archive_url
+
+    url = archive_url(job.pk)
+    assert url.startswith("https://news.example.com/mail/view/")
+    path = url.removeprefix("https://news.example.com")
+    page = client.get(path)
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "Issue 7: reader" in html and "Hello reader" in html
+    assert "r0@example.com" not in html and "Reader 0" not in html
+    forged = path.replace(f"/{job.pk}-", f"/{job.pk + 1}-")
+    assert client.get(forged).status_code == 404
+    listing = client.get("/mail/archive/daily/").content.decode()
+    assert path in listing
+
+
+def test_templates_link_to_the_archive(mailserver):
+    job = create_job(
+        content=RenderedEmail(subject="S", body_text="Online: [[mj:archive_url]]"),
+        recipients=["a@example.com"],
+    )
+    expand_pending_jobs()
+    send_queued()
+    from mailer.archive import archive_url
+
+    (received,) = [m.message for m in mailserver.messages]
+    assert received.get_content().strip() == f"Online: {archive_url(job.pk)}"

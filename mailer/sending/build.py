@@ -21,6 +21,7 @@ class MessageBuilder:
 
     def __init__(self) -> None:
         self.templates: dict[int, JobTemplate | Exception] = {}
+        self.archive_urls: dict[int, str] = {}
         self.links = UnsubscribeLinks()
         self.domain = site_domain() or DNS_NAME.get_fqdn()
 
@@ -57,6 +58,22 @@ class MessageBuilder:
         key = f"{message.job_id}.{message.pk}"
         tag = salted_hmac("mailer.message-id", key, algorithm="sha256").hexdigest()
         return f"<{key}.{tag[:16]}@{self.domain}>"
+
+    def archive_url(self, job_id: int) -> str:
+        """The job's public "view in browser" address (``mailer.archive``),
+        one per job and run; empty when ``mailer.urls`` is not included."""
+        url = self.archive_urls.get(job_id)
+        if url is None:
+            from django.urls import NoReverseMatch
+
+            from mailer.archive import archive_url
+
+            try:
+                url = archive_url(job_id)
+            except NoReverseMatch:
+                url = ""
+            self.archive_urls[job_id] = url
+        return url
 
     def template(self, job_id: int) -> JobTemplate:
         template = self.templates.get(job_id)
@@ -111,6 +128,7 @@ class MessageBuilder:
         url = self.links.url(message.to_address, message.job_id)
         values = {**(message.context or {}), "email": message.to_address}
         values["unsubscribe_url"] = url
+        values["archive_url"] = self.archive_url(message.job_id)
         data, message_id = template.render(
             to,
             values,
