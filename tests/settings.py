@@ -18,6 +18,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.sites",
+    # The admin's and mailer's CSS and JS, served by the browser tests'
+    # live server (tests/test_desk_browser.py).
+    "django.contrib.staticfiles",
     "chroniker",
     "mailer",
     "tests.testapp",
@@ -30,6 +33,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 ROOT_URLCONF = "tests.urls"
+STATIC_URL = "/static/"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
