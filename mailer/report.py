@@ -113,7 +113,8 @@ def sent_per_minute_svg(job: MessageJob, *, width: int = 600, height: int = 120)
     if not rows:
         return SafeString("")
     peak = max(n for _minute, n in rows)
-    bar = width / len(rows)
+    # Bars at most 24 px wide: a job's first minutes are not a wall of colour.
+    bar = min(width / len(rows), 24)
     bars = format_html_join(
         "",
         '<rect x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>',
