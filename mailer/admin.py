@@ -378,10 +378,15 @@ class MessageJobAdmin(admin.ModelAdmin):
         return TemplateResponse(request, self.report_template, context)
 
     def _reader(self, job: MessageJob, query: str) -> dict:
-        message = (
-            Message.all_objects.filter(job=job, to_address=query).first()
-            or Message.all_objects.filter(job=job, to_address__iexact=query).first()
-        )
+        # No ordering: first() would add ORDER BY id, and SQLite then walks
+        # the primary key instead of the (job, to_address) index.
+        found = Message.all_objects.filter(job=job, to_address=query).order_by()[:1]
+        message = next(iter(found), None)
+        if message is None:
+            found = Message.all_objects.filter(
+                job=job, to_address__iexact=query
+            ).order_by()[:1]
+            message = next(iter(found), None)
         if message is None:
             skipped = MessageLog.objects.filter(
                 job=job, recipient__iexact=query, result=LogResult.SKIPPED

@@ -362,6 +362,13 @@ class MessageLog(models.Model):
     class Meta:
         verbose_name = _("message log")
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The job report (mailer/report.py): sends per minute, failures
+            # and skip reasons of one job, read from the index alone.
+            models.Index(
+                fields=["job", "result", "created_at"], name="mailer_log_job_report"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_result_display()}: {self.recipient}"

@@ -9,9 +9,13 @@ import email
 import email.policy
 from dataclasses import dataclass, field
 from datetime import datetime
+from datetime import timezone as dt_timezone
 
-from django.db.models import Count
+from django.conf import settings as django_settings
+from django.db import connections
+from django.db.models import CharField, Count, F, Func
 from django.db.models.functions import TruncMinute
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
@@ -94,11 +98,33 @@ def job_report(job: MessageJob) -> JobReport:
 
 def sent_per_minute(job: MessageJob) -> list[tuple[datetime, int]]:
     """Emails of ``job`` sent in each minute, oldest first (the last 240
-    minutes that had any)."""
+    minutes that had any), in the current time zone."""
+    logs = MessageLog.objects.filter(job=job, result=LogResult.SENT).order_by()
+    if connections[logs.db].vendor == "sqlite":
+        # Django's TruncMinute is a Python function on SQLite, called once
+        # per row (1.5 s for 90,000 sends); SQLite's own strftime over the
+        # stored UTC text is C, and the minute is the same in UTC.
+        minute = Func(
+            F("created_at"),
+            function="strftime",
+            template="strftime('%%Y-%%m-%%d %%H:%%M', %(expressions)s)",
+            output_field=CharField(),
+        )
+        rows = (
+            logs.annotate(minute=minute)
+            .values_list("minute")
+            .annotate(n=Count("id"))
+            .order_by("-minute")[:240]
+        )
+        parsed = []
+        for text, n in rows:
+            at = datetime.fromisoformat(text)
+            if django_settings.USE_TZ:
+                at = timezone.localtime(at.replace(tzinfo=dt_timezone.utc))
+            parsed.append((at, n))
+        return sorted(parsed)
     rows = (
-        MessageLog.objects.filter(job=job, result=LogResult.SENT)
-        .annotate(minute=TruncMinute("created_at"))
-        .order_by()
+        logs.annotate(minute=TruncMinute("created_at"))
         .values_list("minute")
         .annotate(n=Count("id"))
         .order_by("-minute")[:240]

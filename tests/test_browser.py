@@ -298,9 +298,10 @@ def test_editor_sends_an_email_update_and_every_reader_gets_exactly_one(
     archive = re.search(r"View in your browser: (\S+)", text).group(1)
     page.goto(archive)
     assert HEADLINES[0] in page.frame_locator("iframe").locator("body").inner_text()
-    assert "Good morning reader," in page.frame_locator("iframe").locator(
-        "body"
-    ).inner_text()
+    assert (
+        "Good morning reader,"
+        in page.frame_locator("iframe").locator("body").inner_text()
+    )
 
     # A reader follows "Read more" to the site ...
     address, link = sorted(links)[0]

@@ -171,9 +171,11 @@ def test_schedule_reschedule_and_the_resend_warning(open_as, live_server, editor
     Reader.objects.create(email="ann@example.com", name="Ann")
     story = Story.objects.create(headline="Bridge reopens")
     old = newsletter(3)
-    old.content_type_id = __import__(
-        "django.contrib.contenttypes.models", fromlist=["ContentType"]
-    ).ContentType.objects.get_for_model(Story).pk
+    old.content_type_id = (
+        __import__("django.contrib.contenttypes.models", fromlist=["ContentType"])
+        .ContentType.objects.get_for_model(Story)
+        .pk
+    )
     old.object_id = str(story.pk)
     old.created_by = editor
     old.save()
