@@ -112,12 +112,11 @@ def main() -> None:
         piece()
         print(f"  {name:<24} {time.perf_counter() - started:.3f} s")
     confirm = {"action": "delete_selected", "_selected_action": [job.pk]}
-    print(
-        f"  {'delete confirmation':<24} {_time(client.post, '/admin/mailer/messagejob/', confirm):.3f} s"
-    )
-    print(
-        f"  {'delete':<24} {_time(client.post, '/admin/mailer/messagejob/', {**confirm, 'post': 'yes'}):.3f} s"
-    )
+    jobs_url = "/admin/mailer/messagejob/"
+    took = _time(client.post, jobs_url, confirm)
+    print(f"  {'delete confirmation':<24} {took:.3f} s")
+    took = _time(client.post, jobs_url, {**confirm, "post": "yes"})
+    print(f"  {'delete':<24} {took:.3f} s")
 
 
 def _time(call, *args) -> float:
