@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
@@ -135,9 +136,7 @@ class EmailUpdateAdminMixin:
         reached = Message.all_objects.filter(
             job_id=job["pk"], status=MessageStatus.SENT
         ).count()
-        when = date_format(
-            timezone.localtime(job["created_at"]), "SHORT_DATETIME_FORMAT"
-        )
+        when = date_format(_local(job["created_at"]), "SHORT_DATETIME_FORMAT")
         return ngettext(
             "%(when)s, %(count)s reader", "%(when)s, %(count)s readers", reached
         ) % {"when": when, "count": f"{reached:,}"}
@@ -404,7 +403,7 @@ def _confirm_branch(modeladmin, request, config, previews) -> HttpResponse | Non
     ) % {"count": f"{total:,}"}
     if send_at is not None:
         text += " " + _("It goes out at %(when)s.") % {
-            "when": date_format(timezone.localtime(send_at), "DATETIME_FORMAT")
+            "when": date_format(_local(send_at), "DATETIME_FORMAT")
         }
     modeladmin.message_user(request, text, messages.SUCCESS)
     return None
@@ -478,3 +477,9 @@ def _confirmation_page(
         ],
         context,
     )
+
+
+def _local(value: datetime) -> datetime:
+    """``value`` in the current time zone; a naive one (``USE_TZ = False``)
+    is local time already."""
+    return timezone.localtime(value) if timezone.is_aware(value) else value

@@ -569,7 +569,7 @@ class MessageJobAdmin(admin.ModelAdmin):
                 jobs = list(queryset)
                 count = reschedule_jobs(queryset, send_at)
                 when = (
-                    date_format(timezone.localtime(send_at), "DATETIME_FORMAT")
+                    date_format(_local(send_at), "DATETIME_FORMAT")
                     if send_at
                     else _("now")
                 )
@@ -643,10 +643,18 @@ def parse_send_at(data) -> datetime | None:
         naive = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(_("Enter a date and time to send at.")) from None
-    if naive.tzinfo is None:
+    if not django_settings.USE_TZ:
+        aware = naive.replace(tzinfo=None)
+    elif naive.tzinfo is None:
         aware = timezone.make_aware(naive, timezone.get_default_timezone())
     else:
         aware = naive
     if aware <= timezone.now():
         raise ValueError(_("The time to send at is in the past."))
     return aware
+
+
+def _local(value: datetime) -> datetime:
+    """``value`` in the current time zone; a naive one (``USE_TZ = False``)
+    is local time already."""
+    return timezone.localtime(value) if timezone.is_aware(value) else value
