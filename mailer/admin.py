@@ -372,10 +372,33 @@ class MessageJobAdmin(admin.ModelAdmin):
             ),
             "media": self.media,
             "has_view_permission": True,
+            "job_actions": self._job_actions(request, job, report),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             **(extra_context or {}),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.report_template, context)
+
+    def _job_actions(self, request: HttpRequest, job: MessageJob, report) -> list:
+        """(action name, label) the report offers as buttons; each leads to
+        the action's confirmation page, as from the job list."""
+        if not self.has_control_permission(request):
+            return []
+        if not self.controllable(request, MessageJob.objects.filter(pk=job.pk)):
+            return []
+        status = job.status
+        offered = []
+        if status in (JobStatus.PENDING, JobStatus.EXPANDING, JobStatus.QUEUED):
+            offered.append(("pause", _("Pause")))
+        if status == JobStatus.PAUSED:
+            offered.append(("resume", _("Resume")))
+        if job.is_scheduled:
+            offered.append(("reschedule", _("Reschedule")))
+        if report.counts["failed"] and status != JobStatus.CANCELLED:
+            offered.append(("retry_failed_messages", _("Retry failed")))
+        if status not in (JobStatus.DONE, JobStatus.CANCELLED):
+            offered.append(("cancel", _("Cancel")))
+        return offered
 
     def _reader(self, job: MessageJob, query: str) -> dict:
         # No ordering: first() would add ORDER BY id, and SQLite then walks

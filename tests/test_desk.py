@@ -470,3 +470,19 @@ def test_templates_link_to_the_archive(mailserver):
 
     (received,) = [m.message for m in mailserver.messages]
     assert received.get_content().strip() == f"Online: {archive_url(job.pk)}"
+
+
+def test_the_report_offers_the_actions_that_fit_the_job(editor_client, client):
+    job = newsletter(2)
+    expand_pending_jobs()
+    page = editor_client.get(f"{JOBS}{job.pk}/change/")
+    assert [name for name, _label in page.context["job_actions"]] == [
+        "pause",
+        "cancel",
+    ]
+    confirm = editor_client.post(
+        JOBS, {"action": "cancel", "_selected_action": [job.pk]}
+    )
+    assert b"2 pending emails will not be sent." in confirm.content
+    client.force_login(staff_with("view_messagejob"))
+    assert client.get(f"{JOBS}{job.pk}/change/").context["job_actions"] == []
