@@ -121,6 +121,7 @@ def test_report_with_chart_live_counts_and_reader_search(
     assert page.locator("svg.mailer-chart rect").count() == 1
     frame = page.frame_locator("#mailer-sample iframe")
     assert "Hello Reader" in frame.locator("p").inner_text()
+    page.locator("#mailer-sample iframe").scroll_into_view_if_needed()
     page.screenshot(path="/tmp/desk-report.png", full_page=True)
     # The counts follow the queue without a reload.
     Message.all_objects.filter(pk=newest.pk).update(status=MessageStatus.FAILED)
