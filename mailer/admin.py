@@ -76,6 +76,7 @@ class MessageAdmin(admin.ModelAdmin):
         "id",
         "to_address",
         "subject_or_job",
+        "job_report",
         "priority",
         "status",
         "due_at",
@@ -96,8 +97,24 @@ class MessageAdmin(admin.ModelAdmin):
         "attempts",
         "created_at",
         "context",
+        "email_as_sent",
     ]
     actions = ["retry_now", "delete_selected"]
+
+    @admin.display(description=_("job"))
+    def job_report(self, message: Message) -> str:
+        return job_link(message.job)
+
+    @admin.display(description=_("email, as built for this reader"))
+    def email_as_sent(self, message: Message) -> str:
+        """Job mail has no stored body: it is rebuilt by the engine's own
+        builder (``report.rebuild``), the same bytes but for ``Date``."""
+        if message.job_id is None:
+            data = bytes(message.mime or b"").decode("utf-8", "replace")
+        else:
+            data = rebuild(message).raw
+        return format_html('<pre class="mailer-text">{}</pre>', data[:20000])
+
     list_select_related = ["job"]
     show_full_result_count = False
 
@@ -151,16 +168,43 @@ class MessageAdmin(admin.ModelAdmin):
         )
 
 
+def job_link(job: MessageJob | None) -> str:
+    """The job's subject, linking to its report."""
+    if job is None:
+        return "-"
+    return format_html(
+        '<a href="{}">{}</a>',
+        reverse("admin:mailer_messagejob_change", args=[job.pk]),
+        Truncator(job.subject).chars(60),
+    )
+
+
 @admin.register(MessageLog)
 class MessageLogAdmin(admin.ModelAdmin):
     list_display = [
         "created_at",
         "recipient",
-        "subject",
+        "short_subject",
+        "job_report",
         "result",
         "smtp_code",
-        "reply",
+        "short_reply",
     ]
+    list_select_related = ["job"]
+
+    @admin.display(description=_("subject"))
+    def short_subject(self, log: MessageLog) -> str:
+        subject = log.subject or (log.job.subject if log.job_id else "")
+        return Truncator(subject).chars(70)
+
+    @admin.display(description=_("job"))
+    def job_report(self, log: MessageLog) -> str:
+        return job_link(log.job)
+
+    @admin.display(description=_("reply"))
+    def short_reply(self, log: MessageLog) -> str:
+        return Truncator(log.reply).chars(80)
+
     list_filter = ["result", "smtp_code"]
     search_fields = ["recipient", "subject", "message_id"]
     date_hierarchy = "created_at"

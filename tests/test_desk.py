@@ -486,3 +486,17 @@ def test_the_report_offers_the_actions_that_fit_the_job(editor_client, client):
     assert b"2 pending emails will not be sent." in confirm.content
     client.force_login(staff_with("view_messagejob"))
     assert client.get(f"{JOBS}{job.pk}/change/").context["job_actions"] == []
+
+
+def test_job_mail_in_messages_and_logs_names_its_job_and_shows_its_email(
+    editor_client, mailserver
+):
+    job = newsletter(1)
+    expand_pending_jobs()
+    send_queued()
+    message = Message.all_objects.get()
+    logs = editor_client.get("/admin/mailer/messagelog/").content.decode()
+    assert f"/admin/mailer/messagejob/{job.pk}/change/" in logs
+    assert "Issue 7: [[mj:name]]" in logs
+    page = editor_client.get(f"/admin/mailer/message/{message.pk}/change/")
+    assert "Hello Reader 0" in page.content.decode()
