@@ -100,6 +100,8 @@ class MessageAdmin(admin.ModelAdmin):
         "email_as_sent",
     ]
     actions = ["retry_now", "delete_selected"]
+    #: Selections up to this size get a History entry per message.
+    LOG_AT_MOST = 1000
 
     @admin.display(description=_("job"))
     def job_report(self, message: Message) -> str:
@@ -151,11 +153,24 @@ class MessageAdmin(admin.ModelAdmin):
             MessageStatus.FAILED,
             MessageStatus.IN_DOUBT_HELD,
         ]
-        count = (
-            queryset.filter(status__in=retriable)
-            .exclude(claim_token__isnull=False, due_at__gt=now)
-            .update(status=MessageStatus.QUEUED, due_at=now, attempts=0)
+        chosen = queryset.filter(status__in=retriable).exclude(
+            claim_token__isnull=False, due_at__gt=now
         )
+        # History per message, as Django's delete_selected writes it, for
+        # selections a person can read; a retry of a whole 100,000-message
+        # filter writes none (the job's own actions log on the job).
+        logged = list(chosen.values_list("pk", flat=True)[: self.LOG_AT_MOST + 1])
+        count = chosen.update(status=MessageStatus.QUEUED, due_at=now, attempts=0)
+        if logged and len(logged) <= self.LOG_AT_MOST:
+            from django.contrib.admin.models import CHANGE, LogEntry
+
+            LogEntry.objects.log_actions(
+                user_id=request.user.pk,
+                queryset=Message.all_objects.filter(pk__in=logged),
+                action_flag=CHANGE,
+                change_message="Retried now",
+                single_object=False,
+            )
         self.message_user(
             request,
             ngettext(

@@ -500,3 +500,18 @@ def test_job_mail_in_messages_and_logs_names_its_job_and_shows_its_email(
     assert "Issue 7: [[mj:name]]" in logs
     page = editor_client.get(f"/admin/mailer/message/{message.pk}/change/")
     assert "Hello Reader 0" in page.content.decode()
+
+
+def test_retry_now_writes_history(editor_client):
+    import mailer
+
+    mailer.send_mail("Hi", "b", "a@example.com", ["b@example.com"])
+    message = Message.all_objects.get()
+    Message.all_objects.update(status=MessageStatus.FAILED, due_at=None)
+    editor_client.post(
+        "/admin/mailer/message/",
+        {"action": "retry_now", "_selected_action": [message.pk]},
+    )
+    assert Message.all_objects.get().status == MessageStatus.QUEUED
+    entry = LogEntry.objects.get(object_id=str(message.pk))
+    assert entry.change_message == "Retried now"
