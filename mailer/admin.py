@@ -6,22 +6,51 @@ messages due, and the cron worker sends them.
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from django.conf import settings as django_settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from mailer.jobs import cancel_jobs, job_progress, retry_failed
+from mailer.jobs import (
+    cancel_jobs,
+    finish_job_if_done,
+    job_progress,
+    pause_jobs,
+    pending_count,
+    reschedule_jobs,
+    resume_jobs,
+    retry_failed,
+)
 from mailer.models import (
     PENDING_STATUSES,
     DontSendEntry,
+    JobStatus,
+    LogResult,
     Message,
     MessageJob,
     MessageLog,
     MessageStatus,
+)
+from mailer.report import (
+    OUTCOMES,
+    job_report,
+    rebuild,
+    sample_message,
+    sent_per_minute_svg,
 )
 
 
@@ -47,6 +76,7 @@ class MessageAdmin(admin.ModelAdmin):
         "id",
         "to_address",
         "subject_or_job",
+        "job_report",
         "priority",
         "status",
         "due_at",
@@ -67,16 +97,50 @@ class MessageAdmin(admin.ModelAdmin):
         "attempts",
         "created_at",
         "context",
+        "email_as_sent",
     ]
     actions = ["retry_now", "delete_selected"]
+    #: Selections up to this size get a History entry per message.
+    LOG_AT_MOST = 1000
+
+    @admin.display(description=_("job"))
+    def job_report(self, message: Message) -> str:
+        return job_link(message.job)
+
+    @admin.display(description=_("email, as built for this reader"))
+    def email_as_sent(self, message: Message) -> str:
+        """Job mail has no stored body: it is rebuilt by the engine's own
+        builder (``report.rebuild``), the same bytes but for ``Date``."""
+        if message.job_id is None:
+            data = bytes(message.mime or b"").decode("utf-8", "replace")
+        else:
+            data = rebuild(message).raw
+        return format_html('<pre class="mailer-text">{}</pre>', data[:20000])
+
     list_select_related = ["job"]
     show_full_result_count = False
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Mail enters the queue through mailer.send_mail and jobs; an
+        # admin form would save an empty message that later fails.
+        return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.status not in PENDING_STATUSES:
+            # An outcome is a record of what happened, not a setting.
+            fields += ["status", "priority", "due_at"]
+        return fields
+
     @admin.display(description=_("subject"))
     def subject_or_job(self, message: Message) -> str:
-        return message.subject or (message.job.subject if message.job else "")
+        subject = message.subject or (message.job.subject if message.job else "")
+        return Truncator(subject).chars(70)
 
-    @admin.action(description=_("Retry now (the next send_mail run sends them)"))
+    @admin.action(
+        permissions=["change"],
+        description=_("Retry now (the next send_mail run sends them)"),
+    )
     def retry_now(self, request: HttpRequest, queryset: QuerySet) -> None:
         from mailer.dbclock import DbNow
 
@@ -89,11 +153,24 @@ class MessageAdmin(admin.ModelAdmin):
             MessageStatus.FAILED,
             MessageStatus.IN_DOUBT_HELD,
         ]
-        count = (
-            queryset.filter(status__in=retriable)
-            .exclude(claim_token__isnull=False, due_at__gt=now)
-            .update(status=MessageStatus.QUEUED, due_at=now, attempts=0)
+        chosen = queryset.filter(status__in=retriable).exclude(
+            claim_token__isnull=False, due_at__gt=now
         )
+        # History per message, as Django's delete_selected writes it, for
+        # selections a person can read; a retry of a whole 100,000-message
+        # filter writes none (the job's own actions log on the job).
+        logged = list(chosen.values_list("pk", flat=True)[: self.LOG_AT_MOST + 1])
+        count = chosen.update(status=MessageStatus.QUEUED, due_at=now, attempts=0)
+        if logged and len(logged) <= self.LOG_AT_MOST:
+            from django.contrib.admin.models import CHANGE, LogEntry
+
+            LogEntry.objects.log_actions(
+                user_id=request.user.pk,
+                queryset=Message.all_objects.filter(pk__in=logged),
+                action_flag=CHANGE,
+                change_message="Retried now",
+                single_object=False,
+            )
         self.message_user(
             request,
             ngettext(
@@ -106,16 +183,43 @@ class MessageAdmin(admin.ModelAdmin):
         )
 
 
+def job_link(job: MessageJob | None) -> str:
+    """The job's subject, linking to its report."""
+    if job is None:
+        return "-"
+    return format_html(
+        '<a href="{}">{}</a>',
+        reverse("admin:mailer_messagejob_change", args=[job.pk]),
+        Truncator(job.subject).chars(60),
+    )
+
+
 @admin.register(MessageLog)
 class MessageLogAdmin(admin.ModelAdmin):
     list_display = [
         "created_at",
         "recipient",
-        "subject",
+        "short_subject",
+        "job_report",
         "result",
         "smtp_code",
-        "reply",
+        "short_reply",
     ]
+    list_select_related = ["job"]
+
+    @admin.display(description=_("subject"))
+    def short_subject(self, log: MessageLog) -> str:
+        subject = log.subject or (log.job.subject if log.job_id else "")
+        return Truncator(subject).chars(70)
+
+    @admin.display(description=_("job"))
+    def job_report(self, log: MessageLog) -> str:
+        return job_link(log.job)
+
+    @admin.display(description=_("reply"))
+    def short_reply(self, log: MessageLog) -> str:
+        return Truncator(log.reply).chars(80)
+
     list_filter = ["result", "smtp_code"]
     search_fields = ["recipient", "subject", "message_id"]
     date_hierarchy = "created_at"
@@ -140,36 +244,89 @@ class DontSendEntryAdmin(admin.ModelAdmin):
     search_fields = ["address"]
 
 
+class AnnouncedFilter(admin.SimpleListFilter):
+    """The announced object's model: only models that have jobs."""
+
+    title = _("announces")
+    parameter_name = "announces"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin):
+        ids = (
+            MessageJob.objects.exclude(content_type=None)
+            .order_by()
+            .values_list("content_type", flat=True)
+            .distinct()
+        )
+        types = ContentType.objects.filter(pk__in=list(ids))
+        return [(str(ct.pk), capfirst(ct.name)) for ct in types]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value():
+            return queryset.filter(content_type_id=self.value())
+        return queryset
+
+
 @admin.register(MessageJob)
 class MessageJobAdmin(admin.ModelAdmin):
+    """Jobs are reports, never forms: once confirmed a job's content is what
+    its readers get, so no permission can change it (a correction is a new
+    job). State changes are actions, each behind a confirmation page, each
+    written to the job's history (LogEntry)."""
+
     list_display = [
-        "subject",
-        "status",
+        "short_subject",
+        "status_display",
         "progress",
         "recipient_count",
         "created_by",
         "created_at",
+        "send_at",
         "announced",
     ]
-    list_filter = ["status", "priority", "content_type"]
+    list_filter = ["status", "priority", AnnouncedFilter]
     search_fields = ["subject"]
-    readonly_fields = [
-        "status",
-        "progress",
-        "recipient_count",
-        "expanded_count",
-        "skipped_count",
-        "created_by",
-        "created_at",
-        "finished_at",
-        "announced",
+    actions = [
+        "pause",
+        "resume",
+        "cancel",
+        "reschedule",
+        "retry_failed_messages",
+        "delete_selected",
     ]
-    exclude = ["recipients", "content_type", "object_id"]
-    actions = ["cancel", "retry_failed_messages"]
+    show_full_result_count = False
+    report_template = "admin/mailer/messagejob/report.html"
+    action_confirmation_template = "admin/mailer/messagejob/action_confirmation.html"
+
+    class Media:
+        css = {"all": ["mailer/admin.css"]}
+
+    # -- permissions ----------------------------------------------------------
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         # Jobs are made by the "Send email update" action, with rendered content.
         return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        # The content is what readers get: read-only for everyone.
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
+        # An editor who may send (add_messagejob) watches the reports too.
+        return super().has_view_permission(request, obj) or request.user.has_perm(
+            "mailer.add_messagejob"
+        )
+
+    def has_control_permission(self, request: HttpRequest) -> bool:
+        """Pause, resume, cancel, reschedule, retry: staff who may change
+        jobs (any job) and editors who may send (their own jobs)."""
+        return request.user.has_perm(
+            "mailer.change_messagejob"
+        ) or request.user.has_perm("mailer.add_messagejob")
+
+    def controllable(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if request.user.has_perm("mailer.change_messagejob"):
+            return queryset
+        return queryset.filter(created_by=request.user)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
@@ -179,10 +336,20 @@ class MessageJobAdmin(admin.ModelAdmin):
             .select_related("created_by", "content_type")
         )
 
+    # -- list columns ---------------------------------------------------------
+
+    @admin.display(description=_("subject"), ordering="subject")
+    def short_subject(self, job: MessageJob) -> str:
+        return Truncator(job.subject).chars(70)
+
+    @admin.display(description=_("status"), ordering="status")
+    def status_display(self, job: MessageJob) -> str:
+        return job.display_status
+
     @admin.display(description=_("announces"))
     def announced(self, job: MessageJob) -> str:
         target = job.announced_object
-        return str(target) if target is not None else "-"
+        return Truncator(str(target)).chars(50) if target is not None else "-"
 
     @admin.display(description=_("progress"))
     def progress(self, job: MessageJob) -> str:
@@ -192,31 +359,384 @@ class MessageJobAdmin(admin.ModelAdmin):
         percent = min(100, round(100 * done / total))
         return format_html(
             '<progress value="{}" max="100" title="{}%"></progress> '
-            "{} expanded · {} sent · {} deferred · {} failed · {} suppressed",
+            "{} sent · {} failed",
             percent,
             percent,
-            job.expanded_count,
             counts["sent"],
-            counts["deferred"],
             counts["failed"],
-            counts["suppressed"],
         )
 
-    @admin.action(description=_("Cancel (pending messages leave the queue)"))
-    def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
-        jobs, cancelled = cancel_jobs(queryset)
-        self.message_user(
+    # -- the report -----------------------------------------------------------
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/progress.json",
+                self.admin_site.admin_view(self.progress_view),
+                name="{}_{}_progress".format(*info),
+            ),
+            *super().get_urls(),
+        ]
+
+    def progress_view(self, request: HttpRequest, object_id: str) -> JsonResponse:
+        """Counts by outcome, polled by the report page (static report.js)."""
+        job = self.get_object(request, unquote(object_id))
+        if job is None or not self.has_view_permission(request, job):
+            raise PermissionDenied
+        finish_job_if_done(job)
+        return JsonResponse(job_report(job).as_json())
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        job = self.get_object(request, unquote(object_id))
+        if job is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_view_permission(request, job):
+            raise PermissionDenied
+        if request.method == "POST":
+            raise PermissionDenied  # a report, not a form
+        finish_job_if_done(job)
+        report = job_report(job)
+        sample = sample_message(job)
+        preview = rebuild(sample) if sample.to_address else None
+        reader = None
+        query = request.GET.get("reader", "").strip()
+        if query:
+            reader = self._reader(job, query)
+        failures = (
+            MessageLog.objects.filter(job=job, result=LogResult.FAILED)
+            .order_by("-created_at")
+            .values("recipient", "smtp_code", "reply", "created_at")[:50]
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": job.subject,
+            "subtitle": None,
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "original": job,
+            "job": job,
+            "report": report,
+            "outcomes": [(key, label, report.counts[key]) for key, label in OUTCOMES],
+            "chart": sent_per_minute_svg(job),
+            "sample": sample,
+            "preview": preview,
+            "failures": list(failures),
+            "query": query,
+            "reader": reader,
+            "progress_url": reverse(
+                "admin:mailer_messagejob_progress",
+                args=[job.pk],
+                current_app=self.admin_site.name,
+            ),
+            "media": self.media,
+            "has_view_permission": True,
+            "job_actions": self._job_actions(request, job, report),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            **(extra_context or {}),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, self.report_template, context)
+
+    def _job_actions(self, request: HttpRequest, job: MessageJob, report) -> list:
+        """(action name, label) the report offers as buttons; each leads to
+        the action's confirmation page, as from the job list."""
+        if not self.has_control_permission(request):
+            return []
+        if not self.controllable(request, MessageJob.objects.filter(pk=job.pk)):
+            return []
+        status = job.status
+        offered = []
+        if status in (JobStatus.PENDING, JobStatus.EXPANDING, JobStatus.QUEUED):
+            offered.append(("pause", _("Pause")))
+        if status == JobStatus.PAUSED:
+            offered.append(("resume", _("Resume")))
+        if job.is_scheduled:
+            offered.append(("reschedule", _("Reschedule")))
+        if report.counts["failed"] and status != JobStatus.CANCELLED:
+            offered.append(("retry_failed_messages", _("Retry failed")))
+        if status not in (JobStatus.DONE, JobStatus.CANCELLED):
+            offered.append(("cancel", _("Cancel")))
+        return offered
+
+    def _reader(self, job: MessageJob, query: str) -> dict:
+        # No ordering: first() would add ORDER BY id, and SQLite then walks
+        # the primary key instead of the (job, to_address) index.
+        found = Message.all_objects.filter(job=job, to_address=query).order_by()[:1]
+        message = next(iter(found), None)
+        if message is None:
+            found = Message.all_objects.filter(
+                job=job, to_address__iexact=query
+            ).order_by()[:1]
+            message = next(iter(found), None)
+        if message is None:
+            skipped = MessageLog.objects.filter(
+                job=job, recipient__iexact=query, result=LogResult.SKIPPED
+            ).first()
+            return {"address": query, "message": None, "skipped": skipped}
+        attempts = MessageLog.objects.filter(job=job, message_pk=message.pk).order_by(
+            "created_at", "id"
+        )
+        return {
+            "address": query,
+            "message": message,
+            "attempts": list(attempts),
+            "email": rebuild(message),
+        }
+
+    # -- deleting -------------------------------------------------------------
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        """Lists the jobs and counts their messages: a 100,000-message job
+        would otherwise put 100,000 lines on the confirmation page."""
+        jobs = list(objs)
+        perms_needed = set()
+        if not self.has_delete_permission(request):
+            perms_needed.add(self.opts.verbose_name)
+        count = Message.all_objects.filter(job__in=[j.pk for j in jobs]).count()
+        model_count = {
+            self.opts.verbose_name_plural: len(jobs),
+            Message._meta.verbose_name_plural: count,
+        }
+        return [str(job) for job in jobs], model_count, perms_needed, []
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # Messages first, as one DELETE (no signals, nothing depends on
+        # them), then the jobs: Django's collector would load every message.
+        Message.all_objects.filter(job__in=queryset).delete()
+        queryset.delete()
+
+    def delete_model(self, request: HttpRequest, obj: MessageJob) -> None:
+        Message.all_objects.filter(job=obj).delete()
+        obj.delete()
+
+    # -- actions --------------------------------------------------------------
+
+    def _confirm(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet,
+        *,
+        action: str,
+        title: str,
+        message: str,
+        irreversible: bool = False,
+        extra: dict | None = None,
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "subtitle": None,
+            "opts": self.opts,
+            "app_label": self.opts.app_label,
+            "queryset": queryset,
+            "message": message,
+            "irreversible": irreversible,
+            "action_name": action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+            **(extra or {}),
+        }
+        request.current_app = self.admin_site.name
+        opts = self.opts
+        return TemplateResponse(
             request,
-            _("%(jobs)d job(s) cancelled; %(messages)d pending message(s) removed.")
-            % {"jobs": jobs, "messages": cancelled},
-            messages.SUCCESS,
+            [
+                f"admin/{opts.app_label}/{opts.model_name}/{action}_confirmation.html",
+                self.action_confirmation_template,
+            ],
+            context,
         )
 
-    @admin.action(description=_("Retry failed messages"))
-    def retry_failed_messages(self, request: HttpRequest, queryset: QuerySet) -> None:
+    def _done(self, request: HttpRequest, jobs: list, text: str, log: str) -> None:
+        """History for each job (its History page shows who did what), and
+        the message for the editor."""
+        for job in jobs:
+            self.log_change(request, job, log)
+        self.message_user(request, text, messages.SUCCESS)
+
+    @admin.action(permissions=["control"], description=_("Pause selected jobs"))
+    def pause(self, request: HttpRequest, queryset: QuerySet):
+        queryset = self.controllable(request, queryset).filter(
+            status__in=[JobStatus.PENDING, JobStatus.EXPANDING, JobStatus.QUEUED]
+        )
+        if request.POST.get("post") != "yes":
+            return self._confirm(
+                request,
+                queryset,
+                action="pause",
+                title=_("Pause jobs"),
+                message=_(
+                    "No more emails of these jobs go out until they are resumed. "
+                    "Emails a worker is sending right now still go."
+                ),
+            )
+        jobs = list(queryset)
+        count = pause_jobs(queryset)
+        self._done(
+            request,
+            jobs,
+            ngettext("%(count)d job paused.", "%(count)d jobs paused.", count)
+            % {"count": count},
+            "Paused",
+        )
+
+    @admin.action(permissions=["control"], description=_("Resume selected jobs"))
+    def resume(self, request: HttpRequest, queryset: QuerySet):
+        queryset = self.controllable(request, queryset).filter(status=JobStatus.PAUSED)
+        if request.POST.get("post") != "yes":
+            return self._confirm(
+                request,
+                queryset,
+                action="resume",
+                title=_("Resume jobs"),
+                message=_("Their pending emails are due again at once."),
+            )
+        jobs = list(queryset)
+        count = resume_jobs(queryset)
+        self._done(
+            request,
+            jobs,
+            ngettext("%(count)d job resumed.", "%(count)d jobs resumed.", count)
+            % {"count": count},
+            "Resumed",
+        )
+
+    @admin.action(permissions=["control"], description=_("Cancel selected jobs"))
+    def cancel(self, request: HttpRequest, queryset: QuerySet):
+        queryset = self.controllable(request, queryset).exclude(
+            status__in=[JobStatus.DONE, JobStatus.CANCELLED]
+        )
+        if request.POST.get("post") != "yes":
+            pending = pending_count(queryset)
+            return self._confirm(
+                request,
+                queryset,
+                action="cancel",
+                title=_("Cancel jobs"),
+                message=ngettext(
+                    "%(count)s pending email will not be sent.",
+                    "%(count)s pending emails will not be sent.",
+                    pending,
+                )
+                % {"count": f"{pending:,}"},
+                irreversible=True,
+            )
+        jobs = list(queryset)
+        count, removed = cancel_jobs(queryset)
+        self._done(
+            request,
+            jobs,
+            ngettext(
+                "%(count)d job cancelled; %(removed)d pending messages removed.",
+                "%(count)d jobs cancelled; %(removed)d pending messages removed.",
+                count,
+            )
+            % {"count": count, "removed": removed},
+            "Cancelled",
+        )
+
+    @admin.action(permissions=["control"], description=_("Reschedule selected jobs"))
+    def reschedule(self, request: HttpRequest, queryset: QuerySet):
+        queryset = self.controllable(request, queryset).filter(
+            status=JobStatus.PENDING, expanded_count=0
+        )
+        error = None
+        if request.POST.get("post") == "yes":
+            try:
+                send_at = parse_send_at(request.POST)
+            except ValueError as problem:
+                error = str(problem)
+            else:
+                jobs = list(queryset)
+                count = reschedule_jobs(queryset, send_at)
+                when = (
+                    date_format(_local(send_at), "DATETIME_FORMAT")
+                    if send_at
+                    else _("now")
+                )
+                self._done(
+                    request,
+                    jobs,
+                    ngettext(
+                        "%(count)d job rescheduled.",
+                        "%(count)d jobs rescheduled.",
+                        count,
+                    )
+                    % {"count": count},
+                    f"Rescheduled to {when}",
+                )
+                return None
+        return self._confirm(
+            request,
+            queryset,
+            action="reschedule",
+            title=_("Reschedule jobs"),
+            message=_("Jobs that have not started go out at the time you choose."),
+            extra={
+                "schedule": True,
+                "error": error,
+                "time_zone": django_settings.TIME_ZONE,
+            },
+        )
+
+    @admin.action(permissions=["control"], description=_("Retry failed messages"))
+    def retry_failed_messages(self, request: HttpRequest, queryset: QuerySet):
+        queryset = self.controllable(request, queryset)
+        if request.POST.get("post") != "yes":
+            failed = Message.all_objects.filter(
+                job__in=queryset, status=MessageStatus.FAILED
+            ).count()
+            return self._confirm(
+                request,
+                queryset,
+                action="retry_failed",
+                title=_("Retry failed messages"),
+                message=ngettext(
+                    "%(count)s failed email will be tried again.",
+                    "%(count)s failed emails will be tried again.",
+                    failed,
+                )
+                % {"count": f"{failed:,}"},
+            )
+        jobs = list(queryset)
         count = retry_failed(queryset)
-        self.message_user(
+        self._done(
             request,
-            _("%(count)d failed message(s) queued again.") % {"count": count},
-            messages.SUCCESS,
+            jobs,
+            ngettext(
+                "%(count)d failed message queued again.",
+                "%(count)d failed messages queued again.",
+                count,
+            )
+            % {"count": count},
+            "Retried failed messages",
         )
+
+
+def parse_send_at(data) -> datetime | None:
+    """ "send now" or "send at" from a form: ``when`` is ``now`` or ``at``,
+    ``send_at`` a ``datetime-local`` value read in the site's ``TIME_ZONE``.
+    Raises ``ValueError`` with a message for the editor."""
+    if data.get("when", "now") != "at":
+        return None
+    value = data.get("send_at", "").strip()
+    try:
+        naive = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(_("Enter a date and time to send at.")) from None
+    if not django_settings.USE_TZ:
+        aware = naive.replace(tzinfo=None)
+    elif naive.tzinfo is None:
+        aware = timezone.make_aware(naive, timezone.get_default_timezone())
+    else:
+        aware = naive
+    if aware <= timezone.now():
+        raise ValueError(_("The time to send at is in the past."))
+    return aware
+
+
+def _local(value: datetime) -> datetime:
+    """``value`` in the current time zone; a naive one (``USE_TZ = False``)
+    is local time already."""
+    return timezone.localtime(value) if timezone.is_aware(value) else value

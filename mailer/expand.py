@@ -79,6 +79,9 @@ def expand_job(
     job = MessageJob.objects.get(pk=job_id)
     if job.status not in (JobStatus.PENDING, JobStatus.EXPANDING):
         return 0, 0
+    if job.is_scheduled:
+        # Scheduled for later (``send_at``): nothing is queued before then.
+        return 0, 0
     entries = job.recipients or []
     cursor = job.expanded_count
     # Addresses in the part already expanded count as seen, so a duplicate
@@ -157,13 +160,14 @@ def expand_pending_jobs(
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> ExpandResult:
     """Expand every pending job, oldest first; mark finished jobs done."""
-    from mailer.jobs import finish_jobs
+    from mailer.jobs import finish_jobs, waiting_to_start
 
     started = time.monotonic()
     deadline = started + max_seconds if max_seconds else None
     result = ExpandResult()
     job_ids = list(
         MessageJob.objects.filter(status__in=[JobStatus.PENDING, JobStatus.EXPANDING])
+        .filter(waiting_to_start())
         .order_by("created_at", "id")
         .values_list("id", flat=True)
     )

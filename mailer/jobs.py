@@ -231,6 +231,7 @@ def create_job(
     list_id: str = "",
     expires_at: datetime | None = None,
     expire_after: timedelta | float | None = None,
+    send_at: datetime | None = None,
 ) -> MessageJob:
     """Queue a newsletter for the given recipients; return the job.
 
@@ -242,9 +243,14 @@ def create_job(
     either, a temporarily failing message is retried for
     ``MAILER_MAX_RETRY_SECONDS``.
 
+    ``send_at`` (an aware datetime) schedules it: the job is neither
+    expanded nor sent before then, and can be rescheduled or cancelled until
+    it starts (``reschedule_jobs``, ``cancel_jobs``).
+
     Raises :class:`InvalidEmail` (nothing saved) for a bad sender or headers,
-    when there is nobody to send to, and when both expiry arguments are given
-    or the expiry is not in the future.
+    when there is nobody to send to, when both expiry arguments are given or
+    the expiry is not in the future, and for a naive ``send_at`` while
+    ``USE_TZ`` is on.
     """
     if expires_at is not None and expire_after is not None:
         raise InvalidEmail("Give expires_at or expire_after, not both")
@@ -283,6 +289,7 @@ def create_job(
             f"({settings.MAX_MESSAGE_BYTES:,})"
         )
     level, _held = parse_priority(priority, settings.DEFAULT_PRIORITY)
+    _check_send_at(send_at)
     snapshot = snapshot_recipients(recipients)
     if not snapshot:
         raise InvalidEmail("There are no recipients to send this email to")
@@ -305,6 +312,7 @@ def create_job(
         list_id=list_id,
         created_by=created_by if getattr(created_by, "pk", None) else None,
         expires_at=expires_at,
+        send_at=send_at,
     )
     if announced_object is not None:
         job.content_type = ContentType.objects.get_for_model(announced_object)
@@ -441,3 +449,127 @@ def finish_jobs() -> int:
                 ~Q(status=JobStatus.CANCELLED), pk=job_id, status=JobStatus.QUEUED
             ).update(status=JobStatus.DONE, finished_at=timezone.now())
     return done
+
+
+def _check_send_at(send_at: datetime | None) -> None:
+    from django.conf import settings as django_settings
+
+    if send_at is None:
+        return
+    if not isinstance(send_at, datetime):
+        raise InvalidEmail(f"send_at must be a datetime, not {send_at!r}")
+    if django_settings.USE_TZ and timezone.is_naive(send_at):
+        raise InvalidEmail(
+            "send_at must be an aware datetime (with a time zone) when USE_TZ is on"
+        )
+
+
+def waiting_to_start(now: datetime | None = None) -> Q:
+    """Jobs whose time has come: not scheduled for later (``send_at``)."""
+    return Q(send_at__isnull=True) | Q(send_at__lte=now or timezone.now())
+
+
+def reschedule_jobs(jobs: models.QuerySet, send_at: datetime | None) -> int:
+    """Move scheduled jobs that have not started to ``send_at`` (None: send
+    now). Jobs already expanding or sending are left alone. Returns how many
+    moved. Raises :class:`InvalidEmail` for a naive ``send_at``."""
+    _check_send_at(send_at)
+    count = jobs.filter(status=JobStatus.PENDING, expanded_count=0).update(
+        send_at=send_at
+    )
+    if count:
+        from mailer.worker.wakeup import EXPAND, announce
+
+        announce(EXPAND)
+    return count
+
+
+def pending_count(jobs: models.QuerySet) -> int:
+    """Emails of ``jobs`` that have not gone yet: pending messages plus
+    readers not yet expanded (what a cancel stops)."""
+    jobs = jobs.exclude(status__in=[JobStatus.CANCELLED, JobStatus.DONE])
+    pending = Message.all_objects.filter(
+        job__in=jobs, status__in=PENDING_STATUSES
+    ).count()
+    unexpanded = sum(
+        max(0, total - done)
+        for total, done in jobs.values_list("recipient_count", "expanded_count")
+    )
+    return pending + unexpanded
+
+
+def pause_jobs(jobs: models.QuerySet) -> int:
+    """Pause jobs still expanding or sending: expansion stops, and their
+    pending messages leave the claim index (``due_at`` NULL, status kept) so
+    no worker takes them. A message a worker holds right now (claimed) goes
+    out or not as that worker decides. Returns the jobs paused."""
+    paused = 0
+    for job_id in jobs.filter(
+        status__in=[JobStatus.PENDING, JobStatus.EXPANDING, JobStatus.QUEUED]
+    ).values_list("id", flat=True):
+        with transaction.atomic():
+            if not MessageJob.objects.filter(
+                pk=job_id,
+                status__in=[JobStatus.PENDING, JobStatus.EXPANDING, JobStatus.QUEUED],
+            ).update(status=JobStatus.PAUSED):
+                continue
+            Message.all_objects.filter(
+                job_id=job_id, status__in=PENDING_STATUSES, claim_token__isnull=True
+            ).update(due_at=None)
+        paused += 1
+    return paused
+
+
+def resume_jobs(jobs: models.QuerySet) -> int:
+    """Resume paused jobs: expansion continues from its cursor, pending
+    messages are due now. Returns the jobs resumed."""
+    resumed = 0
+    now = timezone.now()
+    for job in jobs.filter(status=JobStatus.PAUSED).defer("recipients"):
+        unexpanded = job.expanded_count < job.recipient_count
+        status = JobStatus.EXPANDING if unexpanded else JobStatus.QUEUED
+        with transaction.atomic():
+            if not MessageJob.objects.filter(pk=job.pk, status=JobStatus.PAUSED).update(
+                status=status
+            ):
+                continue
+            Message.all_objects.filter(
+                job_id=job.pk, status__in=PENDING_STATUSES, due_at__isnull=True
+            ).update(due_at=now)
+        resumed += 1
+    if resumed:
+        from mailer.worker.wakeup import EXPAND, SEND, announce
+
+        announce(EXPAND)
+        announce(SEND)
+    return resumed
+
+
+def jobs_waiting(now: datetime | None = None) -> tuple[int, int]:
+    """(jobs due to be expanded, jobs scheduled for later): what a send run
+    cannot see in the queue yet. One query over the partial index of jobs
+    to expand."""
+    now = now or timezone.now()
+    rows = MessageJob.objects.filter(
+        status__in=[JobStatus.PENDING, JobStatus.EXPANDING]
+    ).aggregate(
+        due=Count("id", filter=waiting_to_start(now)),
+        later=Count("id", filter=~waiting_to_start(now)),
+    )
+    return rows["due"], rows["later"]
+
+
+def finish_job_if_done(job: MessageJob) -> bool:
+    """Mark ``job`` done if it is fully expanded and nothing is pending (the
+    report calls this, so a finished job never reads "queued")."""
+    if job.status != JobStatus.QUEUED:
+        return False
+    if Message.all_objects.filter(job=job, status__in=PENDING_STATUSES).exists():
+        return False
+    now = timezone.now()
+    if MessageJob.objects.filter(pk=job.pk, status=JobStatus.QUEUED).update(
+        status=JobStatus.DONE, finished_at=now
+    ):
+        job.status, job.finished_at = JobStatus.DONE, now
+        return True
+    return False

@@ -85,6 +85,9 @@ class JobStatus(models.TextChoices):
     QUEUED = "queued", _("queued")
     DONE = "done", _("done")
     CANCELLED = "cancelled", _("cancelled")
+    #: Paused by staff: not expanded, its pending messages not due until
+    #: resumed (``mailer.jobs.pause_jobs``).
+    PAUSED = "paused", _("paused")
 
 
 class LogResult(models.IntegerChoices):
@@ -170,6 +173,9 @@ class MessageJob(models.Model):
             "as 'expired' instead of being retried."
         ),
     )
+    #: Not expanded nor sent before this time (``create_job(send_at=...)``);
+    #: empty for "send now".
+    send_at = models.DateTimeField(_("send at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("message job")
@@ -185,6 +191,24 @@ class MessageJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} ({self.get_status_display()})"
+
+    @property
+    def is_scheduled(self) -> bool:
+        """Pending and due later: nothing is expanded or sent before
+        ``send_at``."""
+        return (
+            self.status == JobStatus.PENDING
+            and self.send_at is not None
+            and self.send_at > timezone.now()
+        )
+
+    @property
+    def display_status(self) -> str:
+        """The status as the admin and ``mailer_status`` show it: a pending
+        job due later reads "scheduled"."""
+        if self.is_scheduled:
+            return str(_("scheduled"))
+        return str(self.get_status_display())
 
 
 class Message(models.Model):
@@ -363,6 +387,13 @@ class MessageLog(models.Model):
     class Meta:
         verbose_name = _("message log")
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The job report (mailer/report.py): sends per minute, failures
+            # and skip reasons of one job, read from the index alone.
+            models.Index(
+                fields=["job", "result", "created_at"], name="mailer_log_job_report"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_result_display()}: {self.recipient}"

@@ -59,6 +59,7 @@ class QueueStatus:
                 {
                     "id": job.pk,
                     "status": job.status,
+                    "send_at": job.send_at.isoformat() if job.send_at else None,
                     "subject": job.subject,
                     "recipients": job.recipient_count,
                     "expanded": job.expanded_count,
@@ -94,7 +95,7 @@ class QueueStatus:
             lines.append("  (none active)")
         for job, progress in self.jobs:
             lines.append(
-                f"  #{job.pk} [{job.status}] {job.subject[:50]!r}: "
+                f"  #{job.pk} [{job.display_status}] {job.subject[:50]!r}: "
                 f"{job.expanded_count}/{job.recipient_count} expanded, "
                 f"{progress['sent']} sent, {progress['deferred']} deferred, "
                 f"{progress['failed']} failed, {progress['suppressed']} suppressed, "

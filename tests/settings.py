@@ -19,6 +19,9 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.sites",
+    # The admin's and mailer's CSS and JS, served by the browser tests'
+    # live server (tests/test_desk_browser.py).
+    "django.contrib.staticfiles",
     "chroniker",
     "mailer",
     "mailer.subscriptions",
@@ -32,6 +35,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 ROOT_URLCONF = "tests.urls"
+STATIC_URL = "/static/"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",

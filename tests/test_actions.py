@@ -132,8 +132,8 @@ def test_resend_within_the_guard_is_refused_unless_confirmed(editor_client, read
     again = act(editor_client, [story], post="yes")
 
     assert again.status_code == 200  # back on the confirmation page
-    assert "already had an email update" in flash(again)[-1]
-    assert "already queued" in again.content.decode()
+    assert "had an email update before" in flash(again)[-1]
+    assert "This was emailed before" in again.content.decode()
     assert MessageJob.objects.count() == 1
 
     confirmed = act(editor_client, [story], post="yes", confirm_resend="1")
@@ -141,13 +141,21 @@ def test_resend_within_the_guard_is_refused_unless_confirmed(editor_client, read
     assert MessageJob.objects.count() == 2
 
 
-def test_the_guard_expires(editor_client, readers, settings):
+def test_an_object_emailed_days_ago_still_needs_the_tick(
+    editor_client, readers, settings
+):
     settings.MAILER_RESEND_GUARD = timedelta(minutes=5)
     story = Story.objects.create(headline="Bridge reopens")
     act(editor_client, [story], post="yes")
-    MessageJob.objects.update(created_at=timezone.now() - timedelta(minutes=6))
+    MessageJob.objects.update(created_at=timezone.now() - timedelta(days=3))
 
-    assert act(editor_client, [story], post="yes").status_code == 302
+    again = act(editor_client, [story], post="yes")
+    assert again.status_code == 200
+    assert "3\xa0days ago" in again.content.decode()
+    assert MessageJob.objects.count() == 1
+    assert (
+        act(editor_client, [story], post="yes", confirm_resend="1").status_code == 302
+    )
     assert MessageJob.objects.count() == 2
 
 

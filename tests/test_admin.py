@@ -227,11 +227,17 @@ def test_job_actions_change_the_queue_and_send_nothing_in_the_request(
     expand_pending_jobs()
     changelist = admin_client.get("/admin/mailer/messagejob/")
     assert changelist.status_code == 200
-    assert b"3 expanded" in changelist.content
+    assert b"0 sent" in changelist.content
 
-    response = admin_client.post(
+    confirmation = admin_client.post(
         "/admin/mailer/messagejob/",
         {"action": "cancel", "_selected_action": [job.pk]},
+    )
+    assert b"3 pending emails will not be sent." in confirmation.content
+    assert MessageJob.objects.get().status == "queued"
+    response = admin_client.post(
+        "/admin/mailer/messagejob/",
+        {"action": "cancel", "_selected_action": [job.pk], "post": "yes"},
         follow=True,
     )
 

@@ -244,7 +244,10 @@ def test_editor_sends_an_email_update_and_every_reader_gets_exactly_one(
 
     # A second click on the same issue is refused unless the editor insists.
     choose_send_email_update(page, newsroom)
-    assert "already queued" in page.inner_text(".mailer-warning")
+    assert "This was emailed before" in page.inner_text(".mailer-warning")
+    # The page loads an iframe and a stylesheet; a click before "load" can
+    # be lost.
+    page.wait_for_load_state("load")
     page.click("input[type=submit][value='Yes, I’m sure']")
     assert "Not queued" in page.inner_text(".messagelist")
     assert len(newsroom.query("SELECT id FROM mailer_messagejob")) == 1
@@ -290,6 +293,15 @@ def test_editor_sends_an_email_update_and_every_reader_gets_exactly_one(
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         links.add((address, link))
     assert len({link for _address, link in links}) == SUBSCRIBERS  # each their own
+
+    # "View in your browser": the job's public archive page, no personal values.
+    archive = re.search(r"View in your browser: (\S+)", text).group(1)
+    page.goto(archive)
+    assert HEADLINES[0] in page.frame_locator("iframe").locator("body").inner_text()
+    assert (
+        "Good morning reader,"
+        in page.frame_locator("iframe").locator("body").inner_text()
+    )
 
     # A reader follows "Read more" to the site ...
     address, link = sorted(links)[0]

@@ -25,6 +25,7 @@ class MessageBuilder:
 
     def __init__(self) -> None:
         self.templates: dict[int, JobTemplate | Exception] = {}
+        self.archive_urls: dict[int, str] = {}
         self.links = UnsubscribeLinks()
         self.domain = site_domain() or DNS_NAME.get_fqdn()
         # django.utils.crypto.salted_hmac("mailer.message-id", ...,
@@ -69,6 +70,22 @@ class MessageBuilder:
         mac.update(key.encode())
         tag = mac.hexdigest()
         return f"<{key}.{tag[:16]}@{self.domain}>"
+
+    def archive_url(self, job_id: int) -> str:
+        """The job's public "view in browser" address (``mailer.archive``),
+        one per job and run; empty when ``mailer.urls`` is not included."""
+        url = self.archive_urls.get(job_id)
+        if url is None:
+            from django.urls import NoReverseMatch
+
+            from mailer.archive import archive_url
+
+            try:
+                url = archive_url(job_id)
+            except NoReverseMatch:
+                url = ""
+            self.archive_urls[job_id] = url
+        return url
 
     def template(self, job_id: int) -> JobTemplate:
         template = self.templates.get(job_id)
@@ -137,6 +154,7 @@ class MessageBuilder:
             message.to_address, message.job_id
         )
         values["unsubscribe_url"] = url
+        values["archive_url"] = self.archive_url(message.job_id)
         data, message_id = template.render(
             to,
             values,

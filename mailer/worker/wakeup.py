@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from django.db import connections, router
+from django.db.models import Q
 from django.utils import timezone
 
 from mailer.conf import settings
@@ -107,6 +108,7 @@ def work_waiting(using: str | None = None, *, jobs: bool = True) -> bool:
     waiting_jobs = (
         MessageJob.objects.using(db)
         .filter(status__in=[JobStatus.PENDING, JobStatus.EXPANDING])
+        .filter(Q(send_at__isnull=True) | Q(send_at__lte=timezone.now()))
         .order_by()
         .values("id")
     )

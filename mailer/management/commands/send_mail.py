@@ -159,4 +159,16 @@ class Command(BaseCommand):
                 waiter.close()
 
     def _print(self, result: SendResult) -> None:
+        from mailer.jobs import finish_jobs, jobs_waiting
+
+        # A job whose last message this run resolved is done now, not at the
+        # next process_mail_jobs; and "queue empty" must not hide a
+        # confirmed job still waiting to be expanded.
+        finish_jobs()
         self.stdout.write(result.summary())
+        waiting, scheduled = jobs_waiting()
+        if waiting or scheduled:
+            self.stdout.write(
+                f"Jobs waiting to be expanded (process_mail_jobs): {waiting}; "
+                f"scheduled for later: {scheduled}"
+            )

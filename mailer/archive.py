@@ -1,0 +1,52 @@
+"""The web archive: a public "view in browser" page per job, and a list of
+a List-Id's jobs.
+
+The page's address is stable and not guessable: the job's id and a keyed
+hash of it (``SECRET_KEY``), so the archive of one list does not open every
+other job by counting. Templates link to it with ``{{ recipient.archive_url }}``
+(a per-recipient placeholder, filled with the same address for every reader
+when the email is built). The page shows no personal values: placeholders
+are filled neutrally (:data:`NEUTRAL`).
+"""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from django.utils.crypto import constant_time_compare, salted_hmac
+
+from mailer.conf import settings
+
+__all__ = ["NEUTRAL", "archive_url", "job_for_token", "make_archive_token"]
+
+#: What the archive page shows for per-recipient values.
+NEUTRAL = {"name": "reader", "email": "you", "unsubscribe_url": ""}
+
+
+def _tag(job_id: int) -> str:
+    return salted_hmac("mailer.archive", str(job_id), algorithm="sha256").hexdigest()[
+        :16
+    ]
+
+
+def make_archive_token(job_id: int) -> str:
+    """``<id>-<tag>``: the job's public key in archive URLs."""
+    return f"{job_id}-{_tag(job_id)}"
+
+
+def job_for_token(token: str) -> int | None:
+    """The job id a token names, or ``None`` for a forged or damaged one."""
+    job_id, _sep, tag = token.partition("-")
+    if not job_id.isdigit() or not constant_time_compare(tag, _tag(int(job_id))):
+        return None
+    return int(job_id)
+
+
+def archive_url(job_id: int) -> str:
+    """The job's "view in browser" address: absolute under
+    ``MAILER_SITE_URL`` when set (email needs absolute links), else the
+    path. Raises ``NoReverseMatch`` when ``mailer.urls`` is not included."""
+    from mailer.unsubscribe import ascii_url
+
+    path = reverse("mailer:archive_email", args=[make_archive_token(job_id)])
+    base = ascii_url(settings.SITE_URL) if settings.SITE_URL else ""
+    return f"{base}{path}"
