@@ -248,7 +248,10 @@ def test_editor_sends_an_email_update_and_every_reader_gets_exactly_one(
     # The page loads an iframe and a stylesheet; a click before "load" can
     # be lost.
     page.wait_for_load_state("load")
-    page.click("input[type=submit][value='Yes, I’m sure']")
+    with page.expect_navigation():
+        page.locator("input[type=submit][value='Yes, I’m sure']").dispatch_event(
+            "click"
+        )
     assert "Not queued" in page.inner_text(".messagelist")
     assert len(newsroom.query("SELECT id FROM mailer_messagejob")) == 1
 
