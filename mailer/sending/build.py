@@ -73,17 +73,22 @@ class MessageBuilder:
 
     def archive_url(self, job_id: int) -> str:
         """The job's public "view in browser" address (``mailer.archive``),
-        one per job and run; empty when ``mailer.urls`` is not included."""
+        one per job and run; empty when it cannot be reversed (no
+        ``ROOT_URLCONF``, or ``mailer.urls`` not included: the mail still goes,
+        as for the unsubscribe link, and ``mailer.W002`` says why)."""
         url = self.archive_urls.get(job_id)
         if url is None:
+            from django.conf import settings as django_settings
             from django.urls import NoReverseMatch
 
             from mailer.archive import archive_url
 
-            try:
-                url = archive_url(job_id)
-            except NoReverseMatch:
-                url = ""
+            url = ""
+            if getattr(django_settings, "ROOT_URLCONF", None):
+                try:
+                    url = archive_url(job_id)
+                except NoReverseMatch:
+                    pass
             self.archive_urls[job_id] = url
         return url
 

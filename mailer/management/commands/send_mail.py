@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
 
 from mailer.conf import settings
 from mailer.engine import SendResult, send_queued
@@ -131,7 +133,7 @@ class Command(BaseCommand):
                 # body goes once MAILER_SENT_BODY_RETENTION_SECONDS is over:
                 # at the end of this run for a retention of 0, else on a later
                 # run (or by purge_mail_bodies). One UPDATE over a small index.
-                purge_sent_bodies()
+                _unless_database_down(purge_sent_bodies)
                 if result.error and not loop:
                     raise CommandError(result.error, returncode=2)
                 if not loop or stop_requested:
@@ -164,11 +166,22 @@ class Command(BaseCommand):
         # A job whose last message this run resolved is done now, not at the
         # next process_mail_jobs; and "queue empty" must not hide a
         # confirmed job still waiting to be expanded.
-        finish_jobs()
+        _unless_database_down(finish_jobs)
         self.stdout.write(result.summary())
-        waiting, scheduled = jobs_waiting()
+        waiting, scheduled = _unless_database_down(jobs_waiting) or (0, 0)
         if waiting or scheduled:
             self.stdout.write(
                 f"Jobs waiting to be expanded (process_mail_jobs): {waiting}; "
                 f"scheduled for later: {scheduled}"
             )
+
+
+def _unless_database_down(step: Callable[[], Any]) -> Any:
+    """Run one bookkeeping step after a run; ``None`` if the database cannot
+    be reached. A run that stopped on a database error (a restart, a
+    failover) has already said so in its one-line summary, and cron needs
+    that line and exit status 2, not a traceback from the tidying up."""
+    try:
+        return step()
+    except DatabaseError:
+        return None
