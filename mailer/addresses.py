@@ -109,11 +109,14 @@ def smtp_backend_check(address: str) -> None:
     """Raise ``ValueError`` (or the parser's ``HeaderParseError`` /
     ``IndexError``) for an address Django's SMTP backend would refuse to send
     to: ``EmailBackend.prep_address`` on Django 6.0+, ``sanitize_address``
-    (deprecated there) on 5.2."""
+    (deprecated there) on 5.2. A non-ASCII local part passes, as Django's
+    backend passes it for a relay that offers SMTPUTF8 (``force_ascii=False``);
+    the sender refuses it, clearly, only for a relay that does not (RFC 6531,
+    ``mailer.sending.extensions``)."""
     prep_address = getattr(SMTPBackend, "prep_address", None)
     if prep_address is not None:
         # Reads no instance state: the backend's check without a backend.
-        prep_address(None, address)
+        prep_address(None, address, force_ascii=False)
     else:
         from django.core.mail.message import sanitize_address
 
