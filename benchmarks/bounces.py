@@ -72,7 +72,7 @@ def bench_dkim(tmp: Path, n: int) -> list[tuple[str, int, float]]:
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
     from django.test.utils import override_settings
 
-    from mailer import dkim
+    from mailer.sending import dkim
 
     data = newsletter_bytes()
     rows = []
@@ -105,8 +105,8 @@ def bench_bounces(n: int) -> list[tuple[str, int, float]]:
     from mailer.bounces import verp
     from mailer.bounces.parse import parse
     from mailer.bounces.process import ProcessResult, process_bytes
-    from mailer.expand import expand_pending_jobs
-    from mailer.jobs import RenderedEmail, create_job
+    from mailer.jobs.expand import expand_pending_jobs
+    from mailer.jobs.services import RenderedEmail, create_job
     from mailer.models import DontSendEntry, Message
 
     readers = [f"reader{i}@example.org" for i in range(n)]

@@ -67,8 +67,8 @@ def main() -> None:
         from django.core.management import call_command
         from django.db import connection
 
-        from mailer.engine import send_queued
         from mailer.models import Message
+        from mailer.sending.engine import send_queued
         from tests.faultlib import addresses, fill_job
 
         call_command("migrate", verbosity=0)

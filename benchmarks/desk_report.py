@@ -39,8 +39,8 @@ def main() -> None:
     from django.test.utils import setup_test_environment
     from django.utils import timezone
 
-    from mailer.expand import expand_pending_jobs
-    from mailer.jobs import RenderedEmail, create_job
+    from mailer.jobs.expand import expand_pending_jobs
+    from mailer.jobs.services import RenderedEmail, create_job
     from mailer.models import LogResult, Message, MessageLog, MessageStatus
 
     setup_test_environment()
@@ -101,7 +101,7 @@ def main() -> None:
     for name, url in pages.items():
         best = min(_time(client.get, url) for _ in range(5))
         print(f"  {name:<24} {best:.3f} s")
-    from mailer.report import job_report, rebuild, sample_message, sent_per_minute
+    from mailer.jobs.report import job_report, rebuild, sample_message, sent_per_minute
 
     for name, piece in [
         ("  counts", lambda: job_report(job)),

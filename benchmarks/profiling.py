@@ -43,7 +43,7 @@ def cpu_per_message(count: int, repeat: int) -> None:
     from benchmarks.benchapp.models import Issue
     from benchmarks.procs import FastSink
     from benchmarks.suite import Sizes, Suite
-    from mailer.engine import send_queued
+    from mailer.sending.engine import send_queued
 
     call_command("migrate", verbosity=0)
     out = os.path.join(tempfile.gettempdir(), f"mailer-profile-{os.getpid()}.json")
@@ -107,7 +107,7 @@ def profile(what: str, count: int) -> cProfile.Profile:
     # what the worker spends.
     profiler = cProfile.Profile(time.process_time)
     if what == "send":
-        from mailer.engine import send_queued
+        from mailer.sending.engine import send_queued
 
         suite.queue_job(count)
         with FastSink(max_seconds=suite.send_timeout(count) + 60) as sink:
@@ -118,7 +118,7 @@ def profile(what: str, count: int) -> cProfile.Profile:
             sink.stop()
         print(result.summary())
     elif what == "expand":
-        from mailer.expand import expand_pending_jobs
+        from mailer.jobs.expand import expand_pending_jobs
 
         suite.reset_queue()
         suite.create_job(count)

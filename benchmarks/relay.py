@@ -176,7 +176,7 @@ class Relay:
         ``process_mail_jobs`` command."""
         from benchmarks.benchapp.admin import ISSUE_EMAIL
         from benchmarks.workload import subscribers
-        from mailer.jobs import create_job
+        from mailer.jobs.services import create_job
         from mailer.models import Message
 
         self.reset_queue()

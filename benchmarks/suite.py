@@ -172,7 +172,7 @@ class Suite:
     def create_job(self, count: int):
         from benchmarks.benchapp.admin import ISSUE_EMAIL
         from benchmarks.workload import subscribers
-        from mailer.jobs import create_job
+        from mailer.jobs.services import create_job
 
         return create_job(
             content=self.content,
@@ -184,7 +184,7 @@ class Suite:
 
     def queue_job(self, count: int) -> None:
         """An empty queue, then one job of ``count`` recipients, expanded."""
-        from mailer.expand import expand_pending_jobs
+        from mailer.jobs.expand import expand_pending_jobs
 
         self.reset_queue()
         self.create_job(count)
@@ -290,8 +290,8 @@ class Suite:
     def idle(self) -> dict[str, Any]:
         from django.test.utils import CaptureQueriesContext
 
-        from mailer.engine import send_queued
-        from mailer.expand import expand_pending_jobs
+        from mailer.jobs.expand import expand_pending_jobs
+        from mailer.sending.engine import send_queued
 
         self.reset_queue()
         env = django_env()
@@ -556,7 +556,7 @@ class Suite:
     # -- 4. sending -----------------------------------------------------------
 
     def send_in_process(self, total: int) -> dict[str, Any]:
-        from mailer.engine import send_queued
+        from mailer.sending.engine import send_queued
 
         with FastSink(max_seconds=self.send_timeout(total) + 60) as sink:
             with self.smtp_port(sink.port):
@@ -639,7 +639,7 @@ class Suite:
     def sql_per_message(self) -> dict[str, Any]:
         from django.test.utils import CaptureQueriesContext
 
-        from mailer.engine import send_queued
+        from mailer.sending.engine import send_queued
 
         total = self.sizes.sql
         self.queue_job(total)

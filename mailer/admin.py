@@ -25,7 +25,14 @@ from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from mailer.jobs import (
+from mailer.jobs.report import (
+    OUTCOMES,
+    job_report,
+    rebuild,
+    sample_message,
+    sent_per_minute_svg,
+)
+from mailer.jobs.services import (
     cancel_jobs,
     finish_job_if_done,
     job_progress,
@@ -44,13 +51,6 @@ from mailer.models import (
     MessageJob,
     MessageLog,
     MessageStatus,
-)
-from mailer.report import (
-    OUTCOMES,
-    job_report,
-    rebuild,
-    sample_message,
-    sent_per_minute_svg,
 )
 
 

@@ -151,7 +151,7 @@ def check_unsubscribe_url(app_configs: Any = None, **kwargs: Any) -> list:
     (``send_mail`` logs the same warning)."""
     if not settings.SITE_URL:
         return []
-    from mailer.unsubscribe import unsubscribe_path
+    from mailer.unsubscribe.tokens import unsubscribe_path
 
     _path, problem = unsubscribe_path()
     if problem is None:
@@ -311,7 +311,7 @@ def check_django_mailer_settings(app_configs: Any = None, **kwargs: Any) -> list
 def check_bounces_and_dkim(app_configs: Any = None, **kwargs: Any) -> list:
     """The DKIM key loads (issue 18), and the bounce address is local@domain."""
     from mailer.conf import settings
-    from mailer.dkim import check_settings
+    from mailer.sending.dkim import check_settings
 
     errors = [Error(problem, id="mailer.E030") for problem in check_settings()]
     address = settings.BOUNCE_ADDRESS

@@ -68,7 +68,7 @@ class MessageQuerySet(models.QuerySet):
         (default medium, as django-mailer's); return how many. With
         ``MAILER_EMAIL_MAX_RETRIES`` set, a message that has used its retries
         is left alone, as django-mailer leaves it."""
-        from mailer.engine import retry_deferred
+        from mailer.sending.engine import retry_deferred
 
         return retry_deferred(queryset=self, priority=new_priority)
 

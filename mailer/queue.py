@@ -21,8 +21,8 @@ from django.utils import timezone
 from mailer.addresses import envelope_address
 from mailer.conf import settings
 from mailer.exceptions import HeaderInjection, InvalidEmail, MessageTooLarge
-from mailer.message import serialize
 from mailer.models import Message, MessageStatus, Priority
+from mailer.sending.message import serialize
 
 #: django-mailer's priority names. "deferred" queues the message held: it is
 #: sent only after ``manage.py retry_deferred`` releases it.

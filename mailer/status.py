@@ -9,7 +9,7 @@ from typing import Any
 from django.db.models import Count, Min
 from django.utils import timezone
 
-from mailer.jobs import job_progress
+from mailer.jobs.services import job_progress
 from mailer.models import JobStatus, Message, MessageJob, MessageStatus, Priority
 
 

@@ -3,14 +3,17 @@ the web archive ("view in browser", a list's past emails)."""
 
 from django.urls import path
 
-from mailer import views
+from mailer.jobs import views as archive
+from mailer.unsubscribe import views as unsubscribe
 
 app_name = "mailer"
 
 urlpatterns = [
-    path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
-    path("view/<str:token>/", views.ArchiveEmailView.as_view(), name="archive_email"),
+    path("unsubscribe/<str:token>/", unsubscribe.unsubscribe, name="unsubscribe"),
+    path("view/<str:token>/", archive.ArchiveEmailView.as_view(), name="archive_email"),
     path(
-        "archive/<str:list_id>/", views.ArchiveListView.as_view(), name="archive_list"
+        "archive/<str:list_id>/",
+        archive.ArchiveListView.as_view(),
+        name="archive_list",
     ),
 ]

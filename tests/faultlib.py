@@ -28,7 +28,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import JobStatus, Message, MessageJob, MessageStatus, Priority
 from tests.conftest import start_command
 

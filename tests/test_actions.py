@@ -10,9 +10,9 @@ from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.utils import timezone
 
-from mailer.engine import send_queued
-from mailer.expand import expand_pending_jobs
+from mailer.jobs.expand import expand_pending_jobs
 from mailer.models import Message, MessageJob, Priority
+from mailer.sending.engine import send_queued
 from tests.testapp.admin import StoryAdmin
 from tests.testapp.models import Reader, Story
 

@@ -11,13 +11,13 @@ import pytest
 
 import mailer
 from mailer.addresses import envelope_address, normalize
-from mailer.engine import send_queued
 from mailer.exceptions import InvalidAddress
-from mailer.expand import expand_job, expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_job, expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import LogResult, Message, MessageJob, MessageLog
+from mailer.sending.engine import send_queued
 from mailer.suppression import unsubscribe
-from mailer.unsubscribe import make_token, read_token
+from mailer.unsubscribe.tokens import make_token, read_token
 
 CONTENT = RenderedEmail(subject="News", body_text="Hello [[mj:name]]\n")
 

@@ -10,10 +10,8 @@ from django.contrib.messages import get_messages
 from django.utils import timezone
 
 import mailer
-from mailer.claim import claim_batch
-from mailer.engine import send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import (
     DontSendEntry,
     LogResult,
@@ -22,6 +20,8 @@ from mailer.models import (
     MessageLog,
     MessageStatus,
 )
+from mailer.sending.claim import claim_batch
+from mailer.sending.engine import send_queued
 
 pytestmark = pytest.mark.django_db
 

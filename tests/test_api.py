@@ -11,9 +11,9 @@ import pytest
 from django.utils.translation import gettext_lazy
 
 import mailer
-from mailer.engine import retry_deferred, send_queued
 from mailer.exceptions import HeaderInjection, InvalidAddress
 from mailer.models import Message, MessageStatus, Priority
+from mailer.sending.engine import retry_deferred, send_queued
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.django_db

@@ -9,9 +9,9 @@ from django.core import mail
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 
 from mailer.backend import DbBackend
-from mailer.engine import send_queued
 from mailer.exceptions import HeaderInjection, InvalidAddress
 from mailer.models import Message, Priority
+from mailer.sending.engine import send_queued
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ import pytest
 from django.core.mail.backends.base import BaseEmailBackend
 
 import mailer
-from mailer.engine import send_queued
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
+from mailer.sending.engine import send_queued
 
 pytestmark = pytest.mark.django_db
 

@@ -24,8 +24,8 @@ from mailer.exceptions import (
     MessageTooLarge,
     TemplateProblem,
 )
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job, render_email
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job, render_email
 from mailer.models import (
     JobStatus,
     LogResult,

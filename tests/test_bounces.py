@@ -21,9 +21,8 @@ from django.core.management.base import CommandError
 import mailer
 from mailer.bounces import verp
 from mailer.bounces.parse import COMPLAINT, HARD, SOFT, parse
-from mailer.engine import send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import (
     DontSendEntry,
     LogResult,
@@ -31,6 +30,7 @@ from mailer.models import (
     MessageLog,
     SuppressionReason,
 )
+from mailer.sending.engine import send_queued
 from mailer.signals import complained
 from tests.conftest import ROOT
 
@@ -480,7 +480,7 @@ def test_end_to_end_one_bounce_through_each_of_imap_maildir_and_stdin(
 ):
     import dkim
 
-    from mailer.dkim import public_txt
+    from mailer.sending.dkim import public_txt
     from tests.test_dkim import write_key
 
     settings.MAILER_DKIM_KEY_FILE = write_key(tmp_path / "k.pem", "ed25519")

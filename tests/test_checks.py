@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
 from mailer.backend import DbBackend
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.services import RenderedEmail, create_job
 from tests.conftest import point_mail_at
 
 MAILERS = django.VERSION >= (6, 1)

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 import mailer
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.services import RenderedEmail, create_job
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_process_mail_jobs_reports_its_progress_to_chroniker(
 
 
 def test_without_chroniker_running_progress_is_a_no_op(db, progress_reports):
-    from mailer.progress import report_progress
+    from mailer.jobs.progress import report_progress
 
     report_progress(3, 10)  # run by hand or cron: no chroniker job in this thread
     assert progress_reports == []

@@ -12,10 +12,10 @@ from email.utils import formataddr
 import pytest
 from django.core.mail import EmailMultiAlternatives
 
-from mailer.compose import JobTemplate
-from mailer.connections import serialize
 from mailer.exceptions import HeaderInjection
-from mailer.personalize import Personalizer
+from mailer.jobs.compose import JobTemplate
+from mailer.jobs.personalize import Personalizer
+from mailer.sending.smtp import serialize
 
 TRICKY = 'Tom & "Jerry" <x>'
 

@@ -23,7 +23,7 @@ from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
 
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import JobStatus, LogResult, Message, MessageLog, MessageStatus
 from tests.conftest import ROOT, run_command
 from tests.faultlib import (
@@ -253,8 +253,8 @@ def test_a_broken_database_connection_while_recording_is_retried(
     then the database is back: each message recorded once, none re-sent."""
     from django.db import OperationalError
 
-    from mailer import engine
-    from mailer.records import OutcomeWriter
+    from mailer.sending import engine
+    from mailer.sending.records import OutcomeWriter
 
     monkeypatch.setattr(engine, "RECORD_RETRY_DELAYS", (0.01, 0.01, 0.01))
     write = OutcomeWriter.write
@@ -291,7 +291,7 @@ def test_a_database_that_stays_away_stops_the_run_with_one_line(
     from django.core.management import CommandError, call_command
     from django.db import OperationalError
 
-    from mailer import engine
+    from mailer.sending import engine
 
     def no_database(size):
         raise OperationalError("connection to server failed: refused\n\tIs it up?")

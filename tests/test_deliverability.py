@@ -11,9 +11,8 @@ import pytest
 from django.core import signing
 from django.test import Client
 
-from mailer.engine import send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import (
     DontSendEntry,
     LogResult,
@@ -22,8 +21,9 @@ from mailer.models import (
     MessageStatus,
     SuppressionReason,
 )
+from mailer.sending.engine import send_queued
 from mailer.signals import unsubscribed
-from mailer.unsubscribe import make_token, read_token
+from mailer.unsubscribe.tokens import make_token, read_token
 from tests.testapp.models import Story
 
 pytestmark = pytest.mark.django_db
@@ -127,7 +127,7 @@ def test_single_emails_have_message_id_and_date(mailserver):
 
 
 def test_html_only_job_gets_a_readable_text_part(mailserver):
-    from mailer.jobs import render_email
+    from mailer.jobs.services import render_email
 
     content = render_email(
         subject="Headlines",

@@ -15,9 +15,8 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.utils import timezone
 
-from mailer.engine import send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job, reschedule_jobs
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job, reschedule_jobs
 from mailer.models import (
     JobStatus,
     LogResult,
@@ -27,6 +26,7 @@ from mailer.models import (
     MessageStatus,
     Priority,
 )
+from mailer.sending.engine import send_queued
 from tests.testapp.models import Reader, Story
 
 pytestmark = pytest.mark.django_db
@@ -443,7 +443,7 @@ def test_the_archive_page_shows_the_email_without_personal_values(client, mailse
     job = newsletter(2)
     expand_pending_jobs()
     send_queued()
-    from mailer.archive import archive_url
+    from mailer.jobs.archive import archive_url
 
     url = archive_url(job.pk)
     assert url.startswith("https://news.example.com/mail/view/")
@@ -466,7 +466,7 @@ def test_templates_link_to_the_archive(mailserver):
     )
     expand_pending_jobs()
     send_queued()
-    from mailer.archive import archive_url
+    from mailer.jobs.archive import archive_url
 
     (received,) = [m.message for m in mailserver.messages]
     assert received.get_content().strip() == f"Online: {archive_url(job.pk)}"

@@ -16,10 +16,10 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 
-from mailer.engine import send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import JobStatus, Message, MessageJob, MessageStatus
+from mailer.sending.engine import send_queued
 from tests.testapp.models import Reader, Story
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

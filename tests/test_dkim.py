@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from django.core.checks import run_checks
 
 import mailer
-from mailer.dkim import load_key, public_txt
-from mailer.engine import send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
+from mailer.sending.dkim import load_key, public_txt
+from mailer.sending.engine import send_queued
 
 pytestmark = pytest.mark.django_db
 

@@ -10,17 +10,17 @@ import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 
 import mailer
-from mailer.compose import JobTemplate
-from mailer.connections import serialize
-from mailer.engine import send_queued
 from mailer.exceptions import (
     HeaderInjection,
     InvalidAddress,
     InvalidEmail,
     MessageTooLarge,
 )
+from mailer.jobs.compose import JobTemplate
 from mailer.models import Message, MessageStatus, Priority
 from mailer.queue import enqueue
+from mailer.sending.engine import send_queued
+from mailer.sending.smtp import serialize
 
 pytestmark = pytest.mark.django_db
 

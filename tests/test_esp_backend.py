@@ -10,10 +10,10 @@ import django
 import pytest
 
 import mailer
-from mailer.engine import send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import Message, MessageStatus
+from mailer.sending.engine import send_queued
 
 pytestmark = pytest.mark.django_db
 

@@ -210,7 +210,7 @@ def test_one_click_unsubscribe_stops_the_subscription_and_the_profile(example_en
         import json
         from django.contrib.auth import get_user_model
         from django.test import Client
-        from mailer.unsubscribe import make_token
+        from mailer.unsubscribe.tokens import make_token
         from newsroom.models import Profile, Subscriber
 
         Subscriber.objects.create(email="Reader@Example.com", name="Reader")

@@ -9,8 +9,8 @@ from collections import UserDict
 import pytest
 from django.utils import timezone
 
-from mailer.expand import MessageInserter, expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job, snapshot_recipients
+from mailer.jobs.expand import MessageInserter, expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job, snapshot_recipients
 from mailer.models import Message, MessageStatus
 
 pytestmark = pytest.mark.django_db

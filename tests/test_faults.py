@@ -16,9 +16,8 @@ import pytest
 from django.db.models import Count
 from django.utils import timezone
 
-from mailer.engine import retry_deferred, send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import (
     DontSendEntry,
     LogResult,
@@ -27,6 +26,7 @@ from mailer.models import (
     MessageStatus,
     SuppressionReason,
 )
+from mailer.sending.engine import retry_deferred, send_queued
 from tests.conftest import run_command
 from tests.faultlib import (
     addresses,

@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from django.db import OperationalError, connection
 
-from mailer import engine
 from mailer.models import Message, MessageLog, MessageStatus
+from mailer.sending import engine
 from tests.faultlib import addresses, fill_single
 
 pytestmark = [

@@ -13,10 +13,10 @@ import pytest
 from django.core.management import call_command
 
 import mailer
-from mailer.engine import release_in_doubt, retry_deferred, send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job, job_progress
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job, job_progress
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
+from mailer.sending.engine import release_in_doubt, retry_deferred, send_queued
 from mailer.status import queue_status
 from mailer.testing.mailconfig import set_smtp_timeout
 

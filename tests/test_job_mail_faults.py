@@ -25,14 +25,14 @@ import pytest
 from django.contrib.auth.models import User
 from django.contrib.messages import get_messages
 
-from mailer.actions import EmailUpdate
-from mailer.compose import ADDRESS_HEADERS, JobTemplate, normalize_newlines
-from mailer.engine import send_queued
 from mailer.exceptions import InvalidEmail, TemplateProblem
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job, render_email
+from mailer.jobs.actions import EmailUpdate
+from mailer.jobs.compose import ADDRESS_HEADERS, JobTemplate, normalize_newlines
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.personalize import Personalizer
+from mailer.jobs.services import RenderedEmail, create_job, render_email
 from mailer.models import Message, MessageJob
-from mailer.personalize import Personalizer
+from mailer.sending.engine import send_queued
 from tests.testapp.admin import StoryAdmin
 from tests.testapp.models import Reader, Story
 

@@ -10,10 +10,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from mailer.engine import send_queued
 from mailer.exceptions import InvalidEmail, TemplateProblem
-from mailer.expand import expand_job, expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job, job_progress, render_email
+from mailer.jobs.expand import expand_job, expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job, job_progress, render_email
 from mailer.models import (
     DontSendEntry,
     JobStatus,
@@ -23,6 +22,7 @@ from mailer.models import (
     MessageLog,
     MessageStatus,
 )
+from mailer.sending.engine import send_queued
 from tests.testapp.models import Story
 
 pytestmark = pytest.mark.django_db
@@ -130,7 +130,7 @@ def test_expansion_resumes_from_its_cursor_without_duplicates():
 
 
 def test_an_expander_whose_cursor_moved_on_backs_off():
-    from mailer.expand import _Abandon
+    from mailer.jobs.expand import _Abandon
 
     job = job_for([f"r{i}@example.com" for i in range(30)])
 
@@ -227,7 +227,7 @@ def test_cancelling_a_job_takes_its_pending_mail_out_of_the_queue(mailserver):
     expand_pending_jobs()
     send_queued(max_messages=3)
 
-    from mailer.jobs import cancel_jobs
+    from mailer.jobs.services import cancel_jobs
 
     assert cancel_jobs(MessageJob.objects.all()) == (1, 7)
     assert send_queued().sent == 0
@@ -245,7 +245,7 @@ def test_retry_failed_puts_failed_job_mail_back(mailserver):
     send_queued()
     assert job_progress(job)["failed"] == 1
 
-    from mailer.jobs import retry_failed
+    from mailer.jobs.services import retry_failed
 
     mailserver.accept_all()
     assert retry_failed(MessageJob.objects.all()) == 1

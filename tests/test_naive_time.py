@@ -15,11 +15,11 @@ from django.core.management import call_command
 from django.utils import timezone
 
 import mailer
-from mailer.engine import purge_log, retry_deferred, send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
 from mailer.retention import purge_sent_bodies
+from mailer.sending.engine import purge_log, retry_deferred, send_queued
 
 pytestmark = pytest.mark.django_db
 

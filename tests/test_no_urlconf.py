@@ -13,8 +13,8 @@ from django.core.checks import run_checks
 from django.core.management import call_command
 
 import mailer
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from tests.conftest import point_mail_at
 
 pytestmark = pytest.mark.django_db

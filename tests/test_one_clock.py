@@ -10,10 +10,10 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
-from mailer.claim import claim_batch, release, renew
 from mailer.dbclock import DbNow
-from mailer.engine import retry_deferred, send_queued
 from mailer.models import Message, MessageStatus
+from mailer.sending.claim import claim_batch, release, renew
+from mailer.sending.engine import retry_deferred, send_queued
 from mailer.testing import clock
 from tests.conftest import run_command
 from tests.faultlib import (

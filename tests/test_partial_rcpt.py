@@ -7,8 +7,8 @@ import pytest
 from django.utils import timezone
 
 import mailer
-from mailer.engine import send_queued
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
+from mailer.sending.engine import send_queued
 from mailer.sending.partial import split_refusals
 
 pytestmark = pytest.mark.django_db

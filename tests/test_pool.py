@@ -24,8 +24,8 @@ from django.db.models import Count
 
 import mailer
 from mailer.checks import check_connections
-from mailer.engine import SendResult, send_queued
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
+from mailer.sending.engine import SendResult, send_queued
 from mailer.sending.pool import MAX_CONNECTIONS, PoolResult
 from tests.conftest import run_command
 from tests.faultlib import (

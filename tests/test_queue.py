@@ -8,7 +8,6 @@ import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.utils import timezone
 
-from mailer.connections import serialize
 from mailer.exceptions import (
     HeaderInjection,
     InvalidAddress,
@@ -17,6 +16,7 @@ from mailer.exceptions import (
 )
 from mailer.models import Message, MessageStatus, Priority
 from mailer.queue import enqueue, enqueue_many, held_until, parse_priority
+from mailer.sending.smtp import serialize
 
 pytestmark = pytest.mark.django_db
 

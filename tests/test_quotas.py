@@ -13,9 +13,9 @@ import pytest
 
 from mailer.dbclock import database_now_utc as database_now
 from mailer.dbclock import for_field
-from mailer.engine import send_queued
 from mailer.models import LogResult, Message, MessageLog, MessageStatus, RateWindow
 from mailer.sending import quotas
+from mailer.sending.engine import send_queued
 from tests.faultlib import (
     addresses,
     check_ok,

@@ -11,11 +11,9 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from mailer import outcomes
-from mailer.engine import send_queued
 from mailer.exceptions import InvalidEmail
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import (
     LogResult,
     Message,
@@ -24,7 +22,8 @@ from mailer.models import (
     MessageStatus,
     RelayPause,
 )
-from mailer.sending import relaypause
+from mailer.sending import outcomes, relaypause
+from mailer.sending.engine import send_queued
 from tests.faultlib import addresses, fill_single
 
 pytestmark = pytest.mark.django_db

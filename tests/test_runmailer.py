@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
 import mailer
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import WorkerState
 from mailer.worker import health
 from tests.conftest import start_command

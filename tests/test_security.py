@@ -23,12 +23,12 @@ from django.core.exceptions import PermissionDenied
 from django.test import Client, RequestFactory
 
 import mailer
-from mailer.actions import email_update_action
-from mailer.engine import send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, cancel_jobs, create_job
+from mailer.jobs.actions import email_update_action
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, cancel_jobs, create_job
 from mailer.models import DontSendEntry, LogResult, Message, MessageJob, MessageLog
-from mailer.unsubscribe import SALT, make_token, read_token
+from mailer.sending.engine import send_queued
+from mailer.unsubscribe.tokens import SALT, make_token, read_token
 from tests.conftest import ROOT
 from tests.testapp.admin import StoryAdmin
 from tests.testapp.models import Reader, Story
@@ -339,7 +339,7 @@ def test_no_command_runs_with_the_queue_as_its_own_sender(tmp_path):
 def test_the_send_loops_token_signer_makes_djangos_token(address, job_id):
     # The send loop signs with a cached HMAC (TokenSigner); the view verifies
     # with Django's Signer: every token must be the very same string.
-    from mailer.unsubscribe import TokenSigner
+    from mailer.unsubscribe.tokens import TokenSigner
 
     fast = TokenSigner().sign_object([address, job_id])
     assert fast == signing.Signer(salt=SALT).sign_object([address, job_id])

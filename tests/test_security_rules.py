@@ -10,8 +10,8 @@ from django.core.checks import run_checks
 from django.test import Client
 
 import mailer
-from mailer.engine import send_queued
 from mailer.models import MessageJob, MessageLog
+from mailer.sending.engine import send_queued
 from tests.testapp.models import Reader, Story
 
 pytestmark = pytest.mark.django_db

@@ -15,12 +15,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import mailer
-from mailer import outcomes
-from mailer.claim import claim_batch
-from mailer.connections import SendingConnection
-from mailer.engine import retry_deferred, send_queued
-from mailer.expand import expand_pending_jobs
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import (
     DontSendEntry,
     LogResult,
@@ -32,6 +28,10 @@ from mailer.models import (
     SuppressionReason,
 )
 from mailer.queue import enqueue
+from mailer.sending import outcomes
+from mailer.sending.claim import claim_batch
+from mailer.sending.engine import retry_deferred, send_queued
+from mailer.sending.smtp import SendingConnection
 from tests.conftest import start_command
 
 pytestmark = pytest.mark.django_db

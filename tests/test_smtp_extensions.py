@@ -14,9 +14,9 @@ import django
 import pytest
 
 import mailer
-from mailer.engine import send_queued
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
 from mailer.sending import extensions
+from mailer.sending.engine import send_queued
 from mailer.sending.extensions import ExtensionRefused, mail_options
 
 pytestmark = pytest.mark.django_db

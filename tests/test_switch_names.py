@@ -12,7 +12,6 @@ from django.core.management import call_command
 from django.utils import timezone
 
 import mailer
-from mailer.engine import send_all, send_loop, send_queued
 from mailer.models import (
     PRIORITIES,
     PRIORITY_DEFERRED,
@@ -29,6 +28,7 @@ from mailer.models import (
     MessageStatus,
     make_message,
 )
+from mailer.sending.engine import send_all, send_loop, send_queued
 
 pytestmark = pytest.mark.django_db
 

@@ -15,11 +15,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 import mailer
-from mailer import engine
 from mailer.backend import DbBackend
-from mailer.engine import Limits, retry_deferred, send_queued
 from mailer.legacy.api import send_loop
 from mailer.models import Message, MessageLog, MessageStatus
+from mailer.sending import engine
+from mailer.sending.engine import Limits, retry_deferred, send_queued
 
 pytestmark = pytest.mark.django_db
 

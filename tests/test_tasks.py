@@ -12,7 +12,7 @@ from django.db import transaction
 pytest.importorskip("django_tasks_db")
 
 import mailer  # noqa: E402
-from mailer.jobs import RenderedEmail, create_job  # noqa: E402
+from mailer.jobs.services import RenderedEmail, create_job  # noqa: E402
 from mailer.models import Message, MessageStatus, WorkerState  # noqa: E402
 from tests.conftest import start_command  # noqa: E402
 

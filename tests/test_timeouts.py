@@ -11,9 +11,9 @@ import signal
 import pytest
 from django.core.checks import run_checks
 
-from mailer.connections import SendingConnection
-from mailer.engine import send_queued
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
+from mailer.sending.engine import send_queued
+from mailer.sending.smtp import SendingConnection
 from mailer.testing.mailconfig import set_smtp_timeout
 from tests.conftest import run_command
 from tests.faultlib import (

@@ -9,7 +9,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 import mailer
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.worker.wakeup import Listener, Poller, listens, work_waiting
 
 on_postgres = pytest.mark.skipif(

@@ -4,7 +4,7 @@ from django.contrib import admin
 
 from benchmarks.benchapp.models import Issue, Subscriber
 from benchmarks.workload import issue_context
-from mailer.actions import EmailUpdate, EmailUpdateAdminMixin
+from mailer.jobs.actions import EmailUpdate, EmailUpdateAdminMixin
 
 
 def active_subscribers(issue: Issue):

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.utils.formats import date_format
 
-from mailer.actions import EmailUpdate, EmailUpdateAdminMixin
+from mailer.jobs.actions import EmailUpdate, EmailUpdateAdminMixin
 from newsroom.models import Article, Issue, Profile, Subscriber
 from newsroom.recipients import email_edition_readers
 

@@ -6,10 +6,10 @@ single mail alike, after personalisation.
 
 from __future__ import annotations
 
-from mailer import dkim
 from mailer.bounces import verp
 from mailer.conf import settings
 from mailer.models import Message
+from mailer.sending import dkim
 
 
 def finish(

@@ -73,7 +73,7 @@ def get_priority(priority: str | int | None) -> int:
 def email_of(message) -> EmailMessage | None:
     """The ``EmailMessage`` a single-mail row sends, rebuilt from its bytes
     (``None`` for job mail or a row without content)."""
-    from mailer.connections import PreparedEmail
+    from mailer.sending.smtp import PreparedEmail
 
     if message.job_id is not None or message.mime is None:
         return None
@@ -183,7 +183,7 @@ def send_all(queryset: Any = None):
             "(Message.objects.filter(...).retry_deferred()) and let send_mail "
             "send them."
         )
-    from mailer.engine import send_queued
+    from mailer.sending.engine import send_queued
 
     return send_queued()
 
@@ -233,7 +233,7 @@ def apply_error_handler(connection, message, error: Exception, outcome):
     from django.utils.module_loading import import_string
 
     from mailer.conf import settings
-    from mailer.outcomes import Outcome, Verdict
+    from mailer.sending.outcomes import Outcome, Verdict
 
     handler = import_string(settings.ERROR_HANDLER)
     try:

@@ -176,7 +176,7 @@ def convert_email(email: Any, default_from: str) -> Converted:
     ``ValueError`` (an ``InvalidAddress`` among them) when it cannot be sent.
     """
     from mailer.addresses import envelope_address
-    from mailer.connections import serialize
+    from mailer.sending.smtp import serialize
 
     recipients = [envelope_address(r) for r in email.recipients()]
     if not recipients:

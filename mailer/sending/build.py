@@ -15,9 +15,9 @@ from django.core.mail.utils import DNS_NAME
 from django.utils.encoding import force_bytes
 
 from mailer.addresses import envelope_address, normalize
-from mailer.compose import JobTemplate
+from mailer.jobs.compose import JobTemplate
 from mailer.models import DontSendEntry, Message, MessageJob, SuppressionReason
-from mailer.unsubscribe import UnsubscribeLinks, site_domain
+from mailer.unsubscribe.tokens import UnsubscribeLinks, site_domain
 
 
 class MessageBuilder:
@@ -81,7 +81,7 @@ class MessageBuilder:
             from django.conf import settings as django_settings
             from django.urls import NoReverseMatch
 
-            from mailer.archive import archive_url
+            from mailer.jobs.archive import archive_url
 
             url = ""
             if getattr(django_settings, "ROOT_URLCONF", None):

@@ -23,8 +23,8 @@ from datetime import datetime
 
 from django.db import router, transaction
 
-from mailer import outcomes
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
+from mailer.sending import outcomes
 
 
 @dataclass

@@ -74,9 +74,9 @@ from dataclasses import dataclass, fields, replace
 from django.db import connections as databases
 from django.db import router
 
-from mailer.claim import claim_batch
-from mailer.engine import Limits, Sender, SendResult, _Stop
 from mailer.models import Message
+from mailer.sending.claim import claim_batch
+from mailer.sending.engine import Limits, Sender, SendResult, _Stop
 
 #: Most connections one run may drive. Each connection is a thread holding
 #: one SMTP and one database connection (PostgreSQL's default

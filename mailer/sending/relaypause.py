@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from django.db import router, transaction
 
 from mailer.conf import settings
-from mailer.connections import sending_backend_path
 from mailer.dbclock import database_now
 from mailer.models import RelayPause
+from mailer.sending.smtp import sending_backend_path
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def relay_key() -> str:
     trouble."""
     from django.conf import settings as django_settings
 
-    from mailer.connections import mailers_configured
+    from mailer.sending.smtp import mailers_configured
 
     host, port = "", ""
     if mailers_configured():

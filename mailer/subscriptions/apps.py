@@ -14,7 +14,7 @@ class SubscriptionsConfig(AppConfig):
 
         checks.register(check_urls, checks.Tags.urls)
         # The editor can pick lists on the "Send email update" page.
-        from mailer.actions import register_audience
+        from mailer.jobs.actions import register_audience
 
         from .audience import ListAudience
 

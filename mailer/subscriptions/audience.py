@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.db import transaction
 
-from mailer.jobs import RenderedEmail, create_job
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import MessageJob
 
 from .models import ListMailing, MailingList, Status, Subscription

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from mailer.addresses import addr_spec, normalize
 from mailer.conf import settings as mailer_settings
-from mailer.unsubscribe import ascii_url
+from mailer.unsubscribe.tokens import ascii_url
 
 from . import signals, tokens
 from .conf import settings

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import DatabaseError
 from django.utils import timezone
 
-from mailer.engine import SendResult
+from mailer.sending.engine import SendResult
 
 LAST_RUN = "run:last"
 
@@ -31,7 +31,7 @@ _written: dict[str, Any] = {}
 def relay() -> str:
     """``host:port`` of the sending backend (``?`` for a backend without
     them, e.g. an ESP's API)."""
-    from mailer.connections import open_sending_backend
+    from mailer.sending.smtp import open_sending_backend
 
     try:
         backend = open_sending_backend()

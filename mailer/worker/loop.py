@@ -150,8 +150,8 @@ class Worker:
     def drain(self) -> float:
         """Expand and send once; return how long to wait before the next
         run (seconds)."""
-        from mailer.engine import send_queued
-        from mailer.expand import expand_pending_jobs
+        from mailer.jobs.expand import expand_pending_jobs
+        from mailer.sending.engine import send_queued
         from mailer.worker.health import record_run
 
         self.stats.drains += 1

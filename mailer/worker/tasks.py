@@ -169,7 +169,7 @@ def _next_due() -> datetime | None:
 def expand_jobs_task() -> dict[str, Any]:
     """Expand every confirmed job into one message per recipient, then ask
     for a send task. Returns the counts (JSON)."""
-    from mailer.expand import expand_pending_jobs
+    from mailer.jobs.expand import expand_pending_jobs
 
     _unmark(EXPAND)
     result = expand_pending_jobs()
@@ -185,7 +185,7 @@ def send_mail_task() -> dict[str, Any]:
     at once when a limit left mail due, at the next due time (deferred mail,
     a relay that could not be reached) when the backend can defer tasks.
     Returns the counts (JSON)."""
-    from mailer.engine import send_queued
+    from mailer.sending.engine import send_queued
     from mailer.worker.health import record_run
 
     _unmark(SEND)

@@ -81,7 +81,7 @@ sys.modules["__main__"].RefusingLocmem = RefusingLocmem
 call_command("migrate", verbosity=0)
 
 import mailer
-from mailer import engine
+from mailer.sending import engine
 from mailer.models import (
     PRIORITY_DEFERRED, PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_MEDIUM,
     DontSendEntry, Message, make_message,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from mailer.engine import send_queued
-from mailer.expand import expand_pending_jobs
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.sending.engine import send_queued
 from mailer.subscriptions.models import MailingList
 
 

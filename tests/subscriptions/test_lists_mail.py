@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailer.exceptions import InvalidEmail
-from mailer.jobs import RenderedEmail
+from mailer.jobs.services import RenderedEmail
 from mailer.models import DontSendEntry, MessageJob
 from mailer.subscriptions import services, signals
 from mailer.subscriptions.audience import audience_count, send_to_lists
@@ -214,7 +214,7 @@ def test_a_bounced_or_complaining_subscriber_is_not_sent_list_mail(mailserver):
 
 
 def test_the_core_global_unsubscribe_link_leaves_every_list(client):
-    from mailer.unsubscribe import make_token
+    from mailer.unsubscribe.tokens import make_token
 
     daily, breaking = make_lists()
     active("ann@example.com", daily, breaking)

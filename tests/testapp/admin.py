@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from mailer.actions import EmailUpdate, EmailUpdateAdminMixin
+from mailer.jobs.actions import EmailUpdate, EmailUpdateAdminMixin
 from tests.testapp.models import Reader, Story
 
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mailer.expand import expand_pending_jobs
-from mailer.progress import report_progress
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.progress import report_progress
 
 
 class Command(BaseCommand):

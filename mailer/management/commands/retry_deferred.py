@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from mailer.engine import release_in_doubt, retry_deferred
+from mailer.sending.engine import release_in_doubt, retry_deferred
 
 
 class Command(BaseCommand):

@@ -11,9 +11,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
 from mailer.conf import settings
-from mailer.engine import SendResult, send_queued
-from mailer.progress import SendProgress
+from mailer.jobs.progress import SendProgress
 from mailer.retention import purge_sent_bodies
+from mailer.sending.engine import SendResult, send_queued
 from mailer.worker.health import record_run
 from mailer.worker.wakeup import open_waiter, wait_for_work
 
@@ -161,7 +161,7 @@ class Command(BaseCommand):
                 waiter.close()
 
     def _print(self, result: SendResult) -> None:
-        from mailer.jobs import finish_jobs, jobs_waiting
+        from mailer.jobs.services import finish_jobs, jobs_waiting
 
         # A job whose last message this run resolved is done now, not at the
         # next process_mail_jobs; and "queue empty" must not hide a

@@ -23,11 +23,11 @@ from mailer.compat import (  # noqa: F401 - re-exported for older imports
     sending_backend_timeout,
 )
 from mailer.conf import settings
+from mailer.sending import extensions, transport
 
 # PreparedEmail and serialize live in mailer/message.py; imported here, where
 # they were, for code that imports them from this module.
-from mailer.message import PreparedEmail, serialize  # noqa: F401
-from mailer.sending import extensions, transport
+from mailer.sending.message import PreparedEmail, serialize  # noqa: F401
 
 
 class SendingConnection:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from mailer.jobs import job_progress
+from mailer.jobs.services import job_progress
 from mailer.models import JobStatus, LogResult, Message, MessageJob, MessageLog
 
 __all__ = [

@@ -25,7 +25,6 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from mailer.addresses import addr_spec, normalize
-from mailer.compose import mailboxes, static_header
 from mailer.conf import settings
 from mailer.exceptions import (
     HeaderInjection,
@@ -33,7 +32,10 @@ from mailer.exceptions import (
     MessageTooLarge,
     TemplateProblem,
 )
-from mailer.htmltext import html_to_text
+from mailer.jobs.compose import mailboxes, static_header
+from mailer.jobs.htmltext import html_to_text
+from mailer.jobs.personalize import RecipientPlaceholders, find_mangled
+from mailer.jobs.templatecheck import USE_AS_IS, check_recipient_use
 from mailer.models import (
     PENDING_STATUSES,
     JobStatus,
@@ -43,9 +45,7 @@ from mailer.models import (
     MessageLog,
     MessageStatus,
 )
-from mailer.personalize import RecipientPlaceholders, find_mangled
 from mailer.queue import parse_priority
-from mailer.templatecheck import USE_AS_IS, check_recipient_use
 
 #: What a recipients callable may yield: an address, (address, context), or
 #: a mapping with "email" and any other per-recipient values ("name", ...).

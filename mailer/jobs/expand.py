@@ -160,7 +160,7 @@ def expand_pending_jobs(
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> ExpandResult:
     """Expand every pending job, oldest first; mark finished jobs done."""
-    from mailer.jobs import finish_jobs, waiting_to_start
+    from mailer.jobs.services import finish_jobs, waiting_to_start
 
     started = time.monotonic()
     deadline = started + max_seconds if max_seconds else None

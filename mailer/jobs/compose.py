@@ -44,7 +44,7 @@ from django.utils.encoding import punycode
 
 from mailer.addresses import envelope_address
 from mailer.exceptions import HeaderInjection, InvalidAddress
-from mailer.personalize import Personalizer
+from mailer.jobs.personalize import Personalizer
 
 CRLF = "\r\n"
 #: RFC 5322 section 2.1.1: a line is at most 998 octets, CRLF excluded.

@@ -45,7 +45,7 @@ def archive_url(job_id: int) -> str:
     """The job's "view in browser" address: absolute under
     ``MAILER_SITE_URL`` when set (email needs absolute links), else the
     path. Raises ``NoReverseMatch`` when ``mailer.urls`` is not included."""
-    from mailer.unsubscribe import ascii_url
+    from mailer.unsubscribe.tokens import ascii_url
 
     path = reverse("mailer:archive_email", args=[make_archive_token(job_id)])
     base = ascii_url(settings.SITE_URL) if settings.SITE_URL else ""

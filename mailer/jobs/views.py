@@ -1,41 +1,12 @@
-"""One-click unsubscribe (RFC 8058).
-
-POST unsubscribes at once, with no login, cookie or CSRF token: the mailbox
-provider posts ``List-Unsubscribe=One-Click`` on the reader's behalf, and
-the signed token is the authorisation. GET only shows a confirmation page with
-a button, because mail scanners and link previews follow every link.
-"""
+"""The web archive: one job's email as a page ("view in browser") and a
+list's past emails, both public and read-only."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core import signing
-from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
+from django.http import Http404
 from django.views.generic import ListView, TemplateView
-
-from mailer.suppression import unsubscribe as record_unsubscribe
-from mailer.unsubscribe import read_token
-
-
-@csrf_exempt
-@require_http_methods(["GET", "POST"])
-def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    try:
-        unsubscribe_request = read_token(token)
-    except signing.BadSignature:
-        raise Http404("This unsubscribe link is not valid.") from None
-    context = {"address": unsubscribe_request.address, "token": token}
-    if request.method == "GET":
-        return render(request, "mailer/unsubscribe_confirm.html", context)
-    record_unsubscribe(unsubscribe_request.address, job_id=unsubscribe_request.job_id)
-    return render(request, "mailer/unsubscribe_done.html", context)
-
-
-# -- the web archive (mailer/archive.py) ---------------------------------------
 
 
 class ArchiveEmailView(TemplateView):
@@ -46,9 +17,9 @@ class ArchiveEmailView(TemplateView):
     template_name = "mailer/archive_email.html"
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from mailer.archive import NEUTRAL, archive_url, job_for_token
+        from mailer.jobs.archive import NEUTRAL, archive_url, job_for_token
+        from mailer.jobs.personalize import Personalizer
         from mailer.models import JobStatus, MessageJob
-        from mailer.personalize import Personalizer
 
         job_id = job_for_token(kwargs["token"])
         job = (
@@ -92,7 +63,7 @@ class ArchiveListView(ListView):
         )
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
-        from mailer.archive import archive_url
+        from mailer.jobs.archive import archive_url
 
         context = super().get_context_data(**kwargs)
         context["list_id"] = self.kwargs["list_id"]

@@ -18,7 +18,7 @@ from typing import Any
 from django.template.loader import get_template, render_to_string
 
 from mailer.exceptions import TemplateProblem
-from mailer.personalize import (
+from mailer.jobs.personalize import (
     Personalizer,
     RecipientSample,
     fields_used,

@@ -1,0 +1,32 @@
+"""One-click unsubscribe (RFC 8058).
+
+POST unsubscribes at once, with no login, cookie or CSRF token: the mailbox
+provider posts ``List-Unsubscribe=One-Click`` on the reader's behalf, and
+the signed token is the authorisation. GET only shows a confirmation page with
+a button, because mail scanners and link previews follow every link.
+"""
+
+from __future__ import annotations
+
+from django.core import signing
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from mailer.suppression import unsubscribe as record_unsubscribe
+from mailer.unsubscribe.tokens import read_token
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        unsubscribe_request = read_token(token)
+    except signing.BadSignature:
+        raise Http404("This unsubscribe link is not valid.") from None
+    context = {"address": unsubscribe_request.address, "token": token}
+    if request.method == "GET":
+        return render(request, "mailer/unsubscribe_confirm.html", context)
+    record_unsubscribe(unsubscribe_request.address, job_id=unsubscribe_request.job_id)
+    return render(request, "mailer/unsubscribe_done.html", context)
