@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.conf import settings as django_settings
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
@@ -676,7 +676,7 @@ class MessageJobAdmin(admin.ModelAdmin):
             extra={
                 "schedule": True,
                 "error": error,
-                "time_zone": django_settings.TIME_ZONE,
+                "time_zone": settings.TIME_ZONE,
             },
         )
 
@@ -725,7 +725,7 @@ def parse_send_at(data) -> datetime | None:
         naive = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(_("Enter a date and time to send at.")) from None
-    if not django_settings.USE_TZ:
+    if not settings.USE_TZ:
         aware = naive.replace(tzinfo=None)
     elif naive.tzinfo is None:
         aware = timezone.make_aware(naive, timezone.get_default_timezone())

@@ -26,7 +26,7 @@ from typing import Any
 from django.core.mail import EmailMessage
 from django.core.mail.backends.base import BaseEmailBackend
 
-from mailer.conf import settings
+from mailer.conf import conf
 
 
 class DbBackend(BaseEmailBackend):
@@ -45,5 +45,5 @@ class DbBackend(BaseEmailBackend):
         email_messages = [m for m in email_messages if m.recipients()]
         if not email_messages:
             return 0
-        priority = self.priority or settings.BACKEND_PRIORITY
+        priority = self.priority or conf.MAILER_BACKEND_PRIORITY
         return len(enqueue_many(email_messages, priority=priority))

@@ -11,7 +11,7 @@ from mailer.compat import (
     mailers_configured,
     sending_backend_path,
 )
-from mailer.conf import QUEUE_BACKEND, settings
+from mailer.conf import QUEUE_BACKEND, conf
 
 
 def _is_queue_backend(path: str) -> bool:
@@ -50,10 +50,10 @@ def check_sending_backend(app_configs: Any = None, **kwargs: Any) -> list:
     if mailers_configured():
         from django.conf import settings as django_settings
 
-        if settings.SEND_USING not in django_settings.MAILERS:
+        if conf.MAILER_SEND_USING not in django_settings.MAILERS:
             errors.append(
                 Error(
-                    f"MAILER_SEND_USING is {settings.SEND_USING!r}, which is not "
+                    f"MAILER_SEND_USING is {conf.MAILER_SEND_USING!r}, which is not "
                     "an alias in MAILERS.",
                     hint="Add that alias to MAILERS or set MAILER_SEND_USING.",
                     id="mailer.E002",
@@ -70,8 +70,8 @@ def check_site_url(
 
     Tagged ``database``: Django runs it from ``migrate`` and ``check
     --database``, never touching the database during ordinary checks."""
-    if settings.SITE_URL:
-        if not settings.SITE_URL.startswith(("https://", "http://")):
+    if conf.MAILER_SITE_URL:
+        if not conf.MAILER_SITE_URL.startswith(("https://", "http://")):
             return [
                 Error(
                     "MAILER_SITE_URL must be an absolute http(s) URL.",
@@ -112,8 +112,8 @@ def check_relay_settings(app_configs: Any = None, **kwargs: Any) -> list:
 
     errors = []
     for name, mapping, keys in (
-        ("MAILER_RATE_LIMITS", settings.RATE_LIMITS, set(UNITS)),
-        ("MAILER_DOMAIN_RATE", settings.DOMAIN_RATE, None),
+        ("MAILER_RATE_LIMITS", conf.MAILER_RATE_LIMITS, set(UNITS)),
+        ("MAILER_DOMAIN_RATE", conf.MAILER_DOMAIN_RATE, None),
     ):
         for key, cap in mapping.items():
             if keys is not None and key not in keys:
@@ -131,7 +131,7 @@ def check_relay_settings(app_configs: Any = None, **kwargs: Any) -> list:
                         id="mailer.E020",
                     )
                 )
-    ca_file = settings.SSL_CA_FILE
+    ca_file = conf.MAILER_SSL_CA_FILE
     if ca_file and not os.path.isfile(ca_file):
         errors.append(
             Error(
@@ -149,7 +149,7 @@ def check_unsubscribe_url(app_configs: Any = None, **kwargs: Any) -> list:
     """With ``MAILER_SITE_URL`` set, job mail carries an unsubscribe link; it
     needs the view's URL. Without it mail still goes out, without the link
     (``send_mail`` logs the same warning)."""
-    if not settings.SITE_URL:
+    if not conf.MAILER_SITE_URL:
         return []
     from mailer.unsubscribe.tokens import unsubscribe_path
 
@@ -171,7 +171,7 @@ def check_tasks(app_configs: Any = None, **kwargs: Any) -> list:
     """``MAILER_USE_TASKS`` needs the tasks framework and a backend that runs
     tasks elsewhere: Django's default, ``ImmediateBackend``, would send the
     whole queue inside the web request that queued one email."""
-    if not settings.USE_TASKS:
+    if not conf.MAILER_USE_TASKS:
         return []
     try:
         from mailer.worker.tasks import task_backend
@@ -190,7 +190,7 @@ def check_tasks(app_configs: Any = None, **kwargs: Any) -> list:
         return [
             Error(
                 f"MAILER_USE_TASKS is on, but the task backend "
-                f"{settings.TASK_BACKEND!r} cannot be loaded: {error}",
+                f"{conf.MAILER_TASK_BACKEND!r} cannot be loaded: {error}",
                 hint="Configure it in TASKS, or set MAILER_TASK_BACKEND.",
                 id="mailer.E005",
             )
@@ -226,8 +226,8 @@ def check_lease(app_configs: Any = None, **kwargs: Any) -> list:
     shorter than a few timeouts it would renew before nearly every message,
     and a lease shorter than one would let a second worker take a message
     that is still on the wire (the duplicates of issue 11)."""
-    timeout = settings.EFFECTIVE_SMTP_TIMEOUT
-    lease = settings.LEASE.total_seconds()
+    timeout = conf.effective_smtp_timeout
+    lease = conf.MAILER_LEASE_SECONDS
     if lease < LEASE_TIMEOUTS * timeout:
         return [
             Error(
@@ -252,7 +252,7 @@ def check_connections(app_configs: Any = None, **kwargs: Any) -> list:
     from mailer.sending.pool import validate_connections
 
     try:
-        validate_connections(settings.CONNECTIONS)
+        validate_connections(conf.MAILER_CONNECTIONS)
     except ValueError as error:
         return [Error(f"MAILER_CONNECTIONS: {error}.", id="mailer.E006")]
     return []
@@ -310,11 +310,11 @@ def check_django_mailer_settings(app_configs: Any = None, **kwargs: Any) -> list
 @register(Tags.compatibility)
 def check_bounces_and_dkim(app_configs: Any = None, **kwargs: Any) -> list:
     """The DKIM key loads (issue 18), and the bounce address is local@domain."""
-    from mailer.conf import settings
+    from mailer.conf import conf
     from mailer.sending.dkim import check_settings
 
     errors = [Error(problem, id="mailer.E030") for problem in check_settings()]
-    address = settings.BOUNCE_ADDRESS
+    address = conf.MAILER_BOUNCE_ADDRESS
     if address and (address.count("@") != 1 or "+" in address.split("@")[0]):
         errors.append(
             Error(

@@ -14,12 +14,12 @@ Nothing here sends mail; importing it opens no connection.
 from __future__ import annotations
 
 import django
-from django.conf import settings as django_settings
+from django.conf import settings
 from django.core import mail
 from django.core.mail.backends.base import BaseEmailBackend
 from django.utils.module_loading import import_string
 
-from mailer.conf import settings
+from mailer.conf import DEFAULT_SENDING_BACKEND, conf
 
 #: Django 6.0 builds messages with the modern ``email`` API and takes a policy.
 MODERN_EMAIL_API = django.VERSION >= (6, 0)
@@ -27,15 +27,15 @@ MODERN_EMAIL_API = django.VERSION >= (6, 0)
 
 def mailers_configured() -> bool:
     """True when the project uses Django 6.1's ``MAILERS`` setting."""
-    return hasattr(mail, "mailers") and hasattr(django_settings, "MAILERS")
+    return hasattr(mail, "mailers") and hasattr(settings, "MAILERS")
 
 
 def sending_backend_path() -> str:
     """Dotted path of the backend class that really sends (for checks)."""
     if mailers_configured():
-        config = django_settings.MAILERS.get(settings.SEND_USING, {})
-        return config.get("BACKEND", "django.core.mail.backends.smtp.EmailBackend")
-    return settings.EMAIL_BACKEND
+        config = settings.MAILERS.get(conf.MAILER_SEND_USING, {})
+        return config.get("BACKEND", DEFAULT_SENDING_BACKEND)
+    return conf.MAILER_EMAIL_BACKEND
 
 
 def sending_backend_timeout() -> float | None:
@@ -43,13 +43,13 @@ def sending_backend_timeout() -> float | None:
     (``EMAIL_TIMEOUT``, or the ``MAILERS`` alias's ``OPTIONS["timeout"]``), in
     seconds; ``None`` when it left Django's default (no timeout at all)."""
     if mailers_configured():
-        config = django_settings.MAILERS.get(settings.SEND_USING, {})
+        config = settings.MAILERS.get(conf.MAILER_SEND_USING, {})
         return (config.get("OPTIONS") or {}).get("timeout")
-    return getattr(django_settings, "EMAIL_TIMEOUT", None)
+    return getattr(settings, "EMAIL_TIMEOUT", None)
 
 
 def open_sending_backend() -> BaseEmailBackend:
     """A new (not yet opened) instance of the backend that really sends."""
     if mailers_configured():
-        return mail.mailers[settings.SEND_USING]
-    return import_string(settings.EMAIL_BACKEND)()
+        return mail.mailers[conf.MAILER_SEND_USING]
+    return import_string(conf.MAILER_EMAIL_BACKEND)()

@@ -26,13 +26,13 @@ class MailerSettings:
     # -- what actually sends -------------------------------------------------
 
     @property
-    def EMAIL_BACKEND(self) -> str:
+    def MAILER_EMAIL_BACKEND(self) -> str:
         """Dotted path of the Django email backend that really sends (5.2/6.0
         style, or 6.1 without ``MAILERS``). Any ESP backend works."""
         return self._get("MAILER_EMAIL_BACKEND", DEFAULT_SENDING_BACKEND)
 
     @property
-    def SEND_USING(self) -> str:
+    def MAILER_SEND_USING(self) -> str:
         """With Django 6.1's ``MAILERS``: the alias of the mailer that really
         sends (the queue itself is usually ``"default"``)."""
         return self._get("MAILER_SEND_USING", "smtp")
@@ -40,61 +40,61 @@ class MailerSettings:
     # -- queueing -------------------------------------------------------------
 
     @property
-    def BACKEND_PRIORITY(self) -> str:
+    def MAILER_BACKEND_PRIORITY(self) -> str:
         """Priority of mail queued through ``mailer.backend.DbBackend``: high, so
         Django's password-reset and registration emails overtake newsletters."""
         return self._get("MAILER_BACKEND_PRIORITY", "high")
 
     @property
-    def DEFAULT_PRIORITY(self) -> str:
+    def MAILER_DEFAULT_PRIORITY(self) -> str:
         """Priority of ``mailer.send_mail()`` and friends when none is given
         (django-mailer's default)."""
         return self._get("MAILER_DEFAULT_PRIORITY", "medium")
 
     @property
-    def MAX_MESSAGE_BYTES(self) -> int:
+    def MAILER_MAX_MESSAGE_BYTES(self) -> int:
         """Largest message (RFC 5322 bytes) accepted into the queue."""
         return int(self._get("MAILER_MAX_MESSAGE_BYTES", 10 * 1024 * 1024))
 
     # -- the send loop ----------------------------------------------------------
 
     @property
-    def EMAIL_MAX_BATCH(self) -> int | None:
+    def MAILER_EMAIL_MAX_BATCH(self) -> int | None:
         """Most messages one ``send_mail`` run sends (``None``: no limit)."""
         return self._get("MAILER_EMAIL_MAX_BATCH", None)
 
     @property
-    def EMAIL_MAX_SECONDS(self) -> float | None:
+    def MAILER_EMAIL_MAX_SECONDS(self) -> float | None:
         """Longest one ``send_mail`` run keeps claiming new batches."""
         return self._get("MAILER_EMAIL_MAX_SECONDS", None)
 
     @property
-    def RATE(self) -> float | None:
+    def MAILER_RATE(self) -> float | None:
         """Most messages per second one worker sends (``None``: as fast as the
         server takes them)."""
         return self._get("MAILER_RATE", None)
 
     @property
-    def EMAIL_THROTTLE(self) -> float:
+    def MAILER_EMAIL_THROTTLE(self) -> float:
         """django-mailer's setting, with its meaning: seconds to pause after
         each message (0: no pause). Not a rate: ``MAILER_RATE`` is ours."""
         return float(self._get("MAILER_EMAIL_THROTTLE", 0) or 0)
 
     @property
-    def BATCH_SIZE(self) -> int:
+    def MAILER_BATCH_SIZE(self) -> int:
         """Messages claimed at once. Small, so that high-priority mail queued
         meanwhile is claimed by the very next batch."""
         return int(self._get("MAILER_BATCH_SIZE", 100))
 
     @property
-    def CONNECTIONS(self) -> int:
+    def MAILER_CONNECTIONS(self) -> int:
         """SMTP connections one ``send_mail`` run drives at once (1 to
         ``mailer.sending.pool.MAX_CONNECTIONS``). Parallel connections hide a
         distant relay's latency; 1 sends everything over one connection."""
         return self._get("MAILER_CONNECTIONS", DEFAULT_CONNECTIONS)
 
     @property
-    def LEASE(self) -> timedelta:
+    def MAILER_LEASE_SECONDS(self) -> float:
         """How long a claim lasts before another worker may take the message
         over (a crashed worker's claims come back after this). A live worker
         renews its claims before they run short, so this only bounds how long
@@ -103,20 +103,20 @@ class MailerSettings:
         must be at least 3 SMTP timeouts (check ``mailer.E010``)."""
         seconds = self._get("MAILER_LEASE_SECONDS", None)
         if seconds is None:
-            seconds = max(45.0, 3 * self.EFFECTIVE_SMTP_TIMEOUT)
-        return timedelta(seconds=seconds)
+            seconds = max(45.0, 3 * self.effective_smtp_timeout)
+        return float(seconds)
 
     @property
-    def EFFECTIVE_SMTP_TIMEOUT(self) -> float:
+    def effective_smtp_timeout(self) -> float:
         """Not a setting: the SMTP timeout in force, in seconds: the sending
         backend's (``EMAIL_TIMEOUT`` or the ``MAILERS`` alias's ``timeout``),
         else ``MAILER_SMTP_TIMEOUT``."""
         from mailer.compat import sending_backend_timeout
 
-        return float(sending_backend_timeout() or self.SMTP_TIMEOUT)
+        return float(sending_backend_timeout() or self.MAILER_SMTP_TIMEOUT)
 
     @property
-    def SMTP_TIMEOUT(self) -> float:
+    def MAILER_SMTP_TIMEOUT(self) -> float:
         """Seconds to wait for an SMTP connection or any one reply when
         Django's ``EMAIL_TIMEOUT`` (or the ``MAILERS`` alias's ``timeout``) is
         unset; Django's own default is to wait for ever. One message's whole
@@ -124,60 +124,60 @@ class MailerSettings:
         return float(self._get("MAILER_SMTP_TIMEOUT", 15))
 
     @property
-    def IN_DOUBT_RETRY(self) -> timedelta:
+    def MAILER_IN_DOUBT_RETRY_SECONDS(self) -> float:
         """How long a message *in doubt* (the relay went silent after the end
         of its DATA, so it may have been delivered) waits before it is tried
         again, with the same Message-ID."""
-        return timedelta(seconds=self._get("MAILER_IN_DOUBT_RETRY_SECONDS", 20 * 60))
+        return float(self._get("MAILER_IN_DOUBT_RETRY_SECONDS", 20 * 60))
 
     @property
-    def IN_DOUBT_MAX_RETRIES(self) -> int:
+    def MAILER_IN_DOUBT_MAX_RETRIES(self) -> int:
         """Retries of a message in doubt; after that it stays "in doubt, not
         retried" until an operator releases it (``retry_deferred
         --in-doubt``). Each retry may deliver one more copy."""
         return int(self._get("MAILER_IN_DOUBT_MAX_RETRIES", 1))
 
     @property
-    def MAX_ATTEMPTS(self) -> int | None:
+    def MAILER_MAX_ATTEMPTS(self) -> int | None:
         """Attempts before a temporarily failing (4xx) message fails for good
         (``None``: no count; ``MAILER_MAX_RETRY_SECONDS`` decides). Without
         ``MAILER_MAX_ATTEMPTS``, django-mailer's ``MAILER_EMAIL_MAX_RETRIES``
         (retries after the first attempt) sets it to that plus one."""
         value = self._get("MAILER_MAX_ATTEMPTS", None)
-        if value is None and self.EMAIL_MAX_RETRIES is not None:
-            return self.EMAIL_MAX_RETRIES + 1
+        if value is None and self.MAILER_EMAIL_MAX_RETRIES is not None:
+            return self.MAILER_EMAIL_MAX_RETRIES + 1
         return None if value is None else int(value)
 
     @property
-    def MAX_RETRY_SECONDS(self) -> timedelta:
+    def MAILER_MAX_RETRY_SECONDS(self) -> float:
         """How long a temporarily failing (4xx) message is retried after it was
         queued before it fails for good: days, like a real MTA's queue
         lifetime (Postfix: 5 days), since a relay's bad hour must not cost
         mail."""
-        return timedelta(seconds=self._get("MAILER_MAX_RETRY_SECONDS", 3 * 86400))
+        return float(self._get("MAILER_MAX_RETRY_SECONDS", 3 * 86400))
 
     @property
-    def RETRY_BACKOFF(self) -> timedelta:
+    def MAILER_RETRY_BACKOFF_SECONDS(self) -> float:
         """First retry delay after a 4xx; doubles with each attempt."""
-        return timedelta(seconds=self._get("MAILER_RETRY_BACKOFF_SECONDS", 60))
+        return float(self._get("MAILER_RETRY_BACKOFF_SECONDS", 60))
 
     @property
-    def RETRY_BACKOFF_MAX(self) -> timedelta:
-        return timedelta(seconds=self._get("MAILER_RETRY_BACKOFF_MAX_SECONDS", 3600))
+    def MAILER_RETRY_BACKOFF_MAX_SECONDS(self) -> float:
+        return float(self._get("MAILER_RETRY_BACKOFF_MAX_SECONDS", 3600))
 
     @property
-    def LOOP_IDLE_SECONDS(self) -> float:
+    def MAILER_LOOP_IDLE_SECONDS(self) -> float:
         """How long ``send_mail --loop`` sleeps when the queue is empty."""
         return float(self._get("MAILER_LOOP_IDLE_SECONDS", 5))
 
     @property
-    def SUPPRESS_ON_NO_SUCH_USER(self) -> bool:
+    def MAILER_SUPPRESS_ON_NO_SUCH_USER(self) -> bool:
         """Put an address on the don't-send list after a 5.1.1 "no such user"
         reply to job (newsletter) mail."""
         return bool(self._get("MAILER_SUPPRESS_ON_NO_SUCH_USER", True))
 
     @property
-    def SENT_BODY_RETENTION_SECONDS(self) -> float:
+    def MAILER_SENT_BODY_RETENTION_SECONDS(self) -> float:
         """How long (seconds) the body of sent single mail stays in the queue
         table: it may hold live credentials (a password-reset link). 0 drops
         it at the end of the ``send_mail`` run that sent it. Job mail keeps
@@ -192,31 +192,31 @@ class MailerSettings:
     # -- jobs ---------------------------------------------------------------------
 
     @property
-    def EXPAND_CHUNK_SIZE(self) -> int:
+    def MAILER_EXPAND_CHUNK_SIZE(self) -> int:
         """Recipients inserted (and committed with the job's cursor) at once."""
         return int(self._get("MAILER_EXPAND_CHUNK_SIZE", 2000))
 
     @property
-    def RESEND_GUARD(self) -> timedelta:
+    def MAILER_RESEND_GUARD(self) -> timedelta:
         """An object announced more recently than this is not queued again
         unless the editor confirms a resend."""
         value = self._get("MAILER_RESEND_GUARD", timedelta(hours=1))
         return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
     @property
-    def SITE_URL(self) -> str | None:
+    def MAILER_SITE_URL(self) -> str | None:
         """Absolute base URL of the site (``https://news.example.com``) used for
         unsubscribe links in email."""
         value = self._get("MAILER_SITE_URL", None)
         return value.rstrip("/") if value else None
 
     @property
-    def UNSUBSCRIBE_MAILTO(self) -> str | None:
+    def MAILER_UNSUBSCRIBE_MAILTO(self) -> str | None:
         """Address for the ``mailto:`` form of ``List-Unsubscribe`` (optional)."""
         return self._get("MAILER_UNSUBSCRIBE_MAILTO", None)
 
     @property
-    def LIST_ID_DOMAIN(self) -> str | None:
+    def MAILER_LIST_ID_DOMAIN(self) -> str | None:
         """Domain used in ``List-Id`` and ``Message-ID`` headers of job mail;
         defaults to the host of ``MAILER_SITE_URL``."""
         return self._get("MAILER_LIST_ID_DOMAIN", None)
@@ -224,43 +224,43 @@ class MailerSettings:
     # -- real relays ----------------------------------------------------------
 
     @property
-    def RATE_LIMITS(self) -> dict[str, int]:
+    def MAILER_RATE_LIMITS(self) -> dict[str, int]:
         """Global caps shared by every worker on every host, in messages per
         window: ``{"second": 14, "day": 50000}`` (keys ``second``, ``minute``,
         ``hour``, ``day``). Empty: no cap."""
         return dict(self._get("MAILER_RATE_LIMITS", None) or {})
 
     @property
-    def DOMAIN_RATE(self) -> dict[str, int]:
+    def MAILER_DOMAIN_RATE(self) -> dict[str, int]:
         """Most messages per minute to one recipient domain:
         ``{"default": 600, "gmail.com": 300}``. Empty: no pacing."""
         return dict(self._get("MAILER_DOMAIN_RATE", None) or {})
 
     @property
-    def RATE_WAIT_SECONDS(self) -> float:
+    def MAILER_RATE_WAIT_SECONDS(self) -> float:
         """Longest a worker sleeps for a full global window to end; a longer
         wait (a full hour or day) ends the run and leaves the mail due at the
         window's end."""
         return float(self._get("MAILER_RATE_WAIT_SECONDS", 5))
 
     @property
-    def RELAY_BACKOFF(self) -> timedelta:
+    def MAILER_RELAY_BACKOFF_SECONDS(self) -> float:
         """First pause of every worker after the relay's own temporary trouble
         (4.3.x, 421, refused connection); doubles with each bout in a row."""
-        return timedelta(seconds=self._get("MAILER_RELAY_BACKOFF_SECONDS", 30))
+        return float(self._get("MAILER_RELAY_BACKOFF_SECONDS", 30))
 
     @property
-    def RELAY_BACKOFF_MAX(self) -> timedelta:
-        return timedelta(seconds=self._get("MAILER_RELAY_BACKOFF_MAX_SECONDS", 1800))
+    def MAILER_RELAY_BACKOFF_MAX_SECONDS(self) -> float:
+        return float(self._get("MAILER_RELAY_BACKOFF_MAX_SECONDS", 1800))
 
     @property
-    def HELO_NAME(self) -> str | None:
+    def MAILER_HELO_NAME(self) -> str | None:
         """Name in the EHLO/HELO greeting; defaults to the host of
         ``MAILER_SITE_URL``, then Django's ``DNS_NAME``."""
         return self._get("MAILER_HELO_NAME", None)
 
     @property
-    def SSL_CA_FILE(self) -> str | None:
+    def MAILER_SSL_CA_FILE(self) -> str | None:
         """PEM file of the CA(s) to trust for the relay's STARTTLS/SSL
         certificate (a private CA); verification stays on either way."""
         return self._get("MAILER_SSL_CA_FILE", None)
@@ -268,7 +268,7 @@ class MailerSettings:
     # -- waking workers (mailer/worker/) ---------------------------------------
 
     @property
-    def POLL_SECONDS(self) -> float | None:
+    def MAILER_POLL_SECONDS(self) -> float | None:
         """Where PostgreSQL's LISTEN/NOTIFY is not available (SQLite): how often
         an idle ``runmailer`` asks the database, with one indexed query,
         whether mail or a job is waiting. ``None``: only every
@@ -277,25 +277,25 @@ class MailerSettings:
         return None if value is None else float(value)
 
     @property
-    def USE_TASKS(self) -> bool:
+    def MAILER_USE_TASKS(self) -> bool:
         """Queuing mail or confirming a job enqueues a task in Django's tasks
         framework (on commit, at most one waiting task of each kind)."""
         return bool(self._get("MAILER_USE_TASKS", False))
 
     @property
-    def TASK_BACKEND(self) -> str:
+    def MAILER_TASK_BACKEND(self) -> str:
         """The ``TASKS`` alias the mail tasks are enqueued on."""
         return self._get("MAILER_TASK_BACKEND", "default")
 
     @property
-    def TASK_LEASE(self) -> timedelta:
+    def MAILER_TASK_LEASE_SECONDS(self) -> float:
         """How long an enqueued task counts as waiting: no second task of its
         kind is enqueued meanwhile. A task the backend lost is replaced after
         this (the mail itself waits in the queue, never in the task)."""
-        return timedelta(seconds=self._get("MAILER_TASK_LEASE_SECONDS", 60))
+        return float(self._get("MAILER_TASK_LEASE_SECONDS", 60))
 
     @property
-    def STATUS_MAX_AGE(self) -> float | None:
+    def MAILER_STATUS_MAX_AGE(self) -> float | None:
         """``mailer_status --check``: seconds the oldest due message may wait
         before the check fails (``--max-age`` overrides it)."""
         value = self._get("MAILER_STATUS_MAX_AGE", None)
@@ -304,19 +304,19 @@ class MailerSettings:
     # -- django-mailer's settings, with django-mailer's meaning ---------------------
 
     @property
-    def PAUSE_SEND(self) -> bool:
+    def MAILER_PAUSE_SEND(self) -> bool:
         """While true, ``send_mail``, ``send_loop`` (and the worker commands)
         send nothing; mail keeps being queued."""
         return bool(self._get("MAILER_PAUSE_SEND", False))
 
     @property
-    def EMAIL_MAX_DEFERRED(self) -> int | None:
+    def MAILER_EMAIL_MAX_DEFERRED(self) -> int | None:
         """Stop a run once this many messages were deferred in it (``None``:
         no limit): a relay deferring everything is not hammered further."""
         return self._get("MAILER_EMAIL_MAX_DEFERRED", None)
 
     @property
-    def EMAIL_MAX_RETRIES(self) -> int | None:
+    def MAILER_EMAIL_MAX_RETRIES(self) -> int | None:
         """Retries of a deferred message after its first attempt (``None``:
         ``MAILER_MAX_ATTEMPTS`` decides); ``retry_deferred`` leaves alone a
         message that has used them."""
@@ -324,19 +324,21 @@ class MailerSettings:
         return None if value is None else int(value)
 
     @property
-    def ERROR_HANDLER(self) -> str | None:
+    def MAILER_ERROR_HANDLER(self) -> str | None:
         """Dotted path of a django-mailer error handler, called as
         ``handler(connection, message, exc)`` for a delivery error; it
         returns ``(connection, status)``. See ``mailer.legacy.api``."""
         return self._get("MAILER_ERROR_HANDLER", None)
 
     @property
-    def EMPTY_QUEUE_SLEEP(self) -> float:
-        """Seconds ``send_loop`` (``runmailer``) sleeps when nothing is due."""
-        return float(self._get("MAILER_EMPTY_QUEUE_SLEEP", 30))
+    def MAILER_EMPTY_QUEUE_SLEEP(self) -> float | None:
+        """Seconds ``send_loop`` (``runmailer``) sleeps when nothing is due;
+        ``None``: the long-lived worker waits for a notification only."""
+        value = self._get("MAILER_EMPTY_QUEUE_SLEEP", 30)
+        return None if value is None else float(value)
 
     @property
-    def MESSAGES_BATCH_SIZE(self) -> int | None:
+    def MAILER_MESSAGES_BATCH_SIZE(self) -> int | None:
         """Rows per INSERT when several emails are queued at once (the
         queueing backend's ``bulk_create`` batch size; ``None``: all at once)."""
         value = self._get("MAILER_MESSAGES_BATCH_SIZE", None)
@@ -345,25 +347,25 @@ class MailerSettings:
     # -- bounces and DKIM (mailer/bounces, mailer/dkim.py) ---------------------
 
     @property
-    def BOUNCE_ADDRESS(self) -> str | None:
+    def MAILER_BOUNCE_ADDRESS(self) -> str | None:
         """``local@domain`` whose VERP form (``local+TOKEN@domain``) becomes
         every email's envelope sender, so a late bounce names its message
         (``None``: envelope senders as before)."""
         return self._get("MAILER_BOUNCE_ADDRESS", None) or None
 
     @property
-    def SOFT_BOUNCE_LIMIT(self) -> int:
+    def MAILER_SOFT_BOUNCE_LIMIT(self) -> int:
         """Soft bounces (4.x.x) of one address within ``SOFT_BOUNCE_DAYS``
         that put it on the don't-send list (reason bounced)."""
         return int(self._get("MAILER_SOFT_BOUNCE_LIMIT", 3))
 
     @property
-    def SOFT_BOUNCE_DAYS(self) -> float:
+    def MAILER_SOFT_BOUNCE_DAYS(self) -> float:
         """Days over which soft bounces are counted."""
         return float(self._get("MAILER_SOFT_BOUNCE_DAYS", 7))
 
     @property
-    def BOUNCE_IMAP(self) -> dict[str, Any]:
+    def MAILER_BOUNCE_IMAP(self) -> dict[str, Any]:
         """Where ``process_bounces --imap`` reads: a dict with ``host``,
         ``port`` (993), ``user``, ``password``, ``folder`` ("INBOX"),
         ``processed_folder`` (``None``: mark processed mail \\Seen and leave
@@ -371,27 +373,27 @@ class MailerSettings:
         return dict(self._get("MAILER_BOUNCE_IMAP", {}) or {})
 
     @property
-    def BOUNCE_MAILDIR(self) -> str | None:
+    def MAILER_BOUNCE_MAILDIR(self) -> str | None:
         """Maildir ``process_bounces --maildir`` reads by default."""
         return self._get("MAILER_BOUNCE_MAILDIR", None) or None
 
     @property
-    def DKIM_KEY_FILE(self) -> str | None:
+    def MAILER_DKIM_KEY_FILE(self) -> str | None:
         """PEM private key (RSA 2048+ or Ed25519) every email is signed with
         at send time (``None``: no DKIM signing)."""
         return self._get("MAILER_DKIM_KEY_FILE", None) or None
 
     @property
-    def DKIM_SELECTOR(self) -> str:
+    def MAILER_DKIM_SELECTOR(self) -> str:
         """DKIM selector (``s=``): the key's DNS name is
         ``<selector>._domainkey.<domain>``."""
         return self._get("MAILER_DKIM_SELECTOR", "mailer")
 
     @property
-    def DKIM_DOMAIN(self) -> str | None:
+    def MAILER_DKIM_DOMAIN(self) -> str | None:
         """DKIM signing domain (``d=``); usually the From domain (DMARC
         alignment)."""
         return self._get("MAILER_DKIM_DOMAIN", None) or None
 
 
-settings = MailerSettings()
+conf = MailerSettings()

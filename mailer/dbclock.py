@@ -65,7 +65,7 @@ class DbNow(Func):
     """The database server's current time plus ``offset`` (seconds or a
     ``timedelta``, may be negative), as a ``DateTimeField`` expression for
     filters and updates: ``due_at__lte=DbNow()``,
-    ``update(due_at=DbNow(settings.LEASE))``."""
+    ``update(due_at=DbNow(timedelta(seconds=conf.MAILER_LEASE_SECONDS)))``."""
 
     output_field = DateTimeField()
     arity = 0

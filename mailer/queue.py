@@ -13,13 +13,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from django.conf import settings as django_settings
+from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import router, transaction
 from django.utils import timezone
 
 from mailer.addresses import envelope_address
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.exceptions import HeaderInjection, InvalidEmail, MessageTooLarge
 from mailer.models import Message, MessageStatus, Priority
 from mailer.sending.message import serialize
@@ -49,7 +49,7 @@ def held_until() -> datetime:
     datetimes"), so the naive ``9999-01-01`` is stored: it is read in
     ``TIME_ZONE`` and is still centuries away.
     """
-    if django_settings.USE_TZ:
+    if settings.USE_TZ:
         return HELD_UNTIL
     return HELD_UNTIL.replace(tzinfo=None)
 
@@ -91,7 +91,7 @@ def _check_headers(email_message: EmailMessage) -> None:
 
 def build(email_message: EmailMessage, *, priority: str | int | None = None) -> Message:
     """Check ``email_message`` and return an unsaved ``Message`` for it."""
-    level, held = parse_priority(priority, settings.DEFAULT_PRIORITY)
+    level, held = parse_priority(priority, conf.MAILER_DEFAULT_PRIORITY)
     _check_headers(email_message)
     recipients = [envelope_address(r) for r in email_message.recipients()]
     if not recipients:
@@ -103,10 +103,10 @@ def build(email_message: EmailMessage, *, priority: str | int | None = None) -> 
         data, message_id = serialize(email_message)
     except ValueError as error:
         raise InvalidEmail(f"The email cannot be built: {error}") from error
-    if len(data) > settings.MAX_MESSAGE_BYTES:
+    if len(data) > conf.MAILER_MAX_MESSAGE_BYTES:
         raise MessageTooLarge(
             f"The email is {len(data):,} bytes, over MAILER_MAX_MESSAGE_BYTES "
-            f"({settings.MAX_MESSAGE_BYTES:,})"
+            f"({conf.MAILER_MAX_MESSAGE_BYTES:,})"
         )
     return Message(
         priority=level,
@@ -122,9 +122,9 @@ def build(email_message: EmailMessage, *, priority: str | int | None = None) -> 
 
 
 def _default_from() -> str:
-    from django.conf import settings as django_settings
+    from django.conf import settings
 
-    return django_settings.DEFAULT_FROM_EMAIL
+    return settings.DEFAULT_FROM_EMAIL
 
 
 def enqueue(
@@ -150,7 +150,7 @@ def enqueue_many(
     with transaction.atomic():
         # MAILER_MESSAGES_BATCH_SIZE: django-mailer's cap on rows per INSERT.
         saved = Message.all_objects.bulk_create(
-            messages, batch_size=settings.MESSAGES_BATCH_SIZE
+            messages, batch_size=conf.MAILER_MESSAGES_BATCH_SIZE
         )
         _wake(*saved)
     return saved

@@ -15,7 +15,7 @@ from datetime import timedelta
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
 
 
@@ -32,7 +32,7 @@ def purge_sent_bodies(*, seconds: float | None = None) -> int:
     Raises ``ValueError`` for a negative ``seconds``.
     """
     if seconds is None:
-        seconds = settings.SENT_BODY_RETENTION_SECONDS
+        seconds = conf.MAILER_SENT_BODY_RETENTION_SECONDS
     if seconds < 0:
         raise ValueError(f"The retention must be 0 seconds or more, not {seconds}")
     rows = Message.all_objects.filter(

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 import mailer
-from mailer.conf import settings as mailer_settings
+from mailer.conf import conf
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
 
 pytestmark = pytest.mark.django_db
@@ -77,4 +77,4 @@ def test_purge_mail_bodies_drops_bodies_sent_longer_ago_than_the_retention(
 def test_the_retention_must_not_be_negative(settings):
     settings.MAILER_SENT_BODY_RETENTION_SECONDS = -1
     with pytest.raises(ValueError, match="must be 0 or more, not -1"):
-        _ = mailer_settings.SENT_BODY_RETENTION_SECONDS
+        _ = conf.MAILER_SENT_BODY_RETENTION_SECONDS

@@ -7,7 +7,7 @@ single mail alike, after personalisation.
 from __future__ import annotations
 
 from mailer.bounces import verp
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.models import Message
 from mailer.sending import dkim
 
@@ -28,7 +28,7 @@ def finish(
         unusable; the engine fails this message like any build error (the
         system check reports the key before that).
     """
-    if settings.BOUNCE_ADDRESS and envelope_from != "" and message.pk is not None:
+    if conf.MAILER_BOUNCE_ADDRESS and envelope_from != "" and message.pk is not None:
         envelope_from = verp.envelope_sender(message.pk)
     if dkim.enabled():
         data = dkim.sign(data)

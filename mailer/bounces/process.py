@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from mailer.addresses import normalize
 from mailer.bounces.parse import COMPLAINT, HARD, Failure, Report, parse
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.models import (
     DontSendEntry,
     LogResult,
@@ -146,11 +146,11 @@ def record(report: Report, result: ProcessResult) -> None:
             elif failure.kind == HARD:
                 reason = SuppressionReason.BOUNCED
                 note = f"{failure.status} {failure.diagnostic}".strip()
-            elif _soft_bounces(address, now) >= settings.SOFT_BOUNCE_LIMIT:
+            elif _soft_bounces(address, now) >= conf.MAILER_SOFT_BOUNCE_LIMIT:
                 reason = SuppressionReason.BOUNCED
                 note = (
-                    f"{settings.SOFT_BOUNCE_LIMIT} soft bounces within "
-                    f"{settings.SOFT_BOUNCE_DAYS:g} days; last: "
+                    f"{conf.MAILER_SOFT_BOUNCE_LIMIT} soft bounces within "
+                    f"{conf.MAILER_SOFT_BOUNCE_DAYS:g} days; last: "
                     f"{failure.status} {failure.diagnostic}"
                 )
             else:
@@ -172,7 +172,7 @@ def record(report: Report, result: ProcessResult) -> None:
 
 
 def _soft_bounces(address: str, now) -> int:
-    since = now - timedelta(days=settings.SOFT_BOUNCE_DAYS)
+    since = now - timedelta(days=conf.MAILER_SOFT_BOUNCE_DAYS)
     return MessageLog.objects.filter(
         recipient=address, result=LogResult.SOFT_BOUNCED, created_at__gte=since
     ).count()

@@ -18,7 +18,7 @@ import re
 
 from django.utils.crypto import salted_hmac
 
-from mailer.conf import settings
+from mailer.conf import conf
 
 _SALT = "mailer.bounces.verp"
 #: MAC bytes in a token: 80 bits, 16 base32 characters.
@@ -41,7 +41,7 @@ def envelope_sender(message_pk: int, bounce_address: str | None = None) -> str:
 
     :raises ValueError: the bounce address has no ``@``.
     """
-    address = bounce_address or settings.BOUNCE_ADDRESS
+    address = bounce_address or conf.MAILER_BOUNCE_ADDRESS
     local, at, domain = (address or "").rpartition("@")
     if not at or not local or not domain:
         raise ValueError(f"MAILER_BOUNCE_ADDRESS {address!r} is not local@domain.")

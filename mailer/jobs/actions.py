@@ -267,11 +267,11 @@ def send_test(config: EmailUpdate, preview: _Preview, request: HttpRequest) -> s
     headers = {**preview.content.headers, "List-Id": f"<{list_id}.{builder.domain}>"}
     if builder.links.enabled:
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    from django.conf import settings as django_settings
+    from django.conf import settings
 
     template = JobTemplate(
         subject=f"[TEST] {preview.content.subject}",
-        from_email=config.from_email or django_settings.DEFAULT_FROM_EMAIL,
+        from_email=config.from_email or settings.DEFAULT_FROM_EMAIL,
         body_text=preview.content.body_text,
         body_html=preview.content.body_html,
         headers=headers,
@@ -463,9 +463,9 @@ def _log_job(request: HttpRequest, job: Any, obj: models.Model, send_at) -> None
 
 
 def _guard_text() -> str:
-    from mailer.conf import settings
+    from mailer.conf import conf
 
-    minutes = int(settings.RESEND_GUARD.total_seconds() // 60)
+    minutes = int(conf.MAILER_RESEND_GUARD.total_seconds() // 60)
     return ngettext("%(n)d minute", "%(n)d minutes", minutes) % {"n": minutes}
 
 
@@ -475,7 +475,7 @@ def _confirmation_page(
     config: EmailUpdate,
     previews: list[_Preview],
 ) -> TemplateResponse:
-    from django.conf import settings as django_settings
+    from django.conf import settings
 
     opts = modeladmin.model._meta
     context = {
@@ -486,13 +486,13 @@ def _confirmation_page(
         "app_label": opts.app_label,
         "previews": previews,
         "total_recipients": sum(len(p.recipients) for p in previews),
-        "from_email": config.from_email or django_settings.DEFAULT_FROM_EMAIL,
+        "from_email": config.from_email or settings.DEFAULT_FROM_EMAIL,
         "any_recent": any(p.recent_job for p in previews),
         "any_earlier": any(p.earlier for p in previews),
         "guard": _guard_text(),
         "when": request.POST.get("when", "now"),
         "send_at_value": request.POST.get("send_at", ""),
-        "time_zone": django_settings.TIME_ZONE,
+        "time_zone": settings.TIME_ZONE,
         "arrival": arrival_text(),
         "now": timezone.now(),
         "queryset_ids": [p.obj.pk for p in previews],

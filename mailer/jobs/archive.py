@@ -14,7 +14,7 @@ from __future__ import annotations
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
-from mailer.conf import settings
+from mailer.conf import conf
 
 __all__ = ["NEUTRAL", "archive_url", "job_for_token", "make_archive_token"]
 
@@ -48,5 +48,5 @@ def archive_url(job_id: int) -> str:
     from mailer.unsubscribe.tokens import ascii_url
 
     path = reverse("mailer:archive_email", args=[make_archive_token(job_id)])
-    base = ascii_url(settings.SITE_URL) if settings.SITE_URL else ""
+    base = ascii_url(conf.MAILER_SITE_URL) if conf.MAILER_SITE_URL else ""
     return f"{base}{path}"

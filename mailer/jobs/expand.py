@@ -27,7 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from mailer.addresses import envelope_address, normalize
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.exceptions import InvalidAddress
 from mailer.models import (
     DontSendEntry,
@@ -75,7 +75,7 @@ def expand_job(
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int]:
     """Expand one job from its cursor. Return (queued, skipped)."""
-    chunk_size = chunk_size or settings.EXPAND_CHUNK_SIZE
+    chunk_size = chunk_size or conf.MAILER_EXPAND_CHUNK_SIZE
     job = MessageJob.objects.get(pk=job_id)
     if job.status not in (JobStatus.PENDING, JobStatus.EXPANDING):
         return 0, 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from datetime import timezone as dt_timezone
 
-from django.conf import settings as django_settings
+from django.conf import settings
 from django.db import connections
 from django.db.models import CharField, Count, F, Func
 from django.db.models.functions import TruncMinute
@@ -119,7 +119,7 @@ def sent_per_minute(job: MessageJob) -> list[tuple[datetime, int]]:
         parsed = []
         for text, n in rows:
             at = datetime.fromisoformat(text)
-            if django_settings.USE_TZ:
+            if settings.USE_TZ:
                 at = timezone.localtime(at.replace(tzinfo=dt_timezone.utc))
             parsed.append((at, n))
         return sorted(parsed)

@@ -25,7 +25,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from mailer.addresses import addr_spec, normalize
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.exceptions import (
     HeaderInjection,
     InvalidEmail,
@@ -259,18 +259,18 @@ def create_job(
             expire_after = timedelta(seconds=expire_after)
         expires_at = timezone.now() + expire_after
     if expires_at is not None:
-        from django.conf import settings as django_settings
+        from django.conf import settings
 
         # As Django's DateTimeField: aware with USE_TZ, naive local without.
-        if django_settings.USE_TZ and timezone.is_naive(expires_at):
+        if settings.USE_TZ and timezone.is_naive(expires_at):
             raise InvalidEmail("expires_at must be an aware datetime")
-        if not django_settings.USE_TZ and timezone.is_aware(expires_at):
+        if not settings.USE_TZ and timezone.is_aware(expires_at):
             expires_at = timezone.make_naive(expires_at)
         if expires_at <= timezone.now():
             raise InvalidEmail(f"expires_at {expires_at} is not in the future")
-    from django.conf import settings as django_settings
+    from django.conf import settings
 
-    from_email = from_email or django_settings.DEFAULT_FROM_EMAIL
+    from_email = from_email or settings.DEFAULT_FROM_EMAIL
     addr_spec(from_email)
     for name, value in [("Subject", content.subject), *content.headers.items()]:
         if "\n" in str(value) or "\r" in str(value):
@@ -283,12 +283,12 @@ def create_job(
     size = _check_text(content, InvalidEmail)
     check_placeholders(content)
     _check_headers(from_email, content.headers)
-    if size > settings.MAX_MESSAGE_BYTES:
+    if size > conf.MAILER_MAX_MESSAGE_BYTES:
         raise MessageTooLarge(
             f"The email is {size:,} bytes, over MAILER_MAX_MESSAGE_BYTES "
-            f"({settings.MAX_MESSAGE_BYTES:,})"
+            f"({conf.MAILER_MAX_MESSAGE_BYTES:,})"
         )
-    level, _held = parse_priority(priority, settings.DEFAULT_PRIORITY)
+    level, _held = parse_priority(priority, conf.MAILER_DEFAULT_PRIORITY)
     _check_send_at(send_at)
     snapshot = snapshot_recipients(recipients)
     if not snapshot:
@@ -356,7 +356,7 @@ def recent_job_for(
     obj: models.Model, *, now: datetime | None = None
 ) -> MessageJob | None:
     """The newest job announcing ``obj`` within ``MAILER_RESEND_GUARD``."""
-    since = (now or timezone.now()) - settings.RESEND_GUARD
+    since = (now or timezone.now()) - conf.MAILER_RESEND_GUARD
     return (
         MessageJob.objects.defer("recipients")
         .filter(
@@ -452,13 +452,13 @@ def finish_jobs() -> int:
 
 
 def _check_send_at(send_at: datetime | None) -> None:
-    from django.conf import settings as django_settings
+    from django.conf import settings
 
     if send_at is None:
         return
     if not isinstance(send_at, datetime):
         raise InvalidEmail(f"send_at must be a datetime, not {send_at!r}")
-    if django_settings.USE_TZ and timezone.is_naive(send_at):
+    if settings.USE_TZ and timezone.is_naive(send_at):
         raise InvalidEmail(
             "send_at must be an aware datetime (with a time zone) when USE_TZ is on"
         )

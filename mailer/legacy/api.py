@@ -198,16 +198,20 @@ def send_loop(
     looking again; forever, or until ``should_stop()`` is true (checked
     before each look). While ``MAILER_PAUSE_SEND`` is true it sends nothing.
     """
-    from mailer.conf import settings
+    from mailer.conf import conf
     from mailer.models import Message
 
     while not should_stop():
-        if settings.PAUSE_SEND or not Message.objects.due().exists():
+        if conf.MAILER_PAUSE_SEND or not Message.objects.due().exists():
             logger.debug(
                 "sleeping for %s seconds before checking queue again",
-                settings.EMPTY_QUEUE_SLEEP,
+                conf.MAILER_EMPTY_QUEUE_SLEEP,
             )
-            sleep(settings.EMPTY_QUEUE_SLEEP)
+            sleep(
+                30
+                if conf.MAILER_EMPTY_QUEUE_SLEEP is None
+                else conf.MAILER_EMPTY_QUEUE_SLEEP
+            )
             continue
         send_all()
 
@@ -232,14 +236,14 @@ def apply_error_handler(connection, message, error: Exception, outcome):
     """
     from django.utils.module_loading import import_string
 
-    from mailer.conf import settings
+    from mailer.conf import conf
     from mailer.sending.outcomes import Outcome, Verdict
 
-    handler = import_string(settings.ERROR_HANDLER)
+    handler = import_string(conf.MAILER_ERROR_HANDLER)
     try:
         new_connection, status = handler(connection.backend, message, error)
     except Exception:
-        logger.exception("MAILER_ERROR_HANDLER %s raised", settings.ERROR_HANDLER)
+        logger.exception("MAILER_ERROR_HANDLER %s raised", conf.MAILER_ERROR_HANDLER)
         return outcome
     if new_connection is None and connection.backend is not None:
         connection.close()

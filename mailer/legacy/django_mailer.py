@@ -316,14 +316,14 @@ def import_django_mailer(apps, schema_editor) -> None:
         tables = set(connection.introspection.table_names(cursor))
     if not tables & set(ASIDE.values()):
         return
-    from django.conf import settings as django_settings
+    from django.conf import settings
 
     Message = apps.get_model("mailer", "Message")
     MessageLog = apps.get_model("mailer", "MessageLog")
     DontSendEntry = apps.get_model("mailer", "DontSendEntry")
     db = connection.alias
     quote = connection.ops.quote_name
-    default_from = django_settings.DEFAULT_FROM_EMAIL
+    default_from = settings.DEFAULT_FROM_EMAIL
     undecodable: list[int] = []
     logs: list = []
 

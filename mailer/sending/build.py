@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from django.conf import settings as django_settings
+from django.conf import settings
 from django.core.mail.utils import DNS_NAME
 from django.utils.encoding import force_bytes
 
@@ -31,7 +31,7 @@ class MessageBuilder:
         # django.utils.crypto.salted_hmac("mailer.message-id", ...,
         # algorithm="sha256"), its key derived once per run, not per message.
         key = hashlib.sha256(
-            b"mailer.message-id" + force_bytes(django_settings.SECRET_KEY)
+            b"mailer.message-id" + force_bytes(settings.SECRET_KEY)
         ).digest()
         self._id_mac = hmac.new(key, digestmod=hashlib.sha256)
 
@@ -78,13 +78,13 @@ class MessageBuilder:
         as for the unsubscribe link, and ``mailer.W002`` says why)."""
         url = self.archive_urls.get(job_id)
         if url is None:
-            from django.conf import settings as django_settings
+            from django.conf import settings
             from django.urls import NoReverseMatch
 
             from mailer.jobs.archive import archive_url
 
             url = ""
-            if getattr(django_settings, "ROOT_URLCONF", None):
+            if getattr(settings, "ROOT_URLCONF", None):
                 try:
                     url = archive_url(job_id)
                 except NoReverseMatch:

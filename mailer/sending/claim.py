@@ -28,11 +28,11 @@ database's now, so workers whose clocks disagree still agree on the owner.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import connections, router, transaction
 
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.dbclock import DbNow
 from mailer.models import Message
 
@@ -47,7 +47,8 @@ def claim_batch(size: int, *, now: datetime | None = None) -> tuple[str, list[in
     ``now`` (a test's fixed time) replaces the database's clock when given.
     """
     token = new_token()
-    lease_end = now + settings.LEASE if now else DbNow(settings.LEASE)
+    lease = timedelta(seconds=conf.MAILER_LEASE_SECONDS)
+    lease_end = now + lease if now else DbNow(lease)
     db = router.db_for_write(Message)
     due = Message.all_objects.using(db).due(now)
     if connections[db].features.has_select_for_update_skip_locked:
@@ -93,7 +94,8 @@ def renew(token: str, ids: list[int], *, now: datetime | None = None) -> set[int
     (the renewal came too late), cancelled, or released: not ours to send.
     """
     held = Message.all_objects.pending().filter(claim_token=token, id__in=ids)
-    renewed = held.update(due_at=now + settings.LEASE if now else DbNow(settings.LEASE))
+    lease = timedelta(seconds=conf.MAILER_LEASE_SECONDS)
+    renewed = held.update(due_at=now + lease if now else DbNow(lease))
     if renewed == len(ids):
         return set(ids)
     return set(held.values_list("id", flat=True))

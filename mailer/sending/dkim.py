@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 
-from mailer.conf import settings
+from mailer.conf import conf
 
 SIGNED_HEADERS = (
     b"From",
@@ -99,7 +99,7 @@ def load_key(path: str) -> SigningKey:
 
 
 def enabled() -> bool:
-    return bool(settings.DKIM_KEY_FILE)
+    return bool(conf.MAILER_DKIM_KEY_FILE)
 
 
 def sign(data: bytes) -> bytes:
@@ -111,8 +111,8 @@ def sign(data: bytes) -> bytes:
     """
     import dkim
 
-    key = load_key(settings.DKIM_KEY_FILE)
-    domain = settings.DKIM_DOMAIN
+    key = load_key(conf.MAILER_DKIM_KEY_FILE)
+    domain = conf.MAILER_DKIM_DOMAIN
     if not domain:
         raise DkimKeyError("MAILER_DKIM_DOMAIN is not set")
     present = {
@@ -124,7 +124,7 @@ def sign(data: bytes) -> bytes:
     linesep = b"\r\n" if b"\r\n" in data[:2000] else b"\n"
     header = dkim.sign(
         data,
-        settings.DKIM_SELECTOR.encode(),
+        conf.MAILER_DKIM_SELECTOR.encode(),
         domain.encode(),
         key.pem,
         canonicalize=(b"relaxed", b"relaxed"),
@@ -162,17 +162,19 @@ _SELECTOR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 def check_settings() -> list[str]:
     """Problems with the DKIM settings, as sentences (empty: fine or off)."""
-    if not settings.DKIM_KEY_FILE:
+    if not conf.MAILER_DKIM_KEY_FILE:
         return []
     problems = []
     try:
-        load_key(settings.DKIM_KEY_FILE)
+        load_key(conf.MAILER_DKIM_KEY_FILE)
     except DkimKeyError as error:
         problems.append(f"MAILER_DKIM_KEY_FILE: {error}.")
-    if not settings.DKIM_DOMAIN:
+    if not conf.MAILER_DKIM_DOMAIN:
         problems.append("MAILER_DKIM_DOMAIN is not set.")
-    if not _SELECTOR.fullmatch(settings.DKIM_SELECTOR or ""):
-        problems.append(f"MAILER_DKIM_SELECTOR {settings.DKIM_SELECTOR!r} is invalid.")
+    if not _SELECTOR.fullmatch(conf.MAILER_DKIM_SELECTOR or ""):
+        problems.append(
+            f"MAILER_DKIM_SELECTOR {conf.MAILER_DKIM_SELECTOR!r} is invalid."
+        )
     try:
         import dkim  # noqa: F401
     except ImportError:

@@ -40,7 +40,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mailer.addresses import normalize
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.dbclock import DbNow, database_now
 from mailer.legacy.api import apply_error_handler, send_all, send_loop
 from mailer.models import (
@@ -145,12 +145,12 @@ class Limits:
     @classmethod
     def from_settings(cls, **overrides) -> Limits:
         limits = cls(
-            max_messages=settings.EMAIL_MAX_BATCH,
-            max_seconds=settings.EMAIL_MAX_SECONDS,
-            throttle=settings.RATE,
-            batch_size=settings.BATCH_SIZE,
-            pause=settings.EMAIL_THROTTLE,
-            max_deferred=settings.EMAIL_MAX_DEFERRED,
+            max_messages=conf.MAILER_EMAIL_MAX_BATCH,
+            max_seconds=conf.MAILER_EMAIL_MAX_SECONDS,
+            throttle=conf.MAILER_RATE,
+            batch_size=conf.MAILER_BATCH_SIZE,
+            pause=conf.MAILER_EMAIL_THROTTLE,
+            max_deferred=conf.MAILER_EMAIL_MAX_DEFERRED,
         )
         for name, value in overrides.items():
             if value is not None:
@@ -208,7 +208,7 @@ class Sender:
         started, cpu_started = time.monotonic(), time.process_time()
         limits = self.limits
         deadline = started + limits.max_seconds if limits.max_seconds else None
-        batch_size = max(1, limits.batch_size or settings.BATCH_SIZE)
+        batch_size = max(1, limits.batch_size or conf.MAILER_BATCH_SIZE)
         result = self.result
         try:
             while True:
@@ -294,7 +294,7 @@ class Sender:
         }
         batch = [by_id[i] for i in ids if i in by_id]
         suppressed = self.builder.suppressed_among(batch)
-        lease = settings.LEASE.total_seconds()
+        lease = conf.MAILER_LEASE_SECONDS
         self._lease_until = claimed_at + lease
         held = set(ids)
         batch_now = None
@@ -393,7 +393,7 @@ class Sender:
                 self._relay_ok = True
                 with self._writing():
                     relaypause.clear()
-            if self._last_error is not None and settings.ERROR_HANDLER:
+            if self._last_error is not None and conf.MAILER_ERROR_HANDLER:
                 outcome = apply_error_handler(
                     self.connection, message, self._last_error, outcome
                 )
@@ -586,7 +586,7 @@ class Sender:
             outcome is not None
             and outcome.no_such_user
             and message.job_id is not None
-            and settings.SUPPRESS_ON_NO_SUCH_USER
+            and conf.MAILER_SUPPRESS_ON_NO_SUCH_USER
         ):
             DontSendEntry.objects.get_or_create(
                 address=normalize(message.to_address),
@@ -657,7 +657,7 @@ def send_queued(
         batch_size=batch_size,
     )
     if connections is None:
-        connections = settings.CONNECTIONS
+        connections = conf.MAILER_CONNECTIONS
     if connections != 1:
         from mailer.sending.pool import send_over_pool
 
@@ -685,8 +685,8 @@ def retry_deferred(*, now=None, queryset=None, priority=None) -> int:
     # over) is left alone: making it due would let a second worker take it.
     unclaimed = Q(claim_token__isnull=True) | Q(due_at__lte=now)
     qs = (queryset if queryset is not None else Message.all_objects).deferred()
-    if settings.EMAIL_MAX_RETRIES is not None:
-        qs = qs.filter(attempts__lte=settings.EMAIL_MAX_RETRIES)
+    if conf.MAILER_EMAIL_MAX_RETRIES is not None:
+        qs = qs.filter(attempts__lte=conf.MAILER_EMAIL_MAX_RETRIES)
     values = {"status": MessageStatus.QUEUED, "due_at": now}
     if priority is not None:
         from mailer.queue import parse_priority

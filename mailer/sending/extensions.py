@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from django.core.mail.utils import DNS_NAME
 from django.utils.encoding import punycode
 
-from mailer.conf import settings
+from mailer.conf import conf
 
 
 class ExtensionRefused(ValueError):
@@ -44,9 +44,9 @@ def helo_name() -> str:
     Django's ``DNS_NAME`` (the machine's FQDN, often "localhost" in a
     container, which strict relays and spam filters hold against us). An
     internationalised name is sent in punycode."""
-    name = settings.HELO_NAME
-    if not name and settings.SITE_URL:
-        name = urlsplit(settings.SITE_URL).hostname
+    name = conf.MAILER_HELO_NAME
+    if not name and conf.MAILER_SITE_URL:
+        name = urlsplit(conf.MAILER_SITE_URL).hostname
     name = name or DNS_NAME.get_fqdn()
     return name if name.isascii() else punycode(name)
 
@@ -79,7 +79,7 @@ def open_smtp(backend: Any) -> bool:
     """
     if backend.connection:
         return False
-    ca_file = settings.SSL_CA_FILE
+    ca_file = conf.MAILER_SSL_CA_FILE
     if ca_file and (backend.use_tls or backend.use_ssl):
         # ssl_context is a cached_property: an instance attribute replaces it.
         backend.ssl_context = trusted_context(

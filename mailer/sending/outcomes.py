@@ -43,7 +43,7 @@ import ssl
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.sending.transport import ExchangeTimeout, InDoubt
 
 
@@ -199,11 +199,11 @@ def connect_failure(
 def backoff(attempts: int) -> timedelta:
     """Delay before the next try after ``attempts`` failed tries (1, 2, ...):
     the base delay doubled each time, capped."""
-    base, cap = settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX
+    base, cap = conf.MAILER_RETRY_BACKOFF_SECONDS, conf.MAILER_RETRY_BACKOFF_MAX_SECONDS
     # The exponent is capped before multiplying: a message retried for days
     # reaches attempt 70 and more, and timedelta * 2**69 overflows.
-    seconds = base.total_seconds() * 2.0 ** min(max(attempts - 1, 0), 60)
-    return min(timedelta(seconds=min(seconds, cap.total_seconds())), cap)
+    seconds = base * 2.0 ** min(max(attempts - 1, 0), 60)
+    return timedelta(seconds=min(seconds, cap))
 
 
 # -- the relay's own trouble ---------------------------------------------------
@@ -314,12 +314,14 @@ def next_try(
     made, and the message fails as "expired".
     """
     due_at = now + backoff(attempt)
-    limit = settings.MAX_ATTEMPTS
+    limit = conf.MAILER_MAX_ATTEMPTS
     if limit is not None and attempt >= limit:
         return Retry(None, f"gave up after {attempt} attempts")
     if expires_at is not None and due_at >= expires_at:
         return Retry(None, f"expired at {expires_at:%Y-%m-%d %H:%M} UTC")
-    if queued_at is not None and due_at - queued_at > settings.MAX_RETRY_SECONDS:
+    if queued_at is not None and due_at - queued_at > timedelta(
+        seconds=conf.MAILER_MAX_RETRY_SECONDS
+    ):
         hours = (now - queued_at).total_seconds() / 3600
         return Retry(None, f"gave up after {attempt} attempts over {hours:.1f} hours")
     return Retry(due_at)
@@ -338,9 +340,9 @@ def in_doubt(events: int, outcome: Outcome) -> tuple[int, float | None, Outcome]
     """
     from mailer.models import MessageStatus
 
-    retries = settings.IN_DOUBT_MAX_RETRIES
+    retries = conf.MAILER_IN_DOUBT_MAX_RETRIES
     if events <= retries:
-        delay = settings.IN_DOUBT_RETRY.total_seconds()
+        delay = conf.MAILER_IN_DOUBT_RETRY_SECONDS
         note = f"{outcome.reply}; retried in {delay:g} s with the same Message-ID"
         return MessageStatus.IN_DOUBT, delay, Outcome(Verdict.IN_DOUBT, None, note)
     note = (

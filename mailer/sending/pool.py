@@ -252,7 +252,7 @@ def send_over_pool(
     :raises Exception: whatever a connection's thread raised that the send
         loop does not handle itself (a bug), after every connection stopped.
     """
-    from mailer.conf import settings
+    from mailer.conf import conf
 
     validate_connections(parallel)
     started, cpu_started = time.monotonic(), time.process_time()
@@ -261,7 +261,7 @@ def send_over_pool(
         # Cron's usual case, every minute: one indexed query, as with one
         # connection, instead of one per connection and N threads.
         return _total(pool, started, cpu_started, live=False)
-    batch_size = max(1, limits.batch_size or settings.BATCH_SIZE)
+    batch_size = max(1, limits.batch_size or conf.MAILER_BATCH_SIZE)
 
     def stop_requested() -> bool:
         return pool.stop.is_set() or should_stop()

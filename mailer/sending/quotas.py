@@ -39,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 
 from django.db import IntegrityError, connections, router, transaction
 
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.dbclock import database_now_utc, for_field
 from mailer.models import Message, RateWindow
 
@@ -103,7 +103,7 @@ def configured_windows(recipients: Sequence[str]) -> list[_Window]:
     the order their slots are taken. Raises :class:`ConfigurationError` for
     an unknown unit or a cap below 1."""
     windows = []
-    for unit, cap in sorted(settings.RATE_LIMITS.items(), key=lambda i: str(i[0])):
+    for unit, cap in sorted(conf.MAILER_RATE_LIMITS.items(), key=lambda i: str(i[0])):
         if unit not in UNITS:
             raise ConfigurationError(
                 f"MAILER_RATE_LIMITS has unknown unit {unit!r}; use {', '.join(UNITS)}"
@@ -111,7 +111,7 @@ def configured_windows(recipients: Sequence[str]) -> list[_Window]:
         if int(cap) < 1:
             raise ConfigurationError(f"MAILER_RATE_LIMITS[{unit!r}] must be >= 1")
         windows.append(_Window(f"global:{unit}", UNITS[unit], int(cap), 0))
-    pacing = settings.DOMAIN_RATE
+    pacing = conf.MAILER_DOMAIN_RATE
     if pacing:
         per_domain = Counter(domain_of(address) for address in recipients)
         for domain in sorted(per_domain):
@@ -361,7 +361,11 @@ class Gate:
             pause = wait.seconds
             if deadline is not None:
                 pause = min(pause, deadline - self.clock())
-            if wait.seconds > settings.RATE_WAIT_SECONDS or pause <= 0 or should_stop():
+            if (
+                wait.seconds > conf.MAILER_RATE_WAIT_SECONDS
+                or pause <= 0
+                or should_stop()
+            ):
                 return wait
             self.waits += 1
             self.waited_seconds += pause

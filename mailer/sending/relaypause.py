@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from django.db import router, transaction
 
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.dbclock import database_now
 from mailer.models import RelayPause
 from mailer.sending.smtp import sending_backend_path
@@ -51,27 +51,25 @@ def relay_key() -> str:
     """Which relay a pause is about: the sending backend and its host:port,
     so a site that switches relays is not held back by the old one's
     trouble."""
-    from django.conf import settings as django_settings
+    from django.conf import settings
 
     from mailer.sending.smtp import mailers_configured
 
     host, port = "", ""
     if mailers_configured():
-        options = django_settings.MAILERS.get(settings.SEND_USING, {}).get(
-            "OPTIONS", {}
-        )
+        options = settings.MAILERS.get(conf.MAILER_SEND_USING, {}).get("OPTIONS", {})
         host, port = options.get("host", ""), options.get("port", "")
     else:
-        host = getattr(django_settings, "EMAIL_HOST", "")
-        port = getattr(django_settings, "EMAIL_PORT", "")
+        host = getattr(settings, "EMAIL_HOST", "")
+        port = getattr(settings, "EMAIL_PORT", "")
     return f"{sending_backend_path()} {host}:{port}"[:300]
 
 
 def pause_length(failures: int) -> timedelta:
     """The pause after ``failures`` bouts of trouble in a row (1, 2, ...):
     ``MAILER_RELAY_BACKOFF_SECONDS`` doubled each time, capped."""
-    delay = settings.RELAY_BACKOFF * (2 ** max(failures - 1, 0))
-    return min(delay, settings.RELAY_BACKOFF_MAX)
+    delay = conf.MAILER_RELAY_BACKOFF_SECONDS * 2.0 ** min(max(failures - 1, 0), 60)
+    return timedelta(seconds=min(delay, conf.MAILER_RELAY_BACKOFF_MAX_SECONDS))
 
 
 def current(*, using: str | None = None) -> Paused | None:
@@ -100,7 +98,7 @@ def pause(reason: str, *, using: str | None = None) -> Paused | None:
     Two workers meeting the same trouble at once count it once: a bout that
     starts while a pause is in force only keeps that pause.
     """
-    if settings.RELAY_BACKOFF <= timedelta(0):
+    if conf.MAILER_RELAY_BACKOFF_SECONDS <= 0:
         return None
     db = using or router.db_for_write(RelayPause)
     key = relay_key()

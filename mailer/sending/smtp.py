@@ -22,7 +22,7 @@ from mailer.compat import (  # noqa: F401 - re-exported for older imports
     sending_backend_path,
     sending_backend_timeout,
 )
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.sending import extensions, transport
 
 # PreparedEmail and serialize live in mailer/message.py; imported here, where
@@ -65,7 +65,7 @@ class SendingConnection:
         #: (``BODY=8BITMIME``, ``SMTPUTF8``, ``SIZE=n``), set by the caller.
         self.mail_options: list[str] = []
         self.rcpt_options: list[str] = []
-        self._timeout = settings.EFFECTIVE_SMTP_TIMEOUT
+        self._timeout = conf.effective_smtp_timeout
 
     @property
     def is_smtp(self) -> bool:

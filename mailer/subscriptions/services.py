@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from mailer.addresses import addr_spec, normalize
-from mailer.conf import settings as mailer_settings
+from mailer.conf import conf
 from mailer.unsubscribe.tokens import ascii_url
 
 from . import signals, tokens
@@ -34,7 +34,7 @@ def absolute_url(view: str, token: str) -> str:
     """The absolute URL of one of this app's token views, under
     ``MAILER_SITE_URL`` (the site's address as readers reach it)."""
     path = reverse(f"mailer_subscriptions:{view}", args=[token])
-    return ascii_url(f"{(mailer_settings.SITE_URL or '').rstrip('/')}{path}")
+    return ascii_url(f"{(conf.MAILER_SITE_URL or '').rstrip('/')}{path}")
 
 
 def preferences_url(address: str) -> str:

@@ -22,7 +22,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.encoding import force_bytes, iri_to_uri, punycode
 
 from mailer.addresses import envelope_address, normalize
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.exceptions import InvalidAddress
 
 logger = logging.getLogger(__name__)
@@ -100,8 +100,8 @@ class UnsubscribeLinks:
     recipient (``reverse()`` per message would dominate the cost)."""
 
     def __init__(self) -> None:
-        self.base = ascii_url(settings.SITE_URL) if settings.SITE_URL else None
-        self.mailto = _ascii_mailto(settings.UNSUBSCRIBE_MAILTO)
+        self.base = ascii_url(conf.MAILER_SITE_URL) if conf.MAILER_SITE_URL else None
+        self.mailto = _ascii_mailto(conf.MAILER_UNSUBSCRIBE_MAILTO)
         self.signer = TokenSigner()
         path = None
         if self.base:
@@ -160,8 +160,8 @@ def unsubscribe_path() -> tuple[str | None, str | None]:
 def site_domain() -> str | None:
     """The domain of ``List-Id`` and ``Message-ID`` in job mail, in the ASCII
     form headers need (an internationalised name in punycode, RFC 5890)."""
-    domain = settings.LIST_ID_DOMAIN or (
-        urlsplit(settings.SITE_URL).hostname if settings.SITE_URL else None
+    domain = conf.MAILER_LIST_ID_DOMAIN or (
+        urlsplit(conf.MAILER_SITE_URL).hostname if conf.MAILER_SITE_URL else None
     )
     if not domain or domain.isascii():
         return domain

@@ -24,12 +24,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings as django_settings
 from django.db import DatabaseError, connections
 from django.db.models import Min
 from django.utils import timezone
 
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.worker.wakeup import Interrupted, Listener, Waiter, waiter_for
 
 logger = logging.getLogger("mailer.worker")
@@ -42,18 +41,11 @@ EXPAND_SLICE_SECONDS = 5.0
 #: None`` under LISTEN): a day.
 LONGEST_WAIT = 24 * 3600.0
 
-_MISSING = object()
-
 
 def empty_queue_sleep() -> float | None:
     """``MAILER_EMPTY_QUEUE_SLEEP`` (django-mailer's name, seconds; ``None``:
-    no timed wake-up), defaulting to ``MAILER_LOOP_IDLE_SECONDS``."""
-    value = getattr(settings, "EMPTY_QUEUE_SLEEP", _MISSING)
-    if value is _MISSING:
-        value = getattr(
-            django_settings, "MAILER_EMPTY_QUEUE_SLEEP", settings.LOOP_IDLE_SECONDS
-        )
-    return None if value is None else float(value)
+    no timed wake-up)."""
+    return conf.MAILER_EMPTY_QUEUE_SLEEP
 
 
 @dataclass

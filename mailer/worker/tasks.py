@@ -34,7 +34,7 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.worker.wakeup import EXPAND, SEND
 
 try:  # Django 6.0+
@@ -89,7 +89,7 @@ def _unmark_due_retry() -> None:
     it, or does its work)."""
     from mailer.models import WorkerState
 
-    reached = timezone.now() + settings.TASK_LEASE
+    reached = timezone.now() + timedelta(seconds=conf.MAILER_TASK_LEASE_SECONDS)
     WorkerState.objects.filter(key=_key(LATER), until__lte=reached).update(until=None)
 
 
@@ -100,11 +100,11 @@ def request(kind: str, *, run_after: datetime | None = None) -> bool:
     task_object = {SEND: send_mail_task, EXPAND: expand_jobs_task}[kind]
     now = timezone.now()
     mark = LATER if run_after is not None else kind
-    until = (run_after or now) + settings.TASK_LEASE
+    until = (run_after or now) + timedelta(seconds=conf.MAILER_TASK_LEASE_SECONDS)
     if not _mark(mark, until, now=now):
         return False
     try:
-        options: dict[str, Any] = {"backend": settings.TASK_BACKEND}
+        options: dict[str, Any] = {"backend": conf.MAILER_TASK_BACKEND}
         if run_after is not None:
             options["run_after"] = run_after
         task_object.using(**options).enqueue()
@@ -150,7 +150,7 @@ def task_backend() -> Any:
         from django.tasks import task_backends
     except ImportError:
         from django_tasks import task_backends
-    return task_backends[settings.TASK_BACKEND]
+    return task_backends[conf.MAILER_TASK_BACKEND]
 
 
 def _supports_defer() -> bool:

@@ -33,7 +33,7 @@ from django.db import connections, router
 from django.db.models import Q
 from django.utils import timezone
 
-from mailer.conf import settings
+from mailer.conf import conf
 
 logger = logging.getLogger("mailer.worker")
 
@@ -80,7 +80,7 @@ def announce(kind: str, *, using: str | None = None) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, kind])
-    if settings.USE_TASKS:
+    if conf.MAILER_USE_TASKS:
         from mailer.worker.tasks import request_on_commit
 
         request_on_commit(kind, using=db)
@@ -272,7 +272,7 @@ def waiter_for(
     using = using or database_alias()
     if listen or (listen is None and listens(using)):
         return Listener(using=using)
-    return Poller(settings.POLL_SECONDS, using=using, jobs=jobs)
+    return Poller(conf.MAILER_POLL_SECONDS, using=using, jobs=jobs)
 
 
 def open_waiter(

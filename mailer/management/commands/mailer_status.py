@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.status import queue_status
 
 
@@ -32,7 +32,7 @@ class Command(BaseCommand):
 
     def handle(self, *, json: bool, max_age: float | None, **options: Any) -> None:
         if max_age is None:
-            max_age = settings.STATUS_MAX_AGE
+            max_age = conf.MAILER_STATUS_MAX_AGE
         if max_age is not None and max_age < 0:
             raise CommandError("--max-age must be zero or more")
         status = queue_status()

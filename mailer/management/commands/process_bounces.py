@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from mailer.bounces import readers
 from mailer.bounces.process import ProcessResult, process_bytes
-from mailer.conf import settings
+from mailer.conf import conf
 
 
 class Command(BaseCommand):
@@ -57,7 +57,7 @@ class Command(BaseCommand):
                 f"Unknown source {source!r}; use '-', --imap or --maildir."
             )
         elif imap:
-            config = settings.BOUNCE_IMAP
+            config = conf.MAILER_BOUNCE_IMAP
             missing = {"host", "user", "password"} - set(config)
             if missing:
                 raise CommandError(
@@ -68,7 +68,7 @@ class Command(BaseCommand):
             except (OSError, readers.imaplib.IMAP4.error) as error:
                 raise CommandError(f"IMAP {config['host']}: {error}") from error
         elif maildir is not None:
-            path = maildir or settings.BOUNCE_MAILDIR
+            path = maildir or conf.MAILER_BOUNCE_MAILDIR
             if not path:
                 raise CommandError("Name a Maildir or set MAILER_BOUNCE_MAILDIR.")
             try:

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from mailer.conf import settings
+from mailer.conf import conf
 from mailer.jobs.progress import SendProgress
 from mailer.retention import purge_sent_bodies
 from mailer.sending.engine import SendResult, send_queued
@@ -92,7 +92,7 @@ class Command(BaseCommand):
                 validate_connections(connections)
             except ValueError as error:
                 raise CommandError(f"--connections: {error}") from None
-        if settings.PAUSE_SEND and not loop:
+        if conf.MAILER_PAUSE_SEND and not loop:
             # django-mailer's MAILER_PAUSE_SEND: mail stays queued.
             if not cron:
                 self.stdout.write("sending is paused (MAILER_PAUSE_SEND); nothing sent")
@@ -111,7 +111,7 @@ class Command(BaseCommand):
         waiter = open_waiter(jobs=False) if loop else None
         try:
             while True:
-                if settings.PAUSE_SEND:
+                if conf.MAILER_PAUSE_SEND:
                     # A --loop worker waits out MAILER_PAUSE_SEND instead of
                     # exiting (its supervisor would only restart it).
                     result = SendResult(stop_reason="paused")
@@ -143,7 +143,7 @@ class Command(BaseCommand):
                     or result.error
                     or result.wait_seconds
                 ):
-                    idle = idle_seconds or settings.LOOP_IDLE_SECONDS
+                    idle = idle_seconds or conf.MAILER_LOOP_IDLE_SECONDS
                     if result.wait_seconds:
                         # A relay pause or a full rate window: sleep until it
                         # ends; new mail would only find it so.
