@@ -13,6 +13,8 @@ from django.utils.encoding import punycode
 
 from mailer.exceptions import InvalidAddress
 
+__all__ = ["normalize", "addr_spec", "envelope_address"]
+
 #: The everyday address (ASCII dot-atom local part, letters-only TLD): a strict
 #: subset of what Django's ``validate_email`` accepts, checked in a microsecond
 #: instead of tens. Expansion validates every recipient of a 100,000-reader

@@ -53,6 +53,16 @@ from mailer.models import (
     MessageStatus,
 )
 
+__all__ = [
+    "DueFilter",
+    "AnnouncedFilter",
+    "MessageAdmin",
+    "MessageLogAdmin",
+    "DontSendEntryAdmin",
+    "MessageJobAdmin",
+    "parse_send_at",
+]
+
 
 class DueFilter(admin.SimpleListFilter):
     title = _("due")

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
+__all__ = ["MailerConfig"]
+
 
 class MailerConfig(AppConfig):
     name = "mailer"

@@ -28,6 +28,8 @@ from django.core.mail.backends.base import BaseEmailBackend
 
 from mailer.conf import conf
 
+__all__ = ["DbBackend"]
+
 
 class DbBackend(BaseEmailBackend):
     def __init__(self, *, priority: str | int | None = None, **kwargs: Any) -> None:

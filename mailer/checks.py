@@ -13,6 +13,18 @@ from mailer.compat import (
 )
 from mailer.conf import QUEUE_BACKEND, conf
 
+__all__ = [
+    "check_sending_backend",
+    "check_site_url",
+    "check_relay_settings",
+    "check_unsubscribe_url",
+    "check_tasks",
+    "check_lease",
+    "check_connections",
+    "check_django_mailer_settings",
+    "check_bounces_and_dkim",
+]
+
 
 def _is_queue_backend(path: str) -> bool:
     """``path`` names the queue backend, or a subclass of it (a project's own

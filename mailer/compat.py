@@ -21,6 +21,14 @@ from django.utils.module_loading import import_string
 
 from mailer.conf import DEFAULT_SENDING_BACKEND, conf
 
+__all__ = [
+    "MODERN_EMAIL_API",
+    "mailers_configured",
+    "sending_backend_path",
+    "sending_backend_timeout",
+    "open_sending_backend",
+]
+
 #: Django 6.0 builds messages with the modern ``email`` API and takes a policy.
 MODERN_EMAIL_API = django.VERSION >= (6, 0)
 

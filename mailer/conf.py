@@ -12,6 +12,8 @@ from typing import Any
 
 from django.conf import settings as django_settings
 
+__all__ = ["DEFAULT_SENDING_BACKEND", "QUEUE_BACKEND", "MailerSettings", "conf"]
+
 DEFAULT_SENDING_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 QUEUE_BACKEND = "mailer.backend.DbBackend"
 #: See ``MailerSettings.CONNECTIONS`` and the measurement in

@@ -33,6 +33,15 @@ from django.db import connections
 from django.db.models import DateTimeField, Func, Value
 from django.utils import timezone
 
+__all__ = [
+    "DbNow",
+    "now_plus_sql",
+    "offset_param",
+    "database_now",
+    "database_now_utc",
+    "for_field",
+]
+
 #: SQLite's text timestamp, as Django stores datetimes there ("%%": the
 #: statement goes through Django's %s-to-? conversion).
 _SQLITE_FORMAT = "'%%Y-%%m-%%d %%H:%%M:%%f'"

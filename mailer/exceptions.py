@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+__all__ = [
+    "MailerError",
+    "InvalidEmail",
+    "InvalidAddress",
+    "HeaderInjection",
+    "MessageTooLarge",
+    "TemplateProblem",
+]
+
 
 class MailerError(Exception):
     """Base class of this app's errors."""

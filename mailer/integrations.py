@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+__all__ = ["connect_anymail", "on_anymail_tracking"]
+
 
 def connect_anymail() -> None:
     """Learn from django-anymail's tracking webhooks: bounces, complaints and

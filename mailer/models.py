@@ -22,6 +22,33 @@ from mailer.querysets import (
     QueueManager,
 )
 
+__all__ = [
+    "PRIORITY_HIGH",
+    "PRIORITY_MEDIUM",
+    "PRIORITY_LOW",
+    "PRIORITY_DEFERRED",
+    "PRIORITIES",
+    "PRIORITY_MAPPING",
+    "RESULT_SUCCESS",
+    "RESULT_DONT_SEND",
+    "RESULT_FAILURE",
+    "RESULT_CODES",
+    "Priority",
+    "MessageStatus",
+    "PENDING_STATUSES",
+    "JobStatus",
+    "LogResult",
+    "SuppressionReason",
+    "MessageJob",
+    "Message",
+    "MessageLog",
+    "DontSendEntry",
+    "RateWindow",
+    "RelayPause",
+    "WorkerState",
+    "make_message",
+]
+
 # django-mailer's names for the priorities (``mailer.models.PRIORITY_*``).
 # ``PRIORITY_DEFERRED`` is no level of its own here: mail queued with it is
 # held (status deferred) until ``retry_deferred`` releases it at medium.

@@ -7,6 +7,13 @@ from datetime import datetime, timedelta
 from django.db import models
 from django.utils import timezone
 
+__all__ = [
+    "MessageQuerySet",
+    "QueueManager",
+    "DontSendEntryManager",
+    "MessageLogManager",
+]
+
 
 class MessageQuerySet(models.QuerySet):
     def pending(self) -> MessageQuerySet:

@@ -24,6 +24,15 @@ from mailer.exceptions import HeaderInjection, InvalidEmail, MessageTooLarge
 from mailer.models import Message, MessageStatus, Priority
 from mailer.sending.message import serialize
 
+__all__ = [
+    "HELD_UNTIL",
+    "build",
+    "enqueue",
+    "enqueue_many",
+    "held_until",
+    "parse_priority",
+]
+
 #: django-mailer's priority names. "deferred" queues the message held: it is
 #: sent only after ``manage.py retry_deferred`` releases it.
 PRIORITY_NAMES = {

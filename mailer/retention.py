@@ -18,6 +18,8 @@ from django.utils import timezone
 from mailer.conf import conf
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
 
+__all__ = ["purge_sent_bodies"]
+
 
 def purge_sent_bodies(*, seconds: float | None = None) -> int:
     """Drop the body of single mail sent more than ``seconds`` ago (default

@@ -2,6 +2,8 @@
 
 from django.dispatch import Signal
 
+__all__ = ["unsubscribed", "complained"]
+
 #: Sent after an address unsubscribed through a one-click link.
 #: Arguments: ``address`` (normalised), ``job`` (the MessageJob or None).
 unsubscribed = Signal()

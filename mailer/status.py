@@ -12,6 +12,8 @@ from django.utils import timezone
 from mailer.jobs.services import job_progress
 from mailer.models import JobStatus, Message, MessageJob, MessageStatus, Priority
 
+__all__ = ["QueueStatus", "queue_status"]
+
 
 @dataclass
 class QueueStatus:

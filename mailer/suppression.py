@@ -8,6 +8,8 @@ from mailer.addresses import normalize
 from mailer.models import DontSendEntry, MessageJob, SuppressionReason
 from mailer.signals import unsubscribed
 
+__all__ = ["suppressed", "unsubscribe"]
+
 
 def unsubscribe(address: str, *, job_id: int | None = None) -> DontSendEntry:
     """Idempotent: a second click changes nothing, but the site is told again

@@ -11,6 +11,8 @@ from mailer.conf import conf
 from mailer.models import Message
 from mailer.sending import dkim
 
+__all__ = ["finish"]
+
 
 def finish(
     message: Message,

@@ -21,6 +21,8 @@ from email.utils import getaddresses
 
 from mailer.bounces import verp
 
+__all__ = ["HARD", "SOFT", "COMPLAINT", "Failure", "Report", "parse"]
+
 HARD = "hard"
 SOFT = "soft"
 COMPLAINT = "complaint"

@@ -30,6 +30,8 @@ from mailer.models import (
 )
 from mailer.signals import complained
 
+__all__ = ["ProcessResult", "process_bytes", "record"]
+
 _RESULTS = {
     HARD: LogResult.BOUNCED,
     COMPLAINT: LogResult.COMPLAINED,

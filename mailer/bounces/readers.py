@@ -14,6 +14,8 @@ import ssl
 from collections.abc import Callable
 from typing import BinaryIO
 
+__all__ = ["Handler", "read_stdin", "read_maildir", "read_imap"]
+
 Handler = Callable[[bytes, str], bool]
 
 #: Upper bound on mails one run reads from a mailbox; the next run goes on.

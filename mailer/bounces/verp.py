@@ -20,6 +20,8 @@ from django.utils.crypto import salted_hmac
 
 from mailer.conf import conf
 
+__all__ = ["envelope_sender", "message_pk_from"]
+
 _SALT = "mailer.bounces.verp"
 #: MAC bytes in a token: 80 bits, 16 base32 characters.
 MAC_BYTES = 10

@@ -53,6 +53,13 @@ from mailer.jobs.services import (
     snapshot_recipients,
 )
 
+__all__ = [
+    "EmailUpdate",
+    "EmailUpdateAdminMixin",
+    "email_update_action",
+    "register_audience",
+]
+
 PERMISSION = "mailer.add_messagejob"
 ACTION_NAME = "send_email_update"
 

@@ -46,6 +46,14 @@ from mailer.addresses import envelope_address
 from mailer.exceptions import HeaderInjection, InvalidAddress
 from mailer.jobs.personalize import Personalizer
 
+__all__ = [
+    "ADDRESS_HEADERS",
+    "JobTemplate",
+    "mailboxes",
+    "normalize_newlines",
+    "static_header",
+]
+
 CRLF = "\r\n"
 #: RFC 5322 section 2.1.1: a line is at most 998 octets, CRLF excluded.
 MAX_LINE = 998

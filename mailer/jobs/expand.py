@@ -39,6 +39,8 @@ from mailer.models import (
     MessageStatus,
 )
 
+__all__ = ["ExpandResult", "MessageInserter", "expand_job", "expand_pending_jobs"]
+
 
 @dataclass
 class ExpandResult:

@@ -23,6 +23,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+__all__ = [
+    "Personalizer",
+    "RecipientPlaceholders",
+    "RecipientSample",
+    "find_mangled",
+    "sample_value",
+    "fields_used",
+]
+
 PLACEHOLDER_RE = re.compile(r"\[\[mj:([a-z_][a-z0-9_]*)\]\]")
 
 #: Values every recipient has, whatever the site's context provides.

@@ -12,6 +12,8 @@ import logging
 
 from django.apps import apps
 
+__all__ = ["SendProgress", "report_progress"]
+
 logger = logging.getLogger("mailer.progress")
 
 

@@ -23,11 +23,13 @@ from mailer.jobs.services import job_progress
 from mailer.models import JobStatus, LogResult, Message, MessageJob, MessageLog
 
 __all__ = [
+    "OUTCOMES",
     "JobReport",
     "Rebuilt",
     "job_report",
     "rebuild",
     "sample_message",
+    "sent_per_minute",
     "sent_per_minute_svg",
 ]
 

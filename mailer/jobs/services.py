@@ -47,6 +47,27 @@ from mailer.models import (
 )
 from mailer.queue import parse_priority
 
+__all__ = [
+    "RecipientLike",
+    "RecipientSnapshot",
+    "RenderedEmail",
+    "cancel_jobs",
+    "create_job",
+    "finish_job_if_done",
+    "finish_jobs",
+    "job_progress",
+    "jobs_waiting",
+    "pause_jobs",
+    "pending_count",
+    "recent_job_for",
+    "render_email",
+    "reschedule_jobs",
+    "resume_jobs",
+    "retry_failed",
+    "snapshot_recipients",
+    "waiting_to_start",
+]
+
 #: What a recipients callable may yield: an address, (address, context), or
 #: a mapping with "email" and any other per-recipient values ("name", ...).
 RecipientLike = str | tuple[str, Mapping[str, Any]] | Mapping[str, Any]

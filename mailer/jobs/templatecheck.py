@@ -25,6 +25,8 @@ from mailer.jobs.personalize import (
     sample_value,
 )
 
+__all__ = ["USE_AS_IS", "check_recipient_use"]
+
 USE_AS_IS = (
     "Per-recipient values can only be inserted as they are, e.g. "
     "{{ recipient.name }}: filters, conditions and loops on recipient values "

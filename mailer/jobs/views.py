@@ -8,6 +8,8 @@ from typing import Any
 from django.http import Http404
 from django.views.generic import ListView, TemplateView
 
+__all__ = ["ArchiveEmailView", "ArchiveListView"]
+
 
 class ArchiveEmailView(TemplateView):
     """One job's email as a public web page ("view in browser"), with

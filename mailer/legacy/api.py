@@ -16,6 +16,18 @@ from typing import Any
 
 from django.core.mail import EmailMessage
 
+__all__ = [
+    "apply_error_handler",
+    "email_of",
+    "get_priority",
+    "hold",
+    "log_results",
+    "make_message",
+    "send_all",
+    "send_loop",
+    "set_email",
+]
+
 logger = logging.getLogger("mailer.engine")
 
 #: django-mailer's log result codes -> our ``LogResult`` values. Its

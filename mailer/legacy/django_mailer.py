@@ -43,6 +43,15 @@ from datetime import datetime
 from datetime import timezone as dt_timezone
 from typing import Any
 
+__all__ = [
+    "Converted",
+    "UndecodableMessage",
+    "convert_email",
+    "decode_message_data",
+    "import_django_mailer",
+    "set_aside",
+]
+
 #: django-mailer's table -> where our first migration puts it aside.
 ASIDE = {
     "mailer_message": "mailer_djm_message",

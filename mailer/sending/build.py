@@ -19,6 +19,8 @@ from mailer.jobs.compose import JobTemplate
 from mailer.models import DontSendEntry, Message, MessageJob, SuppressionReason
 from mailer.unsubscribe.tokens import UnsubscribeLinks, site_domain
 
+__all__ = ["MessageBuilder", "without_blocked"]
+
 
 class MessageBuilder:
     """Builds the messages of one run; keeps each job's template."""

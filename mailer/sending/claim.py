@@ -36,6 +36,8 @@ from mailer.conf import conf
 from mailer.dbclock import DbNow
 from mailer.models import Message
 
+__all__ = ["claim_batch", "release", "renew"]
+
 
 def new_token() -> str:
     return uuid.uuid4().hex

@@ -19,6 +19,16 @@ from email.parser import BytesHeaderParser
 
 from mailer.conf import conf
 
+__all__ = [
+    "DkimKeyError",
+    "SigningKey",
+    "check_settings",
+    "enabled",
+    "load_key",
+    "public_txt",
+    "sign",
+]
+
 SIGNED_HEADERS = (
     b"From",
     b"To",

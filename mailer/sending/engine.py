@@ -63,7 +63,17 @@ from mailer.sending.smtp import SendingConnection
 logger = logging.getLogger("mailer.engine")
 
 #: django-mailer's names, for code (Celery, RQ tasks) that calls them.
-__all__ = ["send_queued", "retry_deferred", "purge_log", "send_all", "send_loop"]
+__all__ = [
+    "Limits",
+    "SendResult",
+    "Sender",
+    "purge_log",
+    "release_in_doubt",
+    "retry_deferred",
+    "send_all",
+    "send_loop",
+    "send_queued",
+]
 
 #: Reconnects tried for one message before it is deferred instead.
 MAX_RECONNECTS_PER_MESSAGE = 2

@@ -24,6 +24,14 @@ from django.utils.encoding import punycode
 
 from mailer.conf import conf
 
+__all__ = [
+    "CertificateNotTrusted",
+    "ExtensionRefused",
+    "helo_name",
+    "mail_options",
+    "open_smtp",
+]
+
 
 class ExtensionRefused(ValueError):
     """The message cannot go to this relay as it is (too big for its SIZE,

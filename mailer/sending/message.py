@@ -27,6 +27,8 @@ from django.core import mail
 from mailer.addresses import normalize
 from mailer.compat import MODERN_EMAIL_API
 
+__all__ = ["PreparedEmail", "serialize"]
+
 
 def serialize(email_message: mail.EmailMessage) -> tuple[bytes, str]:
     """The RFC 5322 bytes Django's SMTP backend would put on the wire, and the

@@ -46,6 +46,22 @@ from datetime import datetime, timedelta
 from mailer.conf import conf
 from mailer.sending.transport import ExchangeTimeout, InDoubt
 
+__all__ = [
+    "Decision",
+    "Outcome",
+    "Retry",
+    "Verdict",
+    "backoff",
+    "classify",
+    "connect_failure",
+    "decide",
+    "enhanced_code",
+    "next_try",
+    "refused_service",
+    "relay_trouble",
+    "sent",
+]
+
 
 class Verdict(enum.Enum):
     SENT = "sent"

@@ -26,6 +26,8 @@ from django.db import router, transaction
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
 from mailer.sending import outcomes
 
+__all__ = ["Split", "record_refusals", "split_refusals"]
+
 
 @dataclass
 class Split:

@@ -43,6 +43,16 @@ from mailer.conf import conf
 from mailer.dbclock import database_now_utc, for_field
 from mailer.models import Message, RateWindow
 
+__all__ = [
+    "UNITS",
+    "ConfigurationError",
+    "Gate",
+    "Wait",
+    "acquire",
+    "defer_claimed",
+    "window_start",
+]
+
 #: Window lengths in seconds, by the keys ``MAILER_RATE_LIMITS`` takes.
 UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 

@@ -30,6 +30,8 @@ from django.db import connections, router, transaction
 from mailer.dbclock import now_plus_sql, offset_param
 from mailer.models import Message, MessageLog
 
+__all__ = ["OutcomeWriter"]
+
 #: Django's placeholder rewriting for SQLite (``SQLiteCursorWrapper.
 #: convert_query``), done once per statement instead of once per execution.
 _FORMAT_PLACEHOLDER = re.compile(r"(?<!%)%s")

@@ -25,6 +25,8 @@ from mailer.dbclock import database_now
 from mailer.models import RelayPause
 from mailer.sending.smtp import sending_backend_path
 
+__all__ = ["Paused", "clear", "current", "pause", "pause_length"]
+
 
 @dataclass(frozen=True)
 class Paused:

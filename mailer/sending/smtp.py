@@ -29,6 +29,8 @@ from mailer.sending import extensions, transport
 # they were, for code that imports them from this module.
 from mailer.sending.message import PreparedEmail, serialize  # noqa: F401
 
+__all__ = ["SendingConnection"]
+
 
 class SendingConnection:
     """One connection for a whole run, opened lazily, reopened on demand.

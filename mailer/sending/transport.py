@@ -40,6 +40,23 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+__all__ = [
+    "GREETING",
+    "MAIL",
+    "RCPT",
+    "DATA",
+    "CONTENT",
+    "FINAL_REPLY",
+    "MIN_WAIT",
+    "Exchange",
+    "ExchangeTimeout",
+    "InDoubt",
+    "dot_stuff",
+    "exchange",
+    "greet",
+    "quote_address",
+]
+
 #: Stages of one exchange, in order. Everything up to and including
 #: ``CONTENT`` is before the final "."; ``FINAL_REPLY`` is after it.
 GREETING = "EHLO"

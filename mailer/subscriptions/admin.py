@@ -19,6 +19,8 @@ from . import services
 from .importing import ImportFailed, export_csv, import_csv
 from .models import ConsentWording, ErasedAddress, MailingList, Status, Subscription
 
+__all__ = ["MailingListAdmin", "SubscriptionAdmin"]
+
 
 def list_growth(mailing_list: MailingList, months: int = 12) -> list[tuple]:
     """``(month, joined, left)`` for the last ``months`` months with any

@@ -1,5 +1,7 @@
 from django.apps import AppConfig
 
+__all__ = ["SubscriptionsConfig"]
+
 
 class SubscriptionsConfig(AppConfig):
     name = "mailer.subscriptions"

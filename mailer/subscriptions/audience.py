@@ -15,6 +15,14 @@ from mailer.models import MessageJob
 from .models import ListMailing, MailingList, Status, Subscription
 from .services import preferences_url, unsubscribe_url
 
+__all__ = [
+    "ListAudience",
+    "audience_count",
+    "for_lists",
+    "list_recipients",
+    "send_to_lists",
+]
+
 
 def list_recipients(lists: Iterable[MailingList]) -> Iterator[dict[str, Any]]:
     """The active subscribers of ``lists``, one entry per canonical address

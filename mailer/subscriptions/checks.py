@@ -8,6 +8,8 @@ from django.conf import settings as django_settings
 from django.core.checks import Error
 from django.urls import NoReverseMatch, reverse
 
+__all__ = ["check_urls"]
+
 
 def check_urls(app_configs: Any = None, **kwargs: Any) -> list:
     """Every list email links to this app's pages, so its URLs must be

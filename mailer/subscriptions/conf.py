@@ -7,6 +7,8 @@ from datetime import timedelta
 
 from django.conf import settings as django_settings
 
+__all__ = ["Settings", "settings"]
+
 
 class Settings:
     @property

@@ -7,6 +7,8 @@ from django.utils.translation import gettext_lazy as _
 
 from .models import MailingList
 
+__all__ = ["ListsField", "PreferencesForm", "SubscribeForm"]
+
 
 class ListsField(forms.ModelMultipleChoiceField):
     widget = forms.CheckboxSelectMultiple

@@ -24,6 +24,15 @@ from .models import (
     address_digest,
 )
 
+__all__ = [
+    "ImportFailed",
+    "ImportResult",
+    "export_csv",
+    "import_csv",
+    "import_rows",
+    "read_csv",
+]
+
 CHUNK = 2000
 
 

@@ -12,6 +12,20 @@ from django.utils.translation import gettext_lazy as _
 
 from mailer.addresses import normalize
 
+__all__ = [
+    "ConsentWording",
+    "ErasedAddress",
+    "Leaving",
+    "ListMailing",
+    "MailingList",
+    "Source",
+    "Status",
+    "Subscription",
+    "SubscriptionQuerySet",
+    "address_digest",
+    "validate_list_label",
+]
+
 _LIST_LABEL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 )

@@ -29,6 +29,21 @@ from .models import (
     Subscription,
 )
 
+__all__ = [
+    "absolute_url",
+    "confirm",
+    "erase",
+    "export_person",
+    "leave",
+    "leave_all",
+    "left_everything",
+    "preferences_url",
+    "send_confirmation",
+    "set_lists",
+    "subscribe",
+    "unsubscribe_url",
+]
+
 
 def absolute_url(view: str, token: str) -> str:
     """The absolute URL of one of this app's token views, under

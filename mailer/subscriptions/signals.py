@@ -6,6 +6,8 @@ after saving) and ``how`` (a :class:`~.models.Source` / ``Leaving`` value).
 
 from django.dispatch import Signal
 
+__all__ = ["subscribed", "confirmed", "unsubscribed"]
+
 #: A subscription was created or renewed (pending, or active without opt-in).
 subscribed = Signal()
 #: A pending subscription was confirmed (double opt-in) and is active.

@@ -17,6 +17,8 @@ from mailer.addresses import normalize
 
 from .conf import settings
 
+__all__ = ["CONFIRM", "PREFERENCES", "UNSUBSCRIBE", "make", "read"]
+
 CONFIRM = "mailer.subscriptions.confirm"
 UNSUBSCRIBE = "mailer.subscriptions.unsubscribe"
 PREFERENCES = "mailer.subscriptions.preferences"

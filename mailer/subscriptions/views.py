@@ -34,6 +34,15 @@ from .conf import settings
 from .forms import PreferencesForm, SubscribeForm
 from .models import MailingList, Source, Status, Subscription
 
+__all__ = [
+    "ConfirmView",
+    "ListUnsubscribeView",
+    "PreferencesSavedView",
+    "PreferencesView",
+    "SubscribeDoneView",
+    "SubscribeView",
+]
+
 T = "mailer_subscriptions/"
 
 

@@ -15,6 +15,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+__all__ = ["shift"]
+
 
 def shift(seconds: float) -> None:
     """Make this process's clock run ``seconds`` ahead (or behind, if

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+__all__ = ["database_from_url"]
+
 
 def database_from_url(url: str | None, default_sqlite_name: str) -> dict[str, Any]:
     if not url or url.startswith("sqlite"):

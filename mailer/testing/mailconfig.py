@@ -18,6 +18,14 @@ from typing import Any
 
 import django
 
+__all__ = [
+    "SENDING_ALIAS",
+    "queue_then_smtp",
+    "repointed",
+    "send_through",
+    "set_smtp_timeout",
+]
+
 #: The alias of the sending backend in ``MAILERS`` (Django 6.1+).
 SENDING_ALIAS = "smtp"
 

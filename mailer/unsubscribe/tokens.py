@@ -25,6 +25,18 @@ from mailer.addresses import envelope_address, normalize
 from mailer.conf import conf
 from mailer.exceptions import InvalidAddress
 
+__all__ = [
+    "SALT",
+    "TokenSigner",
+    "UnsubscribeLinks",
+    "UnsubscribeRequest",
+    "ascii_url",
+    "make_token",
+    "read_token",
+    "site_domain",
+    "unsubscribe_path",
+]
+
 logger = logging.getLogger(__name__)
 
 SALT = "mailer.unsubscribe"

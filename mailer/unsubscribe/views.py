@@ -17,6 +17,8 @@ from django.views.decorators.http import require_http_methods
 from mailer.suppression import unsubscribe as record_unsubscribe
 from mailer.unsubscribe.tokens import read_token
 
+__all__ = ["unsubscribe"]
+
 
 @csrf_exempt
 @require_http_methods(["GET", "POST"])

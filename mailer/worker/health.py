@@ -18,6 +18,8 @@ from django.utils import timezone
 
 from mailer.sending.engine import SendResult
 
+__all__ = ["last_run", "record_run"]
+
 LAST_RUN = "run:last"
 
 #: The stop reason the engine gives when the relay cannot be reached.

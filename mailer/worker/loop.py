@@ -31,6 +31,8 @@ from django.utils import timezone
 from mailer.conf import conf
 from mailer.worker.wakeup import Interrupted, Listener, Waiter, waiter_for
 
+__all__ = ["Worker", "WorkerStats", "empty_queue_sleep", "stop_on_signals"]
+
 logger = logging.getLogger("mailer.worker")
 
 #: Longest one expansion pass runs before the worker sends what is due: a

@@ -48,6 +48,8 @@ except ImportError:  # Django 5.2: the backport
             "pip install 'django-mailer-jobs[tasks]'"
         ) from error
 
+__all__ = ["expand_jobs_task", "request_on_commit", "send_mail_task", "task_backend"]
+
 logger = logging.getLogger("mailer.worker")
 
 #: The ``WorkerState`` key of a retry scheduled for deferred mail.

@@ -35,6 +35,21 @@ from django.utils import timezone
 
 from mailer.conf import conf
 
+__all__ = [
+    "EXPAND",
+    "SEND",
+    "Interrupted",
+    "Listener",
+    "Poller",
+    "Waiter",
+    "announce",
+    "listens",
+    "open_waiter",
+    "wait_for_work",
+    "waiter_for",
+    "work_waiting",
+]
+
 logger = logging.getLogger("mailer.worker")
 
 #: The PostgreSQL notification channel.
