@@ -237,7 +237,7 @@ def check_lease(app_configs: Any = None, **kwargs: Any) -> list:
     time budget (one SMTP timeout), renewing first if needed; with a lease
     shorter than a few timeouts it would renew before nearly every message,
     and a lease shorter than one would let a second worker take a message
-    that is still on the wire (the duplicates of issue 11)."""
+    that is still on the wire and send it a second time."""
     timeout = conf.effective_smtp_timeout
     lease = conf.MAILER_LEASE_SECONDS
     if lease < LEASE_TIMEOUTS * timeout:
@@ -321,7 +321,7 @@ def check_django_mailer_settings(app_configs: Any = None, **kwargs: Any) -> list
 
 @register(Tags.compatibility)
 def check_bounces_and_dkim(app_configs: Any = None, **kwargs: Any) -> list:
-    """The DKIM key loads (issue 18), and the bounce address is local@domain."""
+    """The DKIM key loads, and the bounce address is local@domain."""
     from mailer.conf import conf
     from mailer.sending.dkim import check_settings
 

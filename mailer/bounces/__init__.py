@@ -1,4 +1,4 @@
-"""Bounces and complaints that arrive after the SMTP session (issue 18).
+"""Bounces and complaints that arrive after the SMTP session.
 
 ``verp.py`` puts a signed token for each message into its envelope sender,
 ``parse.py`` reads delivery status notifications (RFC 3464) and complaint

@@ -296,11 +296,11 @@ def create_job(
     for name, value in [("Subject", content.subject), *content.headers.items()]:
         if "\n" in str(value) or "\r" in str(value):
             raise HeaderInjection(f"Header {name!r} contains a line break: {value!r}")
-    # The door for job mail, as queue.build is for single mail (found by
-    # tests/test_bad_input.py): content passed in directly, not through
-    # render_email, was not checked for UTF-8 (the database driver failed
-    # with a bare UnicodeEncodeError) nor for size (every recipient's relay
-    # would have refused the newsletter, one 552 at a time).
+    # The door for job mail, as queue.build is for single mail: content
+    # passed in directly, not through render_email, is checked here for
+    # UTF-8 (else the database driver fails with a bare UnicodeEncodeError)
+    # and for size (else every recipient's relay refuses the newsletter, one
+    # 552 at a time).
     size = _check_text(content, InvalidEmail)
     check_placeholders(content)
     _check_headers(from_email, content.headers)

@@ -124,23 +124,22 @@ class MessageBuilder:
     def build(self, message: Message) -> tuple[str, list[str], bytes, str]:
         """(envelope from, recipients, bytes, Message-ID) of ``message``, with
         the VERP envelope sender (``MAILER_BOUNCE_ADDRESS``) and the DKIM
-        signature (``MAILER_DKIM_KEY_FILE``) when configured (issue 18)."""
+        signature (``MAILER_DKIM_KEY_FILE``) when configured."""
         envelope_from, recipients, data, message_id = self._compose(message)
         from mailer.bounces.finish import finish
 
         return finish(message, envelope_from, recipients, data, message_id)
 
     def _compose(self, message: Message) -> tuple[str, list[str], bytes, str]:
-        # Addresses were validated at the door (or at expansion), and are
-        # validated again here, at a microsecond each: a row can reach the
-        # queue without passing the door (an older version, an edit in the
-        # database), and a relay may well take ``not-an-address`` as a local
-        # mailbox (found by tests/test_bad_input.py). An invalid one fails
-        # this message only.
+        # Addresses are validated at the door (or at expansion), and again
+        # here, at a microsecond each: a row can reach the queue without
+        # passing the door (an older version, an edit in the database), and a
+        # relay may well take ``not-an-address`` as a local mailbox. An
+        # invalid one fails this message only.
         if message.job_id is None:
             # Case-insensitive duplicates go once (the don't-send list's rule):
             # ten thousand spellings of one address are one mailbox, not ten
-            # thousand RCPTs of the same email (found by test_bad_input.py).
+            # thousand RCPTs of the same email.
             recipients: dict[str, str] = {}
             for address in message.envelope_to or [message.to_address]:
                 spec = envelope_address(address)

@@ -249,12 +249,11 @@ class Sender:
             result.wait_seconds = stop.wait
         except DatabaseError as error:
             # The database went away (restart, failover, network) where no
-            # retry helps. Found by test_crashes (PostgreSQL restarted
-            # mid-run): the command died with a 40-line traceback. Now the run
-            # stops with one line for cron, like for a mail server that is
-            # down. Its claims cannot be given back without a database; their
-            # leases run out by themselves. The connection is closed so that
-            # a ``--loop`` worker reconnects on its next run.
+            # retry helps: the run stops with one line for cron, as for a mail
+            # server that is down, rather than a traceback. Its claims cannot
+            # be given back without a database; their leases run out by
+            # themselves. The connection is closed so that a ``--loop`` worker
+            # reconnects on its next run.
             result.stop_reason = "database error"
             result.error = f"database error: {_first_line(error)}"
             _close_quietly(self.writer.db)
@@ -374,9 +373,9 @@ class Sender:
                 self.result.paced += paced
                 continue
             # Never start a message whose lease could end while it is on the
-            # wire: another worker would then take it and send it too (found
-            # with a relay slower than the lease). Renewing covers the whole
-            # rest of the batch in one UPDATE.
+            # wire: another worker would then take it and send it too (a
+            # relay slower than the lease does exactly that). Renewing covers
+            # the whole rest of the batch in one UPDATE.
             budget = self.connection.budget(len(data))
             if self._lease_until - time.monotonic() <= budget + LEASE_MARGIN:
                 renewing_at = time.monotonic()
@@ -505,8 +504,9 @@ class Sender:
                 )
             except Exception as error:  # noqa: BLE001 - every error is classified
                 # A 421 to the first MAIL FROM of a connection: the server is
-                # not taking mail; stop like for a server that is down (found
-                # by test_faults: a 421-only relay burned every attempt).
+                # not taking mail; stop as for a server that is down, since
+                # trying message after message against a relay that answers
+                # only 421 burns every message's attempts.
                 unavailable = outcomes.refused_service(
                     error, fresh_connection=self.connection.accepted == 0
                 )
@@ -610,9 +610,14 @@ class Sender:
         """Record an outcome the moment it is known, reconnecting to the
         database if its connection broke: the server has answered (perhaps
         accepted the email), and an outcome lost here would send the email
-        again once the lease runs out. Found by test_crashes: a PostgreSQL
-        restart mid-run cost one duplicate per worker; now the worker waits
-        for the database and goes on."""
+        again once the lease runs out (one duplicate per worker for each
+        PostgreSQL restart mid-run). So the worker waits for the database,
+        about 16 s in all (``RECORD_RETRY_DELAYS``), and goes on.
+
+        :raises django.db.OperationalError: the database is still away after
+            the last retry, or the write is inside an atomic block (which a
+            reconnect would silently end).
+        :raises django.db.InterfaceError: likewise."""
         db = self.writer.db
         for delay in (*RECORD_RETRY_DELAYS, None):
             try:

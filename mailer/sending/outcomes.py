@@ -250,8 +250,8 @@ def relay_trouble(error: BaseException) -> str | None:
     The engine then stops, gives every claim back without burning an
     attempt, and pauses every worker (``mailer.sending.relaypause``):
     retrying message after message against a full disk burns each one's
-    attempts (a Postfix answering 452 4.3.1 for 15 minutes failed a whole
-    queue for good). The rules, by where the reply came (RFC 5321 4.2,
+    attempts (a Postfix answering 452 4.3.1 for 15 minutes would fail a
+    whole queue for good). The rules, by where the reply came (RFC 5321 4.2,
     RFC 3463):
 
     - ``MAIL FROM`` answered 4xx: before a recipient is named, a temporary

@@ -239,9 +239,9 @@ def _rollback_quietly(connection) -> None:
 
     SQLite rolls a transaction back by itself on some errors ("database or
     disk is full", SQLITE_FULL; I/O errors; out of memory), and a ROLLBACK
-    then fails with "cannot rollback - no transaction is active", which used
-    to replace the real error in the worker's report (a full disk was logged
-    as that). The caller re-raises the original error.
+    then fails with "cannot rollback - no transaction is active", which
+    must not replace the real error in the worker's report (a full disk
+    would be logged as that). The caller re-raises the original error.
     """
     raw = connection.connection
     if raw is not None and not raw.in_transaction:

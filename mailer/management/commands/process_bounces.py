@@ -1,4 +1,4 @@
-"""Read bounces and complaints: ``manage.py process_bounces`` (issue 18).
+"""Read bounces and complaints: ``manage.py process_bounces``.
 
 ``process_bounces --imap`` (MAILER_BOUNCE_IMAP), ``process_bounces --maildir
 PATH`` (or MAILER_BOUNCE_MAILDIR), or ``process_bounces -`` with one mail on
