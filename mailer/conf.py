@@ -346,7 +346,7 @@ class MailerSettings:
         value = self._get("MAILER_MESSAGES_BATCH_SIZE", None)
         return None if value is None else int(value)
 
-    # -- bounces and DKIM (mailer/bounces, mailer/dkim.py) ---------------------
+    # -- bounces and DKIM (mailer/bounces, mailer/sending/dkim.py) -------------
 
     @property
     def MAILER_BOUNCE_ADDRESS(self) -> str | None:

@@ -96,7 +96,7 @@ class DbNow(Func):
 
 
 def now_plus_sql(vendor: str) -> str | None:
-    """For hand-written statements (``mailer.records``): SQL with one ``%s``
+    """For hand-written statements (``mailer.sending.records``): SQL with one ``%s``
     parameter, the offset (from :func:`offset_param`), giving the database's
     now plus that offset, or NULL for a NULL parameter. ``None`` for
     databases without one (the caller then passes a datetime)."""

@@ -1,4 +1,4 @@
-"""The queue's data. No sending logic lives here: see ``engine.py``.
+"""The queue's data. No sending logic lives here: see ``mailer/sending/``.
 
 The queue table (``Message``) holds one row per email; a job's messages share
 the job's content instead of storing a copy each. Every attempt is a
@@ -415,7 +415,7 @@ class MessageLog(models.Model):
         verbose_name = _("message log")
         ordering = ["-created_at", "-id"]
         indexes = [
-            # The job report (mailer/report.py): sends per minute, failures
+            # The job report (mailer/jobs/report.py): sends per minute, failures
             # and skip reasons of one job, read from the index alone.
             models.Index(
                 fields=["job", "result", "created_at"], name="mailer_log_job_report"

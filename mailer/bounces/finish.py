@@ -26,7 +26,7 @@ def finish(
     The null sender (``""``, RFC 5321 4.5.5: mail that must not bounce)
     stays null.
 
-    :raises mailer.dkim.DkimKeyError: signing is configured but the key is
+    :raises mailer.sending.dkim.DkimKeyError: signing is configured but the key is
         unusable; the engine fails this message like any build error (the
         system check reports the key before that).
     """

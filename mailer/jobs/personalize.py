@@ -9,7 +9,7 @@ Django's autoescaping leaves alone, and readable in the stored job.
 Template filters and tags applied to a per-recipient value would act on the
 placeholder, not on the value: ``{{ recipient.name|upper }}`` renders
 ``[[MJ:NAME]]``, which no longer is a placeholder and would reach every reader
-as it is. Per-recipient values are inserted as they are, and ``jobs.py``
+as it is. Per-recipient values are inserted as they are, and ``services.py``
 refuses content that uses them any other way (``find_mangled`` here, and a
 comparison with a render using sample values): rendering the whole template
 once per recipient would cost milliseconds per reader instead of

@@ -8,10 +8,11 @@ Batches are small on purpose: a password reset queued while a newsletter
 drains is claimed by the very next batch.
 
 Where the rest lives: one message's SMTP exchange in
-``mailer.sending.transport`` (through ``mailer.connections``), what a reply
-means in ``mailer.outcomes``, claims and leases in ``mailer.claim``, the
-outcome's database write in ``mailer.records``, and every time that another
-worker compares in the database's clock (``mailer.dbclock``).
+``mailer.sending.transport`` (through ``mailer.sending.smtp``), what a reply
+means in ``mailer.sending.outcomes``, claims and leases in
+``mailer.sending.claim``, the outcome's database write in
+``mailer.sending.records``, and every time that another worker compares in
+the database's clock (``mailer.dbclock``).
 
 Time is bounded: each message's exchange has a budget of one SMTP timeout
 (``MAILER_SMTP_TIMEOUT`` when ``EMAIL_TIMEOUT`` is unset), so a run ends

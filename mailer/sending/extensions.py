@@ -36,7 +36,7 @@ __all__ = [
 class ExtensionRefused(ValueError):
     """The message cannot go to this relay as it is (too big for its SIZE,
     or it needs SMTPUTF8 the relay lacks). A ``ValueError``, so
-    ``mailer.outcomes.classify`` fails the message for good with this
+    ``mailer.sending.outcomes.classify`` fails the message for good with this
     reason, before ``DATA``."""
 
 

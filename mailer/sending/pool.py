@@ -2,7 +2,8 @@
 
 A relay 25 ms away answers each message after a few round trips, so one
 connection spends nearly all its time waiting; N connections wait side by
-side. The pool is N threads, each running one :class:`mailer.engine.Sender`,
+side. The pool is N threads, each running one
+:class:`mailer.sending.engine.Sender`,
 so each connection keeps every guarantee of a one-connection run: its own
 claims and leases, one message in flight, its outcome recorded the moment the
 server answers (by the thread that sent it, on that thread's own database
@@ -33,7 +34,7 @@ one's own relay can take 8-16.
 
 Why each connection claims its own batches (rather than a dispatcher thread
 filling a shared priority queue): a connection's batch is exactly what
-:class:`~mailer.engine.Sender` knows how to hold: it renews that batch's lease,
+:class:`~mailer.sending.engine.Sender` knows how to hold: it renews that batch's lease,
 re-checks the don't-send list for it, gives back what it has not started when
 asked to stop, and a dead process's claims come back per batch. A shared
 queue would need all of that again for messages claimed by one thread and

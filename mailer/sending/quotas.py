@@ -197,7 +197,7 @@ def _take_or_raise(statements: _Statements, window: _Window, now: datetime) -> N
 
 class _Statements:
     """The two statements a slot needs, composed once per database from the
-    model's metadata. Raw SQL for speed, as in ``mailer.records``: the ORM's
+    model's metadata. Raw SQL for speed, as in ``mailer.sending.records``: the ORM's
     ``filter().update()`` costs about 1 ms of Python per call, more than
     sending a message to a nearby relay."""
 

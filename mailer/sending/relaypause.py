@@ -2,7 +2,7 @@
 
 When the relay itself cannot take mail for a while (its disk is full: 452
 4.3.1; 421; a refused or dropped connection; see
-``mailer.outcomes.relay_trouble``), trying message after message only burns
+``mailer.sending.outcomes.relay_trouble``), trying message after message only burns
 each message's attempts and hammers a relay that is already struggling. So
 the worker that meets the trouble gives its claims back (no attempt burned),
 records a pause in the database (``mailer.models.RelayPause``, one row per

@@ -25,8 +25,8 @@ from mailer.compat import (  # noqa: F401 - re-exported for older imports
 from mailer.conf import conf
 from mailer.sending import extensions, transport
 
-# PreparedEmail and serialize live in mailer/message.py; imported here, where
-# they were, for code that imports them from this module.
+# PreparedEmail and serialize live in mailer/sending/message.py; imported
+# here too, for code that imports them from this module.
 from mailer.sending.message import PreparedEmail, serialize  # noqa: F401
 
 __all__ = ["SendingConnection"]
@@ -40,9 +40,9 @@ class SendingConnection:
     ``transport.exchange`` (MAIL, RCPT, DATA, staged, so a failure after the
     final "." is told apart): the backend still handles host, port, TLS and
     login, and building a Django message per recipient would cost more than
-    sending it (see DESIGN.md). Any other backend (an ESP through
-    django-anymail, console, locmem...) gets an ``EmailMessage`` rebuilt from
-    the bytes and is called as usual.
+    sending it (the README's "Performance" section has the figures). Any
+    other backend (an ESP through django-anymail, console, locmem...) gets an
+    ``EmailMessage`` rebuilt from the bytes and is called as usual.
 
     Time is bounded: when the project leaves ``EMAIL_TIMEOUT`` (or its
     ``MAILERS`` alias's timeout) unset, ``MAILER_SMTP_TIMEOUT`` applies to

@@ -21,7 +21,8 @@ exceptions), because on a fast relay smtplib's per-command Python (address
 parsing in ``quoteaddr`` above all) costs more than the relay. It answers with
 an :class:`Exchange` (who was accepted, who was refused with which reply) or
 raises: smtplib's own exceptions for replies (``SMTPSenderRefused``,
-``SMTPRecipientsRefused``, ``SMTPDataError``; judged by ``mailer.outcomes``),
+``SMTPRecipientsRefused``, ``SMTPDataError``; judged by
+``mailer.sending.outcomes``),
 :class:`InDoubt` after the final ``"."``, and :class:`ExchangeTimeout` when
 the message's time budget ran out before it.
 

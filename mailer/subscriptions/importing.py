@@ -164,7 +164,7 @@ def _insert(rows: list[tuple[str, str, str]], shared: dict) -> None:
     ``get_db_prep_save`` (so datetimes are stored as Django stores them), and
     the varying ones (address, name, source) travel as one JSON document that
     the database turns back into rows (``json_each`` on SQLite,
-    ``jsonb_array_elements`` on PostgreSQL), as ``mailer.expand`` does for a
+    ``jsonb_array_elements`` on PostgreSQL), as ``mailer.jobs.expand`` does for a
     job's messages; other databases get an ``executemany``."""
     import json
 

@@ -10,7 +10,8 @@
 - ``health.py``: the last run's outcome, shared across hosts, for
   ``mailer_status --json`` and its exit code.
 
-Nothing here sends mail itself: every path ends in ``mailer.engine.send_queued``
-and ``mailer.expand.expand_pending_jobs``, whose claims and leases keep each
+Nothing here sends mail itself: every path ends in
+``mailer.sending.engine.send_queued`` and
+``mailer.jobs.expand.expand_pending_jobs``, whose claims and leases keep each
 email sent exactly once however many workers wake for it.
 """
