@@ -91,7 +91,17 @@ RECORD_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 @dataclass
 class SendResult:
-    """What one run did; ``summary()`` is the line cron sees."""
+    """What one run did; ``summary()`` is the line cron sees.
+
+    Counts are messages (``sent``, ``deferred``, ``failed``, ``suppressed``:
+    skipped for the don't-send list, ``in_doubt``, ``released``: claims given
+    back unstarted, ``paced``), ``batches`` claimed and SMTP ``connections``
+    opened. ``seconds`` is the run's wall-clock time and ``cpu_seconds`` this
+    process's CPU time, both float seconds; :attr:`rate` is messages sent per
+    second. ``stop_reason`` names why the run ended (``"queue empty"``,
+    ``"time limit"``, ``"mail server unreachable"``, ...); ``error`` is set
+    (one line) when it ended on an error, which :attr:`ok` tells.
+    """
 
     sent: int = 0
     deferred: int = 0
@@ -117,17 +127,22 @@ class SendResult:
 
     @property
     def attempted(self) -> int:
+        """Messages handed to the relay (sent, deferred, failed, in doubt)."""
         return self.sent + self.deferred + self.failed + self.in_doubt
 
     @property
     def rate(self) -> float:
+        """Messages sent per second of the run (0.0 for an empty run)."""
         return self.sent / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def ok(self) -> bool:
+        """True unless the run ended on an error (``error`` is set)."""
         return self.error is None
 
     def summary(self) -> str:
+        """One line for ``self.stdout`` and cron's mail: counts, seconds,
+        messages per second and the stop reason (and the error, if any)."""
         line = (
             f"sent {self.sent}, deferred {self.deferred}, failed {self.failed}, "
             f"suppressed {self.suppressed}"
@@ -144,6 +159,15 @@ class SendResult:
 
 @dataclass
 class Limits:
+    """What ends or slows one run; ``None`` means no limit.
+
+    ``max_messages``: messages handled (attempted or suppressed); ``max_seconds``: float seconds of
+    wall-clock time (a message on the wire is finished first, within one SMTP
+    timeout); ``throttle``: messages per second at most (``MAILER_RATE``),
+    shared by all connections of the run; ``batch_size``: messages claimed at
+    a time (``MAILER_BATCH_SIZE``).
+    """
+
     max_messages: int | None = None
     max_seconds: float | None = None
     throttle: float | None = None
@@ -155,6 +179,8 @@ class Limits:
 
     @classmethod
     def from_settings(cls, **overrides) -> Limits:
+        """The limits of the ``MAILER_*`` settings (``mailer.conf``), with
+        each override that is not ``None`` in place of its setting."""
         limits = cls(
             max_messages=conf.MAILER_EMAIL_MAX_BATCH,
             max_seconds=conf.MAILER_EMAIL_MAX_SECONDS,
@@ -182,7 +208,14 @@ class _Stop(Exception):
 
 class Sender:
     """One run of the send loop. Use :func:`send_queued` unless you need the
-    object (``send_mail --loop`` keeps one per iteration)."""
+    object (``send_mail --loop`` keeps one per iteration).
+
+    ``limits`` default to :meth:`Limits.from_settings`; ``should_stop`` is
+    asked between messages (SIGTERM, a caller's deadline); ``on_progress`` is
+    called with the :class:`SendResult` so far after each batch. One Sender
+    holds one SMTP connection and is used by one thread; :meth:`run` runs it
+    once.
+    """
 
     def __init__(
         self,
@@ -216,6 +249,10 @@ class Sender:
     # -- the loop -------------------------------------------------------------
 
     def run(self) -> SendResult:
+        """Claim, send and record batches until the queue is empty or a
+        limit, a stop request or an error ends the run; return what it did.
+        SMTP and database errors end up in the result (``stop_reason``,
+        ``error``), not raised."""
         started, cpu_started = time.monotonic(), time.process_time()
         limits = self.limits
         deadline = started + limits.max_seconds if limits.max_seconds else None
@@ -665,6 +702,27 @@ def send_queued(
     ``connections`` (``MAILER_CONNECTIONS``): with more than one, the run
     drives that many SMTP connections at once (``mailer.sending.pool``), and
     the limits apply to the whole run.
+
+    :param max_messages: messages to handle at most, attempted or suppressed
+        (``MAILER_EMAIL_MAX_BATCH``).
+    :param max_seconds: float seconds of wall-clock time
+        (``MAILER_EMAIL_MAX_SECONDS``); the message on the wire is finished
+        first, within one SMTP timeout.
+    :param throttle: messages per second at most (``MAILER_RATE``).
+    :param batch_size: messages claimed at a time (``MAILER_BATCH_SIZE``).
+    :param should_stop: asked between messages; True ends the run and gives
+        the unstarted claims back.
+    :param on_progress: called with the :class:`SendResult` so far.
+    :param connections: SMTP connections at once, 1 to
+        ``mailer.sending.pool.MAX_CONNECTIONS``.
+    :returns: a :class:`SendResult`. Errors of the relay and of the database
+        end the run and are reported in it (``stop_reason``, ``error``), not
+        raised, so a cron job always prints one line.
+    :raises ValueError: ``connections`` is out of range.
+
+    The messages go through the sending backend of Django's email framework
+    (https://docs.djangoproject.com/en/stable/topics/email/); SMTP replies
+    are judged by RFC 5321 and RFC 3463 (``mailer.sending.outcomes``).
     """
     limits = Limits.from_settings(
         max_messages=max_messages,
@@ -685,7 +743,7 @@ def send_queued(
 
 def retry_deferred(*, now=None, queryset=None, priority=None) -> int:
     """Make every deferred message due now (and give held ones their turn);
-    return how many.
+    return how many (an ``int``, messages).
 
     ``queryset`` narrows the messages (``Message.all_objects.filter(...)
     .retry_deferred()``); ``priority`` (a name or django-mailer's 1-3) is
@@ -694,7 +752,10 @@ def retry_deferred(*, now=None, queryset=None, priority=None) -> int:
     retries stays deferred (django-mailer's rule). Messages in doubt keep
     their own delay (``MAILER_IN_DOUBT_RETRY_SECONDS``): the relay may still
     deliver them; see :func:`release_in_doubt`. "Now" is the database's clock
-    (``mailer.dbclock``) unless ``now`` is given.
+    (``mailer.dbclock``) unless ``now`` (a ``datetime``) is given.
+
+    :raises ValueError: ``priority`` is unknown, or is ``"deferred"`` (which
+        would hold the messages instead of retrying them).
     """
     now = now or DbNow()
     # A deferred message that a worker holds right now (token set, lease not
@@ -737,6 +798,16 @@ def release_in_doubt(ids: list[int] | None = None) -> int:
 
 
 def purge_log(days: float, *, result: int | None = None) -> int:
+    """Delete ``MessageLog`` rows older than ``days`` (float days, by this
+    host's clock); return how many were deleted.
+
+    :param result: only rows with this result (a ``mailer.models.LogResult``,
+        or django-mailer's ``RESULT_*`` code); ``None``: every row.
+
+    The ``purge_mail_log`` command calls django-mailer's
+    ``MessageLog.objects.purge_old_entries(days, result_codes)`` instead,
+    which defaults to successes only.
+    """
     cutoff = timezone.now() - timedelta(days=days)
     qs = MessageLog.objects.filter(created_at__lt=cutoff)
     if result is not None:
