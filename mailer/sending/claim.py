@@ -46,7 +46,19 @@ def new_token() -> str:
 def claim_batch(size: int, *, now: datetime | None = None) -> tuple[str, list[int]]:
     """Claim up to ``size`` due messages; return the claim token and the ids.
 
-    ``now`` (a test's fixed time) replaces the database's clock when given.
+    :param size: most messages to claim (``int``, at least 1).
+    :param now: a test's fixed time (aware ``datetime`` when ``USE_TZ``),
+        replacing the database's clock when given.
+    :returns: ``(token, ids)``: the claim's token (32 hex digits) and the
+        claimed messages' ids, highest priority first (``[]`` when nothing is
+        due). Each claimed message is due again one ``MAILER_LEASE_SECONDS``
+        (float seconds) after the database's now unless the claim renews,
+        releases or records it.
+    :raises django.db.DatabaseError: the database failed; nothing is claimed
+        (the claim is one statement or one transaction).
+
+    Row locking follows Django's ``select_for_update(skip_locked=True)``
+    (https://docs.djangoproject.com/en/stable/ref/models/querysets/#select-for-update).
     """
     token = new_token()
     lease = timedelta(seconds=conf.MAILER_LEASE_SECONDS)
@@ -87,7 +99,11 @@ def claim_batch(size: int, *, now: datetime | None = None) -> tuple[str, list[in
 
 def renew(token: str, ids: list[int], *, now: datetime | None = None) -> set[int]:
     """Push the lease of ``ids`` to a full lease from now; return the ids this
-    claim still holds.
+    claim still holds (a ``set[int]``).
+
+    ``token`` is the claim's token from :func:`claim_batch`; the lease is
+    ``MAILER_LEASE_SECONDS`` (float seconds) from the database's now, or from
+    ``now`` (a test's fixed time).
 
     A batch can take longer than its lease (a slow server, a throttle): its
     tail would then be due again and a second worker, a cron run started a
@@ -104,7 +120,13 @@ def renew(token: str, ids: list[int], *, now: datetime | None = None) -> set[int
 
 
 def release(token: str, ids: list[int] | None = None) -> int:
-    """Give claimed messages back, due at once, without burning an attempt."""
+    """Give claimed messages back, due at once, without burning an attempt.
+
+    ``ids`` narrows the release to those messages of claim ``token``
+    (default: all of them). Only messages still pending under this token
+    change, so a worker whose lease ran out gives back nothing of the new
+    owner's. Returns how many were released (``int``).
+    """
     qs = Message.all_objects.pending().filter(claim_token=token)
     if ids is not None:
         qs = qs.filter(id__in=ids)

@@ -161,11 +161,11 @@ class SendResult:
 class Limits:
     """What ends or slows one run; ``None`` means no limit.
 
-    ``max_messages``: messages handled (attempted or suppressed); ``max_seconds``: float seconds of
-    wall-clock time (a message on the wire is finished first, within one SMTP
-    timeout); ``throttle``: messages per second at most (``MAILER_RATE``),
-    shared by all connections of the run; ``batch_size``: messages claimed at
-    a time (``MAILER_BATCH_SIZE``).
+    ``max_messages``: messages handled (attempted or suppressed);
+    ``max_seconds``: float seconds of wall-clock time (a message on the wire
+    is finished first, within one SMTP timeout); ``throttle``: messages per
+    second at most (``MAILER_RATE``), shared by all connections of the run;
+    ``batch_size``: messages claimed at a time (``MAILER_BATCH_SIZE``).
     """
 
     max_messages: int | None = None
