@@ -44,6 +44,16 @@ __all__ = ["ExpandResult", "MessageInserter", "expand_job", "expand_pending_jobs
 
 @dataclass
 class ExpandResult:
+    """What one :func:`expand_pending_jobs` run did; ``summary()`` is the
+    line ``process_mail_jobs`` prints.
+
+    ``jobs`` expanded (wholly or in part), messages ``queued`` and recipients
+    ``skipped`` (duplicate, invalid or on the don't-send list, each logged),
+    jobs ``finished`` (marked done), ``seconds`` of wall-clock time (float),
+    why the run stopped (``"done"``, ``"time limit"``, ``"stop requested"``,
+    ``"nothing to expand"``) and messages queued per job id.
+    """
+
     jobs: int = 0
     queued: int = 0
     skipped: int = 0
@@ -54,9 +64,12 @@ class ExpandResult:
 
     @property
     def rate(self) -> float:
+        """Messages queued per second of the run (0.0 for an empty run)."""
         return self.queued / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
+        """One line: jobs, messages queued and skipped, seconds, messages
+        per second, jobs done."""
         return (
             f"expanded {self.jobs} job(s): {self.queued} message(s) queued, "
             f"{self.skipped} skipped in {self.seconds:.2f}s ({self.rate:.0f}/s); "
@@ -76,7 +89,27 @@ def expand_job(
     should_stop: Callable[[], bool] = lambda: False,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int]:
-    """Expand one job from its cursor. Return (queued, skipped)."""
+    """Expand one job from its cursor. Return ``(queued, skipped)``, counts
+    of recipients.
+
+    :param job_id: the ``MessageJob``'s primary key.
+    :param chunk_size: recipients per transaction
+        (``MAILER_EXPAND_CHUNK_SIZE`` when ``None``).
+    :param deadline: a ``time.monotonic()`` value (seconds) after which no
+        new chunk starts; the job stays ``expanding`` and the next call goes
+        on from its cursor.
+    :param should_stop: asked before each chunk; True stops the same way.
+    :param on_chunk: called with ``(expanded, total)`` recipients after each
+        committed chunk.
+
+    A job that is not pending or expanding, or is scheduled for later
+    (``send_at``), is left alone: ``(0, 0)``. When the snapshot is used up the
+    job becomes ``queued``.
+
+    :raises mailer.models.MessageJob.DoesNotExist: no job has ``job_id``.
+    :raises _Abandon: (internal) another process advanced the cursor first;
+        :func:`expand_pending_jobs` catches it and moves on.
+    """
     chunk_size = chunk_size or conf.MAILER_EXPAND_CHUNK_SIZE
     job = MessageJob.objects.get(pk=job_id)
     if job.status not in (JobStatus.PENDING, JobStatus.EXPANDING):
@@ -161,7 +194,15 @@ def expand_pending_jobs(
     should_stop: Callable[[], bool] = lambda: False,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> ExpandResult:
-    """Expand every pending job, oldest first; mark finished jobs done."""
+    """Expand every pending job, oldest first; mark finished jobs done.
+
+    ``max_seconds`` (float seconds of wall-clock time) bounds the run; a job
+    cut short resumes from its cursor next time. ``chunk_size``,
+    ``should_stop`` and ``on_chunk`` are passed to :func:`expand_job`.
+    Returns an :class:`ExpandResult`. Jobs scheduled for later are not
+    started. Database errors are raised (``django.db.DatabaseError``); every
+    committed chunk stays committed.
+    """
     from mailer.jobs.services import finish_jobs, waiting_to_start
 
     started = time.monotonic()
@@ -215,9 +256,9 @@ class MessageInserter:
     ``json.dumps`` per chunk instead of one per recipient, one statement
     instead of one per row. Against an ``executemany`` of one-row INSERTs
     this is about 2.5 times faster on SQLite and 6 times on PostgreSQL, where
-    Django's psycopg cursor binds parameters client-side: every row was a
+    Django's psycopg cursor binds parameters client-side: every row is a
     statement quoted in Python and parsed by the server. Multi-row ``VALUES``
-    was slower still (psycopg parses the long query in Python), ``unnest()``
+    is slower still (psycopg parses the long query in Python), ``unnest()``
     of a ``jsonb[]`` array slower than JSON, and ``COPY`` cannot skip a
     conflicting row. Other databases keep the ``executemany``.
     """
@@ -296,6 +337,10 @@ class MessageInserter:
         return self.fields[name].get_db_prep_save(value, self.connection)
 
     def insert(self, job: MessageJob, rows: list[tuple[str, dict | None]], now) -> None:
+        """Insert one queued message per ``(address, context)`` row of
+        ``job``, created at ``now`` (a ``datetime``); a row whose address the
+        job already has is skipped by the database. Call inside the
+        transaction that advances the job's cursor."""
         if not rows:
             return
         values = {
