@@ -3,6 +3,16 @@
 The public API has django-mailer's names and signatures, so switching is an
 import change. Imports happen inside the functions: ``import mailer`` loads no
 models, and settings can import it.
+
+Every sending function here queues and returns at once; ``manage.py send_mail`` (or a
+worker) sends. Each email is built by Django's ``EmailMessage``
+(https://docs.djangoproject.com/en/stable/topics/email/), checked at the door
+(``mailer.queue.build``) and stored as its RFC 5322 bytes.
+
+``priority`` everywhere is ``"high"``, ``"medium"``, ``"low"`` or
+``"deferred"`` (held until ``retry_deferred``), django-mailer's ``1`` to
+``4`` (or ``"1"`` to ``"4"``), or ``None`` for ``MAILER_DEFAULT_PRIORITY``;
+anything else raises ``ValueError``, even with ``fail_silently``.
 """
 
 from __future__ import annotations
@@ -35,7 +45,19 @@ def send_mail(
     """Queue a plain-text email; return 1 (or 0 if ``fail_silently`` swallowed
     an invalid email). ``auth_user``/``auth_password`` are accepted for
     django-mailer compatibility and ignored: credentials belong to the sending
-    backend's settings."""
+    backend's settings.
+
+    Django's ``send_mail()`` signature
+    (https://docs.djangoproject.com/en/stable/topics/email/#send-mail) plus
+    django-mailer's ``priority``; ``from_email`` ``None`` means
+    ``DEFAULT_FROM_EMAIL``. All of ``recipient_list`` go in one email.
+
+    :raises mailer.exceptions.InvalidEmail: (unless ``fail_silently``) no
+        recipients, an invalid address (``InvalidAddress``), a line break in
+        a header (``HeaderInjection``), or more than
+        ``MAILER_MAX_MESSAGE_BYTES`` (``MessageTooLarge``). Nothing is queued.
+    :raises ValueError: an unknown ``priority``.
+    """
     from django.core.mail import EmailMessage
 
     return _queue(
@@ -61,7 +83,14 @@ def send_html_mail(
     auth_password: str | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> int:
-    """Queue an email with a text and an HTML version; return 1."""
+    """Queue an email with a text and an HTML version; return 1 (or 0 if
+    ``fail_silently`` swallowed an invalid email).
+
+    django-mailer's ``send_html_mail``: ``message`` is the ``text/plain``
+    part and ``message_html`` the ``text/html`` alternative
+    (``EmailMultiAlternatives``, RFC 2046 ``multipart/alternative``);
+    ``headers`` are extra header fields. Raises as :func:`send_mail`.
+    """
     from django.core.mail import EmailMultiAlternatives
 
     email = EmailMultiAlternatives(
@@ -84,7 +113,14 @@ def send_mass_mail(
     priority: str | int | None = None,
 ) -> int:
     """Queue one email per ``(subject, message, from_email, recipient_list)``;
-    all are checked before any is queued. Return how many were queued."""
+    all are checked before any is queued. Return how many were queued.
+
+    Django's ``send_mass_mail()`` signature
+    (https://docs.djangoproject.com/en/stable/topics/email/#send-mass-mail);
+    ``connection`` is accepted and ignored (the queue is the connection).
+    Raises as :func:`send_mail`; with ``fail_silently`` an invalid email
+    queues none of them and returns 0.
+    """
     from django.core.mail import EmailMessage
 
     emails = [
@@ -101,7 +137,15 @@ def mail_admins(
     connection: Any = None,
     priority: str | int | None = None,
 ) -> int:
-    """Queue an email to ``settings.ADMINS``."""
+    """Queue an email to ``settings.ADMINS``; return 1, or 0 when ``ADMINS``
+    is empty.
+
+    Django's ``mail_admins()``
+    (https://docs.djangoproject.com/en/stable/topics/email/#mail-admins):
+    ``EMAIL_SUBJECT_PREFIX`` before the subject, ``SERVER_EMAIL`` as the
+    sender; ``ADMINS`` entries may be addresses or ``(name, address)`` pairs.
+    ``connection`` is accepted and ignored. Raises as :func:`send_mail`.
+    """
     return _mail_staff("ADMINS", subject, message, fail_silently, priority)
 
 
@@ -112,7 +156,9 @@ def mail_managers(
     connection: Any = None,
     priority: str | int | None = None,
 ) -> int:
-    """Queue an email to ``settings.MANAGERS``."""
+    """Queue an email to ``settings.MANAGERS``; return 1, or 0 when
+    ``MANAGERS`` is empty. As :func:`mail_admins` (Django's
+    ``mail_managers()``)."""
     return _mail_staff("MANAGERS", subject, message, fail_silently, priority)
 
 

@@ -32,6 +32,20 @@ __all__ = ["DbBackend"]
 
 
 class DbBackend(BaseEmailBackend):
+    """Django email backend that queues every email instead of sending it.
+
+    Follows Django's email backend API
+    (https://docs.djangoproject.com/en/stable/topics/email/#defining-a-custom-email-backend):
+    ``send_messages()`` returns how many emails were queued. ``priority``
+    (an ``OPTIONS`` entry under ``MAILERS``) overrides
+    ``MAILER_BACKEND_PRIORITY`` for this backend.
+
+    An email without recipients is skipped, as Django's SMTP backend does.
+    An invalid one raises :class:`mailer.exceptions.InvalidEmail` (or a
+    subclass) and none of the batch is queued, whatever ``fail_silently``
+    says: the caller learns at once that the email will never go.
+    """
+
     def __init__(self, *, priority: str | int | None = None, **kwargs: Any) -> None:
         # ``priority`` is an OPTIONS entry under MAILERS; everything else goes
         # to Django's base class, which reports unknown options itself.
@@ -39,6 +53,11 @@ class DbBackend(BaseEmailBackend):
         self.priority = priority
 
     def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
+        """Queue ``email_messages`` (all or none); return how many.
+
+        :raises mailer.exceptions.InvalidEmail: one of them cannot be queued.
+        :raises ValueError: the configured priority is unknown.
+        """
         from mailer.queue import enqueue_many
 
         # Django's SMTP backend skips an email without recipients and sends

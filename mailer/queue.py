@@ -99,7 +99,20 @@ def _check_headers(email_message: EmailMessage) -> None:
 
 
 def build(email_message: EmailMessage, *, priority: str | int | None = None) -> Message:
-    """Check ``email_message`` and return an unsaved ``Message`` for it."""
+    """Check ``email_message`` and return an unsaved ``Message`` for it.
+
+    The email is serialized by Django (``EmailMessage.message()``, RFC 5322
+    bytes); envelope addresses follow RFC 5321.
+
+    :raises mailer.exceptions.InvalidEmail: no recipients, or the email
+        cannot be built.
+    :raises mailer.exceptions.InvalidAddress: a recipient, the sender or a
+        Reply-To is not a valid address.
+    :raises mailer.exceptions.HeaderInjection: a header holds a line break.
+    :raises mailer.exceptions.MessageTooLarge: over
+        ``MAILER_MAX_MESSAGE_BYTES`` (bytes).
+    :raises ValueError: an unknown ``priority``.
+    """
     level, held = parse_priority(priority, conf.MAILER_DEFAULT_PRIORITY)
     _check_headers(email_message)
     recipients = [envelope_address(r) for r in email_message.recipients()]
@@ -139,7 +152,8 @@ def _default_from() -> str:
 def enqueue(
     email_message: EmailMessage, *, priority: str | int | None = None
 ) -> Message:
-    """Queue one email; return its ``Message``."""
+    """Queue one email; return its saved ``Message``. Raises as
+    :func:`build`; a worker is woken when the transaction commits."""
     message = build(email_message, priority=priority)
     # One transaction for the row and its NOTIFY (no savepoint inside a
     # caller's transaction): the wake-up is sent if and only if the mail is
@@ -154,7 +168,8 @@ def enqueue_many(
     email_messages: Iterable[EmailMessage], *, priority: str | int | None = None
 ) -> list[Message]:
     """Queue several emails, all or none: every one is checked before any is
-    written."""
+    written. Returns the saved ``Message`` rows, in order. Raises as
+    :func:`build`."""
     messages = [build(m, priority=priority) for m in email_messages]
     with transaction.atomic():
         # MAILER_MESSAGES_BATCH_SIZE: django-mailer's cap on rows per INSERT.
