@@ -39,12 +39,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: The ``django.core.signing`` salt of unsubscribe tokens; changing it voids
+#: every link in mail already sent.
 SALT = "mailer.unsubscribe"
 _TOKEN_MARK = "TOKEN-PLACEHOLDER"
 
 
 @dataclass(frozen=True)
 class UnsubscribeRequest:
+    """What a valid token says: the address (normalized, as
+    ``mailer.addresses.normalize`` gives it) and the job it came from
+    (``None`` for single mail)."""
+
     address: str
     job_id: int | None
 
@@ -80,6 +86,8 @@ class TokenSigner:
     _json = json.JSONEncoder(separators=(",", ":")).encode
 
     def sign_object(self, obj: object) -> str:
+        """The token ``signing.Signer(salt=SALT).sign_object(obj)`` would give
+        for a JSON-serializable ``obj`` of ASCII or Latin-1 text."""
         data = self._json(obj).encode("latin-1")
         value = base64.urlsafe_b64encode(data).rstrip(b"=").decode()
         mac = self.mac.copy()
@@ -91,11 +99,26 @@ class TokenSigner:
 def make_token(
     address: str, job_id: int | None = None, *, signer: signing.Signer | None = None
 ) -> str:
+    """The unsubscribe token for ``address`` (normalized first) and the job
+    ``job_id`` (``None`` for single mail): URL-safe text, signed with
+    ``SECRET_KEY`` under :data:`SALT` by Django's cryptographic signing
+    (https://docs.djangoproject.com/en/stable/topics/signing/). It never
+    expires (RFC 8058 links must keep working in old mail); rotating
+    ``SECRET_KEY`` without ``SECRET_KEY_FALLBACKS`` voids it.
+
+    ``signer``: a :class:`TokenSigner` (or ``Signer``) to reuse across many
+    tokens, as the send loop does; the token is the same.
+    """
     return (signer or _signer()).sign_object([normalize(address), job_id])
 
 
 def read_token(token: str) -> UnsubscribeRequest:
-    """Raise ``signing.BadSignature`` for a forged or damaged token."""
+    """Verify ``token`` (from :func:`make_token`) and return what it says.
+
+    :raises django.core.signing.BadSignature: the token is forged, damaged,
+        signed with another ``SECRET_KEY`` (and none of
+        ``SECRET_KEY_FALLBACKS``) or does not hold an address and a job id.
+    """
     value = _signer().unsign_object(token)
     if (
         not isinstance(value, list)
@@ -131,9 +154,13 @@ class UnsubscribeLinks:
 
     @property
     def enabled(self) -> bool:
+        """True when links can be built: ``MAILER_SITE_URL`` is set and the
+        unsubscribe view's URL reverses."""
         return self.prefix is not None
 
     def url(self, address: str, job_id: int | None) -> str:
+        """The absolute unsubscribe URL for ``address`` and ``job_id``, or
+        ``""`` when links are not :attr:`enabled`."""
         if not self.enabled:
             return ""
         token = make_token(address, job_id, signer=self.signer)
