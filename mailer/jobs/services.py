@@ -75,6 +75,9 @@ RecipientLike = str | tuple[str, Mapping[str, Any]] | Mapping[str, Any]
 
 @dataclass
 class RenderedEmail:
+    """A job's content, rendered once: the subject (one line), the text body,
+    the HTML body (``""``: text only) and extra header fields."""
+
     subject: str
     body_text: str
     body_html: str = ""
@@ -91,7 +94,15 @@ def render_email(
 ) -> RenderedEmail:
     """Render a job's content once. Raises :class:`TemplateProblem` with a
     message an editor can act on when a template is missing or broken, or
-    uses a per-recipient value other than as it is (``templatecheck``)."""
+    uses a per-recipient value other than as it is (``templatecheck``).
+
+    Templates are rendered with Django's ``render_to_string``
+    (https://docs.djangoproject.com/en/stable/topics/templates/) and the
+    context ``{"object": obj, "recipient": ..., **context}``, where
+    ``recipient.<field>`` renders a placeholder filled in per reader at send
+    time. ``subject`` is text or a callable of ``obj``. Without a text
+    template, the text part is made from the HTML (``htmltext``).
+    """
     if not text_template and not html_template:
         raise TemplateProblem("A job needs a text template, an HTML template or both")
     ctx = {"object": obj, "recipient": RecipientPlaceholders(), **(context or {})}
@@ -272,6 +283,30 @@ def create_job(
     when there is nobody to send to, when both expiry arguments are given or
     the expiry is not in the future, and for a naive ``send_at`` while
     ``USE_TZ`` is on.
+
+    :param content: the job's rendered content (:func:`render_email`), with
+        per-recipient values as placeholders.
+    :param recipients: addresses, ``(address, context)`` pairs or mappings
+        with ``"email"`` (:data:`RecipientLike`); snapshotted now, duplicates
+        dropped (:func:`snapshot_recipients`), invalid ones skipped and logged
+        at expansion.
+    :param from_email: the sender (``DEFAULT_FROM_EMAIL`` when ``None``).
+    :param priority: ``"high"``, ``"medium"``, ``"low"`` or django-mailer's
+        1 to 3.
+    :param announced_object: the model instance the email is about; its
+        model name is the default ``list_id``.
+    :param list_id: the ``List-Id`` label (RFC 2919 list-label).
+    :raises mailer.exceptions.HeaderInjection: a line break in the subject or
+        a header.
+    :raises mailer.exceptions.InvalidAddress: an invalid sender or address
+        header.
+    :raises mailer.exceptions.MessageTooLarge: over
+        ``MAILER_MAX_MESSAGE_BYTES`` (bytes).
+    :raises ValueError: an unknown ``priority``.
+
+    The job is expanded by ``process_mail_jobs`` (or a worker, woken when the
+    transaction commits) and sent by ``send_mail``; headers are written as
+    RFC 5322 says (``mailer.jobs.compose``).
     """
     if expires_at is not None and expire_after is not None:
         raise InvalidEmail("Give expires_at or expire_after, not both")
@@ -392,7 +427,8 @@ def recent_job_for(
 
 
 def job_progress(job: MessageJob) -> dict[str, int]:
-    """Messages of ``job`` by status name (queued, sent, deferred, ...)."""
+    """Messages of ``job`` by status name (queued, sent, deferred, ...):
+    ``{name: count}``."""
     counts = {status.name.lower(): 0 for status in MessageStatus}
     for status, n in (
         Message.all_objects.filter(job=job)
@@ -443,7 +479,8 @@ def cancel_jobs(jobs: models.QuerySet) -> tuple[int, int]:
 
 
 def retry_failed(jobs: models.QuerySet) -> int:
-    """Queue the failed messages of ``jobs`` again, with fresh attempts."""
+    """Queue the failed messages of ``jobs`` again, with fresh attempts;
+    return how many messages (``int``)."""
     count = Message.all_objects.filter(
         job__in=jobs.exclude(status=JobStatus.CANCELLED), status=MessageStatus.FAILED
     ).update(status=MessageStatus.QUEUED, due_at=timezone.now(), attempts=0)
@@ -458,7 +495,8 @@ def retry_failed(jobs: models.QuerySet) -> int:
 
 
 def finish_jobs() -> int:
-    """Mark fully expanded jobs with nothing pending as done."""
+    """Mark fully expanded jobs with nothing pending as done; return how many
+    jobs (``int``)."""
     done = 0
     for job_id in MessageJob.objects.filter(status=JobStatus.QUEUED).values_list(
         "id", flat=True
