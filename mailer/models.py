@@ -84,6 +84,10 @@ class Priority(models.IntegerChoices):
 
 
 class MessageStatus(models.IntegerChoices):
+    """Where a ``Message`` is: queued, deferred and in doubt are pending
+    (:data:`PENDING_STATUSES`: a worker may still send them); the rest are
+    final."""
+
     QUEUED = 0, _("queued")
     DEFERRED = 1, _("deferred")
     SENT = 2, _("sent")
@@ -107,6 +111,10 @@ PENDING_STATUSES = (
 
 
 class JobStatus(models.TextChoices):
+    """A ``MessageJob``'s life: pending (saved, not expanded), expanding
+    (``process_mail_jobs`` is making its messages), queued (all made, some
+    unsent), done, cancelled or paused."""
+
     PENDING = "pending", _("pending")
     EXPANDING = "expanding", _("expanding")
     QUEUED = "queued", _("queued")
@@ -118,6 +126,11 @@ class JobStatus(models.TextChoices):
 
 
 class LogResult(models.IntegerChoices):
+    """What one ``MessageLog`` row records: an attempt's outcome, a skip or
+    cancellation, or a later report (bounce, complaint). 1 (sent) and 3
+    (failed) keep django-mailer's ``RESULT_SUCCESS`` / ``RESULT_FAILURE``
+    numbers."""
+
     SENT = 1, _("sent")
     DEFERRED = 2, _("deferred")
     FAILED = 3, _("failed")
@@ -427,6 +440,8 @@ class MessageLog(models.Model):
 
 
 class SuppressionReason(models.TextChoices):
+    """Why an address is on the don't-send list (``DontSendEntry``)."""
+
     UNSUBSCRIBED = "unsubscribed", _("unsubscribed")
     BOUNCED = "bounced", _("bounced")
     COMPLAINED = "complained", _("complained")

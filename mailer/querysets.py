@@ -16,6 +16,10 @@ __all__ = [
 
 
 class MessageQuerySet(models.QuerySet):
+    """Filters over ``Message`` rows (Django's custom ``QuerySet`` methods,
+    https://docs.djangoproject.com/en/stable/topics/db/managers/), with
+    django-mailer's manager methods kept under their names."""
+
     def pending(self) -> MessageQuerySet:
         """Waiting to go out (queued or deferred), claimed or not."""
         from mailer.models import PENDING_STATUSES
@@ -40,6 +44,7 @@ class MessageQuerySet(models.QuerySet):
         )
 
     def deferred(self) -> MessageQuerySet:
+        """Deferred messages (held, or waiting for their next try)."""
         from mailer.models import MessageStatus
 
         return self.filter(status=MessageStatus.DEFERRED)
@@ -90,6 +95,8 @@ class QueueManager(models.Manager.from_queryset(MessageQuerySet)):
 
 
 class DontSendEntryManager(models.Manager):
+    """``DontSendEntry.objects``, with django-mailer's ``has_address``."""
+
     def has_address(self, address: str) -> bool:
         """django-mailer's ``DontSendEntry.objects.has_address``: is
         ``address`` (with or without a display name, any case) on the
@@ -103,6 +110,8 @@ class DontSendEntryManager(models.Manager):
 
 
 class MessageLogManager(models.Manager):
+    """``MessageLog.objects``, with django-mailer's ``purge_old_entries``."""
+
     def purge_old_entries(
         self, days: float, result_codes: list[str | int] | None = None
     ) -> int:
