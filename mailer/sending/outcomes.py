@@ -64,6 +64,11 @@ __all__ = [
 
 
 class Verdict(enum.Enum):
+    """What the engine does with a message after one attempt (the module
+    docstring gives the rules): sent, deferred (retry later), failed (for
+    good), reconnect (same message, new connection, no attempt burned), stop
+    (end the run, give claims back) or in doubt (maybe delivered)."""
+
     SENT = "sent"
     DEFERRED = "deferred"
     FAILED = "failed"
@@ -74,6 +79,11 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True)
 class Outcome:
+    """One attempt judged: the :class:`Verdict`, the SMTP reply code (RFC
+    5321 4.2; ``None`` when there was no reply), the reply text or error,
+    and whether the reply says the mailbox does not exist (5.1.1, RFC 3463),
+    which may put the address on the don't-send list."""
+
     verdict: Verdict
     code: int | None = None
     reply: str = ""
@@ -123,7 +133,14 @@ def sent(refused: dict[str, tuple[int, bytes]]) -> Outcome:
 
 
 def classify(error: BaseException) -> Outcome:
-    """Judge an exception raised while sending one message."""
+    """Judge an exception raised while sending one message; never raises.
+
+    smtplib's reply exceptions by their code (RFC 5321 4.2.1: 2xx, 4xx, 5xx;
+    the enhanced code of RFC 3463 where given); every recipient refused: the
+    mildest reply decides; a dropped link: reconnect; no reply after the
+    final ".": in doubt; ``ValueError`` (Django cannot encode an address):
+    failed; anything else a non-SMTP backend raises: deferred.
+    """
     if isinstance(error, InDoubt):
         return Outcome(Verdict.IN_DOUBT, None, str(error))
     if isinstance(error, ExchangeTimeout):

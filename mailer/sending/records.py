@@ -46,6 +46,12 @@ def _columns(model, names: list[str]) -> list[str]:
 
 
 class OutcomeWriter:
+    """Writes one attempt's outcome: the message's new state (guarded by its
+    claim token) and its ``MessageLog`` row, together. One per
+    :class:`~mailer.sending.engine.Sender`, on the database Django's router
+    picks for writing ``Message``; :meth:`write` raises Django's database
+    errors (``django.db.OperationalError`` ...), which the engine retries."""
+
     LOG_FIELDS = [
         "message_pk",
         "job",
@@ -147,7 +153,9 @@ class OutcomeWriter:
         now: datetime,
         in_doubt_added: int = 0,
     ) -> bool:
-        """Record the outcome; return False if the claim had been lost.
+        """Record the outcome; return False if the claim had been lost (the
+        message's state is then left to its new owner; the log row is still
+        written).
 
         ``due_in``: seconds from the database's now until the message is due
         again, or ``None`` once it left the queue. ``now`` is used only on
