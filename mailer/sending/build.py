@@ -95,6 +95,13 @@ class MessageBuilder:
         return url
 
     def template(self, job_id: int) -> JobTemplate:
+        """The job's :class:`~mailer.jobs.compose.JobTemplate`, made once per
+        run (with ``List-Id``, RFC 2919, and ``List-Unsubscribe-Post``, RFC
+        8058). A job whose template cannot be made raises that error again
+        for each of its messages, which then fail.
+
+        :raises mailer.models.MessageJob.DoesNotExist: no such job.
+        """
         template = self.templates.get(job_id)
         if template is None:
             job = MessageJob.objects.defer("recipients").get(pk=job_id)

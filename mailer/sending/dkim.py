@@ -109,6 +109,7 @@ def load_key(path: str) -> SigningKey:
 
 
 def enabled() -> bool:
+    """True when ``MAILER_DKIM_KEY_FILE`` is set: every message is signed."""
     return bool(conf.MAILER_DKIM_KEY_FILE)
 
 

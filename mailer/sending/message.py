@@ -128,9 +128,12 @@ class PreparedEmail(mail.EmailMultiAlternatives):
                 self.attach(part.get_filename(), content, part.get_content_type())
 
     def message(self, **kwargs: Any) -> StdlibMessage:
+        """The stored message itself, parsed once (Django's
+        ``EmailMessage.message()``, which backends that serialise call)."""
         return self._parsed
 
     def recipients(self) -> list[str]:
+        """The envelope recipients (RFC 5321 ``RCPT TO``), as queued."""
         return self._envelope
 
 

@@ -71,6 +71,8 @@ class SendingConnection:
 
     @property
     def is_smtp(self) -> bool:
+        """True for Django's SMTP backend (or a subclass): the bytes go over
+        its ``smtplib`` connection, staged (``transport.exchange``)."""
         return isinstance(self.backend, SMTPBackend)
 
     @property
@@ -87,6 +89,7 @@ class SendingConnection:
 
     @property
     def is_open(self) -> bool:
+        """True once opened and, for SMTP, while the connection is held."""
         if self.backend is None:
             return False
         return not self.is_smtp or self.backend.connection is not None
@@ -128,6 +131,8 @@ class SendingConnection:
         self.accepted = 0
 
     def close(self) -> None:
+        """Close the backend's connection; never raises for a connection the
+        server already dropped."""
         if self.backend is not None:
             try:
                 self.backend.close()
