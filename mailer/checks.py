@@ -43,6 +43,11 @@ def _is_queue_backend(path: str) -> bool:
 
 @register(Tags.compatibility)
 def check_sending_backend(app_configs: Any = None, **kwargs: Any) -> list:
+    """``mailer.E001``: the sending backend is not the queue itself (or a
+    subclass), which would queue every email again instead of sending it.
+    ``mailer.E002``: with Django 6.1's ``MAILERS``, ``MAILER_SEND_USING``
+    names one of its aliases. A Django system check
+    (https://docs.djangoproject.com/en/stable/topics/checks/)."""
     errors = []
     if _is_queue_backend(sending_backend_path()):
         errors.append(

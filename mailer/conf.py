@@ -22,6 +22,13 @@ DEFAULT_CONNECTIONS = 4
 
 
 class MailerSettings:
+    """Every ``MAILER_*`` setting, its type and its default, read from
+    ``django.conf.settings`` at each access (so ``override_settings`` works),
+    in the manner of django-cors-headers' ``conf.py``. Each property is named
+    exactly as its setting; ``*_SECONDS`` values are float seconds. Use the
+    instance :data:`conf`; values are validated by system checks
+    (``mailer.checks``), not here."""
+
     def _get(self, name: str, default: Any) -> Any:
         return getattr(django_settings, name, default)
 
@@ -165,6 +172,8 @@ class MailerSettings:
 
     @property
     def MAILER_RETRY_BACKOFF_MAX_SECONDS(self) -> float:
+        """Longest delay (seconds) between two tries of a deferred message:
+        the doubling backoff stops growing here."""
         return float(self._get("MAILER_RETRY_BACKOFF_MAX_SECONDS", 3600))
 
     @property
@@ -253,6 +262,8 @@ class MailerSettings:
 
     @property
     def MAILER_RELAY_BACKOFF_MAX_SECONDS(self) -> float:
+        """Longest pause (seconds) of every worker for the relay's own
+        trouble: the doubling pause stops growing here."""
         return float(self._get("MAILER_RELAY_BACKOFF_MAX_SECONDS", 1800))
 
     @property

@@ -26,6 +26,10 @@ ANYMAIL_SUPPRESSING_EVENTS = {
 
 
 def on_anymail_tracking(sender: Any, event: Any, esp_name: str, **kwargs: Any) -> None:
+    """Receiver of django-anymail's ``tracking`` signal
+    (https://anymail.dev/en/stable/sending/tracking/): a bounce, complaint
+    or unsubscribe event puts its recipient on the don't-send list, with the
+    ESP's name and description as the note. Other events are ignored."""
     from mailer.addresses import normalize
     from mailer.models import DontSendEntry
 
