@@ -7,6 +7,11 @@ __all__ = ["MailerConfig"]
 
 
 class MailerConfig(AppConfig):
+    """The ``mailer`` app (label ``mailer``). :meth:`ready` registers the
+    system checks and, when django-anymail is installed, its tracking
+    receiver (Django's ``AppConfig.ready()``,
+    https://docs.djangoproject.com/en/stable/ref/applications/)."""
+
     name = "mailer"
     label = "mailer"
     verbose_name = _("Mail queue")

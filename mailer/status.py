@@ -17,6 +17,10 @@ __all__ = ["QueueStatus", "queue_status"]
 
 @dataclass
 class QueueStatus:
+    """The queue at one moment: message counts by ``(priority, status)``
+    name, the age of the oldest due message (a ``timedelta``), recent jobs
+    with their progress, and the last send run."""
+
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     oldest_due_age: timedelta | None = None
     jobs: list[tuple[MessageJob, dict[str, int]]] = field(default_factory=list)
@@ -74,6 +78,7 @@ class QueueStatus:
         }
 
     def render(self) -> str:
+        """The human-readable report ``mailer_status`` prints."""
         lines = ["Queue by priority and status:"]
         if not self.counts:
             lines.append("  (empty)")
@@ -107,6 +112,9 @@ class QueueStatus:
 
 
 def queue_status(*, recent_jobs: int = 10) -> QueueStatus:
+    """Count the queue now: a few aggregate queries, no row is locked.
+    ``recent_jobs`` bounds the unfinished jobs listed (newest by the job
+    model's ordering)."""
     status = QueueStatus()
     rows = (
         Message.all_objects.order_by()

@@ -210,6 +210,8 @@ def date_header() -> bytes:
 
 
 def normalize_newlines(text: str) -> str:
+    """Every line break (CRLF, CR or LF) as CRLF, SMTP's and RFC 5322's line
+    ending."""
     return text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", CRLF)
 
 

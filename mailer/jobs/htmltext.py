@@ -73,6 +73,12 @@ class _TextExtractor(HTMLParser):
 
 
 def html_to_text(html: str) -> str:
+    """A plain-text rendering of ``html`` for the ``text/plain`` part: block
+    elements on lines of their own, list items as ``* item``, links as
+    ``text (url)`` (not ``#`` or ``mailto:`` ones), scripts and styles
+    dropped, entities decoded, at most one blank line in a row, ending in a
+    newline. Never raises for malformed HTML (Python's ``html.parser`` is
+    lenient)."""
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()
