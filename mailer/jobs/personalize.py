@@ -138,9 +138,13 @@ class Personalizer:
 
     @property
     def is_static(self) -> bool:
+        """True when the text has no placeholder (the same for every reader)."""
         return not self.fields
 
     def render(self, values: Mapping[str, Any]) -> str:
+        """The text with each placeholder replaced by ``values[field]`` as a
+        string (``""`` when missing or ``None``), HTML-escaped when made with
+        ``escape=True``."""
         if not self.fields:
             return self.pieces[0]
         out = self.pieces[:]

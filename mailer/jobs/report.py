@@ -56,13 +56,16 @@ class JobReport:
 
     @property
     def unexpanded(self) -> int:
+        """Readers whose message is not made yet (expansion still to come)."""
         return max(0, self.job.recipient_count - self.job.expanded_count)
 
     @property
     def finished(self) -> bool:
+        """True once the job is done or cancelled: its counts stop changing."""
         return self.job.status in (JobStatus.DONE, JobStatus.CANCELLED)
 
     def as_json(self) -> dict:
+        """The report as JSON-ready values, for the job page's live counts."""
         return {
             "status": self.job.status,
             "status_display": self.job.display_status,

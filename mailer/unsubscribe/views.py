@@ -23,6 +23,14 @@ __all__ = ["unsubscribe"]
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """GET: the confirmation page (``mailer/unsubscribe_confirm.html``);
+    POST: put the token's address on the don't-send list
+    (``mailer.suppression.unsubscribe``) and show
+    ``mailer/unsubscribe_done.html``. Both templates get ``address`` and
+    ``token``; a site overrides them by name.
+
+    :raises django.http.Http404: the token is forged or damaged.
+    """
     try:
         unsubscribe_request = read_token(token)
     except signing.BadSignature:
