@@ -135,10 +135,14 @@ class Interrupted(Exception):
 
 
 class Waiter(Protocol):
+    """How an idle worker waits for work: :class:`Poller` or
+    :class:`Listener`."""
+
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds; True when work may be waiting."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the waiter holds (a connection); never raises."""
 
 
 class Poller:
@@ -158,6 +162,8 @@ class Poller:
         self.polls = 0
 
     def wait(self, timeout: float) -> bool:
+        """Sleep ``interval`` seconds, poll, again, for up to ``timeout``
+        seconds; True as soon as a poll finds work."""
         deadline = time.monotonic() + timeout
         if not self.interval:
             time.sleep(max(timeout, 0.0))
@@ -173,7 +179,7 @@ class Poller:
                 return True
 
     def close(self) -> None:
-        pass
+        """Nothing to release (the polls use Django's connection)."""
 
 
 class Listener:
@@ -234,6 +240,11 @@ class Listener:
         self.failures = 0
 
     def wait(self, timeout: float) -> bool:
+        """Block until a ``NOTIFY`` or ``timeout`` seconds; True when woken,
+        or when a lost connection listens again (the caller drains then, for
+        mail queued while it was down). Never raises ``psycopg.Error``: a
+        broken connection is logged and reconnected with a growing pause
+        (``RECONNECT_DELAYS``)."""
         import psycopg
 
         if self.connection is None:
@@ -271,6 +282,7 @@ class Listener:
         return True
 
     def close(self) -> None:
+        """Close the LISTEN connection; never raises."""
         if self.connection is not None:
             try:
                 self.connection.close()
