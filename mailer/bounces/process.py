@@ -52,6 +52,7 @@ class ProcessResult:
     unreadable: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        """The one line ``process_bounces`` prints."""
         return (
             f"{self.processed} processed: {self.hard} hard bounces, "
             f"{self.soft} soft bounces, {self.complaints} complaints, "

@@ -117,6 +117,8 @@ class PoolResult(SendResult):
     parallel: int = 1
 
     def summary(self) -> str:
+        """:meth:`SendResult.summary`, naming the connections when any
+        message was attempted."""
         line = super().summary()
         if self.attempted:
             # Only when something was sent: an empty queue's run (cron's

@@ -52,7 +52,8 @@ def empty_queue_sleep() -> float | None:
 
 @dataclass
 class WorkerStats:
-    """What a worker did so far."""
+    """What a worker did so far: drains (send runs), wake-ups, messages
+    sent, messages queued by expanding jobs, runs that ended on an error."""
 
     drains: int = 0
     wakeups: int = 0
@@ -89,6 +90,7 @@ class Worker:
 
     @property
     def description(self) -> str:
+        """How this worker wakes, for its start-up line."""
         if isinstance(self.waiter, Listener):
             return "waking on PostgreSQL NOTIFY"
         interval = getattr(self.waiter, "interval", None)
