@@ -53,10 +53,14 @@ def absolute_url(view: str, token: str) -> str:
 
 
 def preferences_url(address: str) -> str:
+    """The absolute link to ``address``'s preference centre (signed, does
+    not expire), as put in every email to a subscriber."""
     return absolute_url("preferences", tokens.make(tokens.PREFERENCES, address))
 
 
 def unsubscribe_url(address: str, list_ids: list[int]) -> str:
+    """The absolute one-click link that takes ``address`` off the lists
+    ``list_ids`` (signed, does not expire; RFC 8058 ``List-Unsubscribe``)."""
     return absolute_url(
         "unsubscribe", tokens.make(tokens.UNSUBSCRIBE, address, list_ids)
     )

@@ -25,6 +25,12 @@ PREFERENCES = "mailer.subscriptions.preferences"
 
 
 def make(purpose: str, address: str, list_ids: list[int] | None = None) -> str:
+    """A signed token for ``purpose`` (:data:`CONFIRM`, :data:`UNSUBSCRIBE`
+    or :data:`PREFERENCES`, also the salt) holding the normalized
+    ``address`` and, when given, the list ids. Confirmation tokens carry a
+    timestamp and expire after ``MAILER_SUBSCRIPTIONS_CONFIRM_DAYS``; the
+    others do not expire. Django's cryptographic signing
+    (https://docs.djangoproject.com/en/stable/topics/signing/)."""
     value = (
         [normalize(address)]
         if list_ids is None
