@@ -67,6 +67,14 @@ def rate_limited(request: HttpRequest) -> bool:
 
 
 class SubscribeView(FormView):
+    """The signup form (``subscribe_form.html``): a valid POST subscribes
+    the address to the chosen public lists and sends the confirmation email
+    (double opt-in); ``?list=<slug>`` ticks lists in advance. More signups
+    from one network than ``MAILER_SUBSCRIPTIONS_RATE_LIMIT`` allows get 429;
+    a filled honeypot field is accepted and ignored. Templates live under
+    ``mailer_subscriptions/``, overridable by name, as Django's auth views'
+    are (https://docs.djangoproject.com/en/stable/topics/auth/default/#module-django.contrib.auth.views)."""
+
     template_name = T + "subscribe_form.html"
     form_class = SubscribeForm
     success_url = reverse_lazy("mailer_subscriptions:subscribe_done")
@@ -103,6 +111,8 @@ class SubscribeView(FormView):
 
 
 class SubscribeDoneView(TemplateView):
+    """The "check your inbox" page after a signup (``subscribe_done.html``)."""
+
     template_name = T + "subscribe_done.html"
 
 
@@ -129,6 +139,11 @@ class _TokenView(View):
 
 
 class ConfirmView(_TokenView):
+    """The confirmation link (double opt-in): GET shows the lists and a
+    button (link scanners follow every GET), POST activates the
+    subscriptions. An invalid or expired token gets ``link_invalid.html``
+    with status 404."""
+
     purpose = tokens.CONFIRM
 
     def get(self, request: HttpRequest, token: str) -> HttpResponse:
@@ -146,6 +161,10 @@ class ConfirmView(_TokenView):
 
 
 class PreferencesView(_TokenView):
+    """The preference centre linked from every email: the reader's name and
+    lists (public ones, and any private one they are on); POST saves them,
+    or leaves everything with ``leave_all``."""
+
     purpose = tokens.PREFERENCES
 
     def form(self, data: Any = None) -> PreferencesForm:
@@ -190,6 +209,8 @@ class PreferencesView(_TokenView):
 
 
 class PreferencesSavedView(_TokenView):
+    """The page after saving preferences: the lists the reader is on now."""
+
     purpose = tokens.PREFERENCES
 
     def get(self, request: HttpRequest, token: str) -> HttpResponse:
@@ -203,7 +224,9 @@ class PreferencesSavedView(_TokenView):
 @method_decorator(csrf_exempt, name="dispatch")
 class ListUnsubscribeView(_TokenView):
     """RFC 8058: the mailbox provider POSTs ``List-Unsubscribe=One-Click``
-    with no cookie or CSRF token; the signed token is the authorisation."""
+    with no cookie or CSRF token; the signed token is the authorisation.
+    GET shows a confirmation page with a button; POST leaves the token's
+    lists."""
 
     purpose = tokens.UNSUBSCRIBE
 
