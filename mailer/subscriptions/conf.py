@@ -11,6 +11,9 @@ __all__ = ["Settings", "settings"]
 
 
 class Settings:
+    """The sub-app's ``MAILER_SUBSCRIPTIONS_*`` settings as typed values
+    (``timedelta``, ``(count, seconds)``); use the instance ``settings``."""
+
     @property
     def CONFIRM_MAX_AGE(self) -> timedelta:
         """``MAILER_SUBSCRIPTIONS_CONFIRM_DAYS`` (int, default 7): how long a

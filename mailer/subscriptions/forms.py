@@ -11,10 +11,15 @@ __all__ = ["ListsField", "PreferencesForm", "SubscribeForm"]
 
 
 class ListsField(forms.ModelMultipleChoiceField):
+    """Mailing lists as checkboxes."""
+
     widget = forms.CheckboxSelectMultiple
 
 
 class SubscribeForm(forms.Form):
+    """Signup: address, optional name, at least one public list, and a
+    honeypot field people leave empty."""
+
     email = forms.EmailField(label=_("Email address"), max_length=254)
     name = forms.CharField(label=_("Name (optional)"), max_length=200, required=False)
     lists = ListsField(
@@ -31,6 +36,9 @@ class SubscribeForm(forms.Form):
 
 
 class PreferencesForm(forms.Form):
+    """The preference centre: name and lists (the view sets the lists on
+    offer; none ticked is allowed)."""
+
     name = forms.CharField(label=_("Name"), max_length=200, required=False)
     lists = ListsField(
         label=_("Newsletters you receive"),

@@ -50,6 +50,10 @@ class ImportFailed(Exception):
 
 @dataclass
 class ImportResult:
+    """Counts of one import (rows, not lists): subscriptions ``created``,
+    duplicate rows ``merged``, erased addresses skipped, addresses
+    ``already`` on the list; ``warnings`` for a person to read."""
+
     created: int = 0
     merged: int = 0
     skipped_erased: int = 0
@@ -57,6 +61,7 @@ class ImportResult:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
+        """One line: added, already subscribed, merged, skipped."""
         return (
             f"{self.created} added, {self.already} "
             f"already subscribed, {self.merged} duplicate rows merged, "
@@ -211,6 +216,8 @@ def _insert(rows: list[tuple[str, str, str]], shared: dict) -> None:
 
 
 def import_csv(mailing_list: MailingList, lines: Iterable[str]) -> ImportResult:
+    """:func:`import_rows` over :func:`read_csv` (text lines of a CSV file,
+    RFC 4180, with a header row). Raises :class:`ImportFailed` as they do."""
     return import_rows(mailing_list, read_csv(lines))
 
 
