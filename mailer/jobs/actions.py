@@ -75,7 +75,16 @@ AUDIENCES: list[Any] = []
 
 def register_audience(audience: Any) -> None:
     """Offer ``audience`` on every "Send email update" confirmation page
-    (idempotent: an app's ``ready()`` may run twice in tests)."""
+    (idempotent: an app's ``ready()`` may run twice in tests).
+
+    An audience is an object with ``template`` (the part of the page it
+    renders) and ``context(request)`` (that template's context),
+    ``recipients(request)`` (the recipients chosen on the posted page, or
+    ``None`` when it was not chosen: the update's own recipients go),
+    ``job_options(request)`` (extra ``create_job`` arguments, e.g.
+    ``list_id``) and ``job_created(job, request)`` (called for each job made
+    for it). ``mailer.subscriptions.audience.ListAudience`` is one.
+    """
     if not any(type(a) is type(audience) for a in AUDIENCES):
         AUDIENCES.append(audience)
 

@@ -110,7 +110,7 @@ def send_to_lists(
 
 
 def for_lists(*slugs: str):
-    """A ``recipients`` callable for :class:`mailer.actions.EmailUpdate`:
+    """A ``recipients`` callable for :class:`mailer.jobs.actions.EmailUpdate`:
     ``EmailUpdate(..., recipients=for_lists("daily-headlines"))``."""
 
     def recipients(obj: Any) -> Iterator[dict[str, Any]]:
@@ -121,7 +121,8 @@ def for_lists(*slugs: str):
 
 class ListAudience:
     """The lists offered on the "Send email update" confirmation page
-    (``mailer.actions.register_audience``; registered in ``apps.ready``).
+    (``mailer.jobs.actions.register_audience``, which describes the methods;
+    registered in ``apps.ready``).
     Ticking lists sends the update to their active subscribers instead of
     the update's own recipients; the page shows each list's count."""
 
@@ -129,6 +130,7 @@ class ListAudience:
     field = "mailer_lists"
 
     def chosen(self, request: Any) -> list[MailingList]:
+        """The lists ticked on the posted page, in id order."""
         ids = [i for i in request.POST.getlist(self.field) if i.isdigit()]
         return list(MailingList.objects.filter(pk__in=ids).order_by("pk"))
 
