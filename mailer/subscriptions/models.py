@@ -82,10 +82,14 @@ class ConsentWording(models.Model):
 
     @classmethod
     def current(cls) -> ConsentWording | None:
+        """The newest wording (what a signup now agrees to), or ``None``."""
         return cls.objects.order_by("-created_at", "-id").first()
 
 
 class Status(models.TextChoices):
+    """A subscription's state: pending (double opt-in not yet confirmed),
+    active (receives the list's mail) or unsubscribed (kept as a record)."""
+
     PENDING = "pending", _("pending confirmation")
     ACTIVE = "active", _("active")
     UNSUBSCRIBED = "unsubscribed", _("unsubscribed")
@@ -111,10 +115,14 @@ class Leaving(models.TextChoices):
 
 
 class SubscriptionQuerySet(models.QuerySet):
+    """``Subscription.objects`` filters."""
+
     def active(self) -> SubscriptionQuerySet:
+        """Subscriptions that receive mail."""
         return self.filter(status=Status.ACTIVE)
 
     def for_address(self, address: str) -> SubscriptionQuerySet:
+        """Subscriptions of ``address``, in any spelling (normalized)."""
         return self.filter(address=normalize(address))
 
 
@@ -198,6 +206,8 @@ class ErasedAddress(models.Model):
 
     @classmethod
     def is_erased(cls, address: str) -> bool:
+        """True when ``address`` (any spelling) was erased: its keyed hash is
+        recorded."""
         return cls.objects.filter(digest=address_digest(address)).exists()
 
 
