@@ -65,6 +65,9 @@ __all__ = [
 
 
 class DueFilter(admin.SimpleListFilter):
+    """Pending messages due now or later (by this host's clock: a view for
+    people, not a claim)."""
+
     title = _("due")
     parameter_name = "due"
 
@@ -82,6 +85,13 @@ class DueFilter(admin.SimpleListFilter):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
+    """The queue, one row per message: read-only but for a pending
+    message's status, priority and due time; "retry now" makes messages due
+    (the next ``send_mail`` run sends them: the admin never sends inside a
+    request). No add form: mail enters through ``mailer.send_mail`` and jobs.
+    Django's ``ModelAdmin``
+    (https://docs.djangoproject.com/en/stable/ref/contrib/admin/)."""
+
     list_display = [
         "id",
         "to_address",
@@ -206,6 +216,9 @@ def job_link(job: MessageJob | None) -> str:
 
 @admin.register(MessageLog)
 class MessageLogAdmin(admin.ModelAdmin):
+    """The log of attempts, read-only: no add, change or delete
+    (``purge_mail_log`` trims it by age)."""
+
     list_display = [
         "created_at",
         "recipient",
@@ -249,6 +262,9 @@ class MessageLogAdmin(admin.ModelAdmin):
 
 @admin.register(DontSendEntry)
 class DontSendEntryAdmin(admin.ModelAdmin):
+    """The don't-send list, edited with the model's usual permissions;
+    addresses are stored normalized (``DontSendEntry.save``)."""
+
     list_display = ["address", "reason", "created_at"]
     list_filter = ["reason"]
     search_fields = ["address"]

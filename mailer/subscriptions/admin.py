@@ -54,6 +54,8 @@ def list_growth(mailing_list: MailingList, months: int = 12) -> list[tuple]:
 
 @admin.register(MailingList)
 class MailingListAdmin(admin.ModelAdmin):
+    """Lists with their active and pending counts and a growth chart."""
+
     list_display = ["name", "slug", "public", "double_opt_in", "active", "pending"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["growth"]
@@ -112,6 +114,10 @@ class PersonForm(forms.Form):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
+    """Subscriptions with their record of consent, CSV export (an action),
+    CSV import (needs the add permission) and one person's data exported or
+    erased (needs the delete permission)."""
+
     list_display = [
         "address",
         "name",
@@ -149,6 +155,8 @@ class SubscriptionAdmin(admin.ModelAdmin):
         return response
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
+        """Upload a UTF-8 CSV into one list (``importing.import_csv``); every
+        invalid row is listed and nothing is written."""
         if not self.has_add_permission(request):
             raise PermissionError
         form = ImportForm(request.POST or None, request.FILES or None)
