@@ -110,6 +110,11 @@ class EmailUpdate:
     description: str = "Send email update"
 
     def render(self, obj: Any) -> RenderedEmail:
+        """The email about ``obj``, rendered once (``render_email``).
+
+        :raises mailer.exceptions.TemplateProblem: a template is missing or
+            broken, or misuses a per-recipient value.
+        """
         return render_email(
             subject=self.subject,
             text_template=self.text_template,

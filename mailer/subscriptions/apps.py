@@ -4,6 +4,10 @@ __all__ = ["SubscriptionsConfig"]
 
 
 class SubscriptionsConfig(AppConfig):
+    """The optional ``mailer.subscriptions`` app (label
+    ``mailer_subscriptions``): ``ready()`` registers its URL check and
+    offers lists on the "Send email update" page."""
+
     name = "mailer.subscriptions"
     label = "mailer_subscriptions"
     verbose_name = "Mailer subscriptions"

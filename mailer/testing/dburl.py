@@ -13,6 +13,13 @@ __all__ = ["database_from_url"]
 
 
 def database_from_url(url: str | None, default_sqlite_name: str) -> dict[str, Any]:
+    """A ``DATABASES`` entry for ``url`` (``sqlite:///path`` or
+    ``postgres://user:password@host:port/name``); no URL means the SQLite file
+    ``<default_sqlite_name>.sqlite3`` in the working directory. SQLite gets
+    WAL and a 30 s busy timeout, and a per-process test database file.
+
+    :raises ValueError: another URL scheme.
+    """
     if not url or url.startswith("sqlite"):
         # sqlite:///relative.db or sqlite:////absolute/path.db
         path = urlsplit(url).path[1:] if url else ""

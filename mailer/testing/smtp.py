@@ -428,6 +428,7 @@ class SMTPTestServer:
 
     @property
     def is_running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
         return self._controller is not None
 
     def __enter__(self) -> SMTPTestServer:
