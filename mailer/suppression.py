@@ -12,8 +12,14 @@ __all__ = ["suppressed", "unsubscribe"]
 
 
 def unsubscribe(address: str, *, job_id: int | None = None) -> DontSendEntry:
-    """Idempotent: a second click changes nothing, but the site is told again
-    (its own subscriber flag may have been reset meanwhile)."""
+    """Put ``address`` (normalized) on the don't-send list as unsubscribed,
+    and send ``mailer.signals.unsubscribed(address, job)``, ``job`` being
+    the ``MessageJob`` of ``job_id`` or ``None``. Returns the entry.
+
+    Idempotent: a second click changes nothing, but the site is told again
+    (its own subscriber flag may have been reset meanwhile). An address
+    already on the list for another reason keeps that reason.
+    """
     address = normalize(address)
     with transaction.atomic():
         entry, _ = DontSendEntry.objects.get_or_create(

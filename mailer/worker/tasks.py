@@ -147,7 +147,13 @@ def request_on_commit(kind: str, *, using: str) -> None:
 
 
 def task_backend() -> Any:
-    """The ``TASKS`` backend named by ``MAILER_TASK_BACKEND``."""
+    """The ``TASKS`` backend named by ``MAILER_TASK_BACKEND`` (Django's tasks
+    framework, https://docs.djangoproject.com/en/dev/topics/tasks/, or the
+    django-tasks backport on Django 5.2).
+
+    :raises InvalidTaskBackendError: no such backend (from
+        ``django.tasks.exceptions``, or ``django_tasks.exceptions`` on 5.2).
+    """
     try:
         from django.tasks import task_backends
     except ImportError:
