@@ -161,6 +161,10 @@ def acquire(recipients: Sequence[str], *, using: str | None = None) -> Wait | No
     query when no limit is configured, one UPDATE per window otherwise (in
     one transaction when there are several). A message with more recipients
     than a cap goes alone in an otherwise empty window, so it is never stuck.
+
+    :raises ConfigurationError: ``MAILER_RATE_LIMITS`` or
+        ``MAILER_DOMAIN_RATE`` names an unknown unit or a cap below 1
+        (``manage.py check`` reports the same).
     """
     windows = configured_windows(recipients)
     if not windows:
