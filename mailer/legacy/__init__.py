@@ -1,5 +1,9 @@
-"""Compatibility with django-mailer: reading its database when a site switches.
+"""Compatibility with django-mailer, for sites that switch.
 
-Nothing here is imported by the sending path; the migrations and the
-``mailer.compat`` helpers use it.
+- ``api``: django-mailer's functions and methods under their own names
+  (``send_all``, ``send_loop``, ``get_priority``, ``Message.email``,
+  ``Message.defer()``, ``MAILER_ERROR_HANDLER``), which ``mailer``,
+  ``mailer.engine``, the models and the querysets re-export;
+- ``django_mailer``: reading django-mailer's tables (its pickled
+  messages) into ours, run by the migrations.
 """
