@@ -180,8 +180,8 @@ class _Pool:
         in its busy handler, which sleeps in steps of up to 100 ms; with
         several threads of one process queueing that way (and, without WAL,
         readers holding off every commit) writes fail with "database is
-        locked" after the busy timeout: found with 16 connections on a new
-        project's default SQLite settings. The connections of one run take
+        locked" after the busy timeout, as 16 connections on a new project's
+        default SQLite settings show. The connections of one run take
         turns in the process instead; SQLite's own lock then only arbitrates
         between processes. PostgreSQL writes rows, not the database: no lock.
         """
