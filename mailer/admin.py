@@ -130,7 +130,7 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description=_("email, as built for this reader"))
     def email_as_sent(self, message: Message) -> str:
         """Job mail has no stored body: it is rebuilt by the engine's own
-        builder (``report.rebuild``), the same bytes but for ``Date``."""
+        builder (``mailer.jobs.report.rebuild``), the same bytes but for ``Date``."""
         if message.job_id is None:
             data = bytes(message.mime or b"").decode("utf-8", "replace")
         else:

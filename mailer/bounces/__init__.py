@@ -6,3 +6,5 @@ reports (RFC 5965), ``readers.py`` fetches them from IMAP, a Maildir or
 standard input, and ``process.py`` turns each into log rows and don't-send
 entries. ``manage.py process_bounces`` drives them.
 """
+
+__all__: list[str] = []  # import from the modules

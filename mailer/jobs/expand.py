@@ -374,7 +374,7 @@ class MessageInserter:
 
 
 def _split(entry: str | list) -> tuple[str, dict | None]:
-    """A snapshot entry (``jobs.snapshot_recipients``) as (address, context):
+    """A snapshot entry (``services.snapshot_recipients``) as (address, context):
     a bare address, or ``[address, context]``."""
     if isinstance(entry, str):
         return entry, None

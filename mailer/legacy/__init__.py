@@ -7,3 +7,5 @@
 - ``django_mailer``: reading django-mailer's tables (its pickled
   messages) into ours, run by the migrations.
 """
+
+__all__: list[str] = []  # import from the modules

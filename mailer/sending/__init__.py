@@ -11,3 +11,5 @@ DKIM signing (``dkim``).
 Nothing is exported from the package itself: import from the modules
 (``mailer.sending.engine.send_queued``); django-mailer's path
 ``mailer.engine`` re-exports the send loop."""
+
+__all__: list[str] = []  # import from the modules

@@ -1,7 +1,7 @@
 """Bytes on the wire for one claimed message, and who it must not reach.
 
 Single mail was built by Django when it was queued; job mail is built here
-from the job's template, prepared once per job and run (see ``compose.py``).
+from the job's template, prepared once per job and run (see ``mailer.jobs.compose``).
 The don't-send list is read once per batch, right before sending.
 """
 

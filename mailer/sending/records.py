@@ -2,7 +2,7 @@
 loop, kept to one short transaction of two statements (one statement on
 PostgreSQL).
 
-The raw SQL here (like ``expand.MessageInserter``'s) is for speed: the ORM's
+The raw SQL here (like ``mailer.jobs.expand.MessageInserter``'s) is for speed: the ORM's
 ``filter().update()`` plus ``objects.create()`` cost several hundred
 microseconds of Python per message, as much as sending the message to a
 local server. The statements are composed once per run from the models'

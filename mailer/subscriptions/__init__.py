@@ -13,3 +13,5 @@ addresses), ``tokens`` (signed links, one salt per purpose), ``services``
 ``audience`` (sending a job to lists), ``importing`` (CSV and model import),
 ``views`` / ``forms`` / ``urls`` / ``admin`` (Django glue).
 """
+
+__all__: list[str] = []  # import from the modules

@@ -6,3 +6,5 @@ importing this package must not require it. Import what you need explicitly::
 
     from mailer.testing.smtp import SMTPTestServer
 """
+
+__all__: list[str] = []  # import from the modules

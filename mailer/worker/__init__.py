@@ -15,3 +15,5 @@ Nothing here sends mail itself: every path ends in
 ``mailer.jobs.expand.expand_pending_jobs``, whose claims and leases keep each
 email sent exactly once however many workers wake for it.
 """
+
+__all__: list[str] = []  # import from the modules
