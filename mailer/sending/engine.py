@@ -63,7 +63,8 @@ from mailer.sending.smtp import SendingConnection
 
 logger = logging.getLogger("mailer.engine")
 
-#: django-mailer's names, for code (Celery, RQ tasks) that calls them.
+#: The send loop's public names; ``send_all`` and ``send_loop`` are
+#: django-mailer's, for code (Celery, RQ tasks) that calls them.
 __all__ = [
     "Limits",
     "SendResult",
