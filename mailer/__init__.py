@@ -4,10 +4,11 @@ The public API has django-mailer's names and signatures, so switching is an
 import change. Imports happen inside the functions: ``import mailer`` loads no
 models, and settings can import it.
 
-Every sending function here queues and returns at once; ``manage.py send_mail`` (or a
-worker) sends. Each email is built by Django's ``EmailMessage``
-(https://docs.djangoproject.com/en/stable/topics/email/), checked at the door
-(``mailer.queue.build``) and stored as its RFC 5322 bytes.
+Every sending function here queues and returns at once; ``manage.py
+send_mail`` (or a worker) sends. Each email is built by Django's
+``EmailMessage`` (https://docs.djangoproject.com/en/stable/topics/email/),
+checked at the door (``mailer.queue.build``) and stored as its RFC 5322
+bytes.
 
 ``priority`` everywhere is ``"high"``, ``"medium"``, ``"low"`` or
 ``"deferred"`` (held until ``retry_deferred``), django-mailer's ``1`` to
