@@ -156,4 +156,5 @@ class Personalizer:
 
 
 def fields_used(*texts: str) -> set[str]:
+    """The per-recipient fields whose placeholders appear in ``texts``."""
     return {field for text in texts for field in PLACEHOLDER_RE.findall(text)}
