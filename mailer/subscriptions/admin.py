@@ -8,6 +8,7 @@ import json
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -158,7 +159,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
         """Upload a UTF-8 CSV into one list (``importing.import_csv``); every
         invalid row is listed and nothing is written."""
         if not self.has_add_permission(request):
-            raise PermissionError
+            raise PermissionDenied
         form = ImportForm(request.POST or None, request.FILES or None)
         errors = []
         if request.method == "POST" and form.is_valid():
@@ -191,7 +192,7 @@ class SubscriptionAdmin(admin.ModelAdmin):
     def person_view(self, request: HttpRequest) -> HttpResponse:
         """An access request (download everything stored) or an erasure."""
         if not self.has_delete_permission(request):
-            raise PermissionError
+            raise PermissionDenied
         form = PersonForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
             address = form.cleaned_data["email"]

@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.management import CommandError, call_command
 
 from mailer.models import DontSendEntry
@@ -228,3 +228,15 @@ def test_a_list_page_shows_growth_per_month(staff_client):
         "%Y-%m"
     )
     assert f"<tr><td>{month}</td><td>2</td><td>1</td></tr>" in page
+
+
+@pytest.mark.parametrize("page", ["import", "person"])
+def test_staff_without_the_permission_get_403_on_import_and_person_pages(client, page):
+    clerk = User.objects.create_user("clerk", password="pw", is_staff=True)
+    clerk.user_permissions.add(*Permission.objects.filter(codename="view_subscription"))
+    client.force_login(clerk)
+    url = f"/admin/mailer_subscriptions/subscription/{page}/"
+    assert client.get(url).status_code == 403
+    assert (
+        client.post(url, {"email": "ann@example.com", "erase": "1"}).status_code == 403
+    )
