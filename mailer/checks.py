@@ -387,8 +387,9 @@ def caps(keys: Iterable[str] | None = None) -> Validator:
 
 def imap_config() -> Validator:
     """``MAILER_BOUNCE_IMAP``: empty, or a dict of ``mailer.bounces.readers.
-    read_imap``'s keyword arguments with ``host``, ``user`` and
-    ``password``."""
+    read_imap``'s keyword arguments with ``host``, ``user`` and ``password``.
+    Its messages name the key at fault, never the dict: it holds a
+    password."""
 
     def validate(value: Any) -> None:
         from mailer.bounces.readers import read_imap
@@ -396,20 +397,23 @@ def imap_config() -> Validator:
         if value is None:
             return
         if not isinstance(value, Mapping):
-            raise ValueError(f"{value!r} is not a dict")
+            raise ValueError(f"a {type(value).__name__} is not a dict")
         if not value:
             return
         known = [p for p in inspect.signature(read_imap).parameters if p != "handle"]
         expected = f"a dict with keys {', '.join(known)}"
-        unknown = sorted(str(k) for k in value if k not in known)
+        unknown = [repr(key) for key in value if key not in known]
         if unknown:
-            raise ValueError(f"it is not {expected}: unknown {', '.join(unknown)}")
-        missing = sorted({"host", "user", "password"} - set(value))
+            raise ValueError(f"unknown key {', '.join(unknown)}; expected {expected}")
+        missing = [key for key in ("host", "user", "password") if key not in value]
         if missing:
-            raise ValueError(f"it lacks {', '.join(missing)}")
+            raise ValueError(
+                f"{', '.join(map(repr, missing))} missing; host, user and "
+                "password are needed"
+            )
         for key in ("host", "user", "password", "folder"):
             if key in value and not isinstance(value[key], str):
-                raise ValueError(f"its {key!r} is {value[key]!r}, not a string")
+                raise ValueError(f"{key!r} is a {type(value[key]).__name__}, not a str")
         if "port" in value:
             whole(1, maximum=65535)(value["port"])
 
