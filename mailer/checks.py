@@ -451,7 +451,7 @@ SETTINGS: tuple[SettingCheck, ...] = (
         "MAILER_RATE", "mailer.E207", number(unit="messages per second", none=True)
     ),
     SettingCheck("MAILER_EMAIL_THROTTLE", "mailer.E208", seconds(none=True)),
-    SettingCheck("MAILER_BATCH_SIZE", "mailer.E209", whole(1)),
+    SettingCheck("MAILER_BATCH_SIZE", "mailer.E218", whole(1)),
     SettingCheck("MAILER_CONNECTIONS", "mailer.E006", _connections),
     SettingCheck(
         "MAILER_LEASE_SECONDS",
@@ -460,30 +460,30 @@ SETTINGS: tuple[SettingCheck, ...] = (
         hint="Set it to at least 3 SMTP timeouts, or remove it (the default "
         "grows with the timeout).",
     ),
-    SettingCheck("MAILER_SMTP_TIMEOUT", "mailer.E210", seconds(above=True)),
-    SettingCheck("MAILER_IN_DOUBT_RETRY_SECONDS", "mailer.E211", seconds()),
-    SettingCheck("MAILER_IN_DOUBT_MAX_RETRIES", "mailer.E212", whole(0)),
-    SettingCheck("MAILER_MAX_ATTEMPTS", "mailer.E213", whole(1, none=True)),
-    SettingCheck("MAILER_MAX_RETRY_SECONDS", "mailer.E214", seconds()),
+    SettingCheck("MAILER_SMTP_TIMEOUT", "mailer.E215", seconds(above=True)),
+    SettingCheck("MAILER_IN_DOUBT_RETRY_SECONDS", "mailer.E216", seconds()),
+    SettingCheck("MAILER_IN_DOUBT_MAX_RETRIES", "mailer.E217", whole(0)),
+    SettingCheck("MAILER_MAX_ATTEMPTS", "mailer.E219", whole(1, none=True)),
+    SettingCheck("MAILER_MAX_RETRY_SECONDS", "mailer.E220", seconds()),
     # Zero would retry a failing message at once, again and again.
-    SettingCheck("MAILER_RETRY_BACKOFF_SECONDS", "mailer.E215", seconds(above=True)),
+    SettingCheck("MAILER_RETRY_BACKOFF_SECONDS", "mailer.E221", seconds(above=True)),
     SettingCheck(
-        "MAILER_RETRY_BACKOFF_MAX_SECONDS", "mailer.E216", seconds(above=True)
+        "MAILER_RETRY_BACKOFF_MAX_SECONDS", "mailer.E222", seconds(above=True)
     ),
     # Zero would make an idle ``send_mail --loop`` query the database non-stop.
-    SettingCheck("MAILER_LOOP_IDLE_SECONDS", "mailer.E217", seconds(above=True)),
-    SettingCheck("MAILER_SUPPRESS_ON_NO_SUCH_USER", "mailer.E218", boolean()),
-    SettingCheck("MAILER_SENT_BODY_RETENTION_SECONDS", "mailer.E219", seconds()),
-    SettingCheck("MAILER_EXPAND_CHUNK_SIZE", "mailer.E220", whole(1)),
-    SettingCheck("MAILER_RESEND_GUARD", "mailer.E221", duration()),
+    SettingCheck("MAILER_LOOP_IDLE_SECONDS", "mailer.E223", seconds(above=True)),
+    SettingCheck("MAILER_SUPPRESS_ON_NO_SUCH_USER", "mailer.E224", boolean()),
+    SettingCheck("MAILER_SENT_BODY_RETENTION_SECONDS", "mailer.E225", seconds()),
+    SettingCheck("MAILER_EXPAND_CHUNK_SIZE", "mailer.E230", whole(1)),
+    SettingCheck("MAILER_RESEND_GUARD", "mailer.E231", duration()),
     SettingCheck(
         "MAILER_SITE_URL",
         "mailer.E003",
         http_url(),
         hint="Set MAILER_SITE_URL = 'https://news.example.com'.",
     ),
-    SettingCheck("MAILER_UNSUBSCRIBE_MAILTO", "mailer.E222", address(none=True)),
-    SettingCheck("MAILER_LIST_ID_DOMAIN", "mailer.E223", domain(none=True)),
+    SettingCheck("MAILER_UNSUBSCRIBE_MAILTO", "mailer.E232", address(none=True)),
+    SettingCheck("MAILER_LIST_ID_DOMAIN", "mailer.E233", domain(none=True)),
     SettingCheck(
         "MAILER_RATE_LIMITS",
         "mailer.E020",
@@ -496,11 +496,11 @@ SETTINGS: tuple[SettingCheck, ...] = (
         caps(),
         hint='E.g. MAILER_DOMAIN_RATE = {"default": 600, "gmail.com": 300}.',
     ),
-    SettingCheck("MAILER_RATE_WAIT_SECONDS", "mailer.E224", seconds()),
-    SettingCheck("MAILER_RELAY_BACKOFF_SECONDS", "mailer.E225", seconds()),
-    SettingCheck("MAILER_RELAY_BACKOFF_MAX_SECONDS", "mailer.E226", seconds()),
+    SettingCheck("MAILER_RATE_WAIT_SECONDS", "mailer.E234", seconds()),
+    SettingCheck("MAILER_RELAY_BACKOFF_SECONDS", "mailer.E235", seconds()),
+    SettingCheck("MAILER_RELAY_BACKOFF_MAX_SECONDS", "mailer.E236", seconds()),
     SettingCheck(
-        "MAILER_HELO_NAME", "mailer.E227", domain(none=True, literal=True)
+        "MAILER_HELO_NAME", "mailer.E237", domain(none=True, literal=True)
     ),
     SettingCheck(
         "MAILER_SSL_CA_FILE",
@@ -510,30 +510,30 @@ SETTINGS: tuple[SettingCheck, ...] = (
         "certificate.",
     ),
     SettingCheck(
-        "MAILER_POLL_SECONDS", "mailer.E228", seconds(above=True, none=True)
+        "MAILER_POLL_SECONDS", "mailer.E226", seconds(above=True, none=True)
     ),
-    SettingCheck("MAILER_USE_TASKS", "mailer.E229", boolean()),
+    SettingCheck("MAILER_USE_TASKS", "mailer.E227", boolean()),
     SettingCheck(
         "MAILER_TASK_BACKEND",
         "mailer.E005",
         text(),
         hint="Name an alias of TASKS (default: 'default').",
     ),
-    SettingCheck("MAILER_TASK_LEASE_SECONDS", "mailer.E230", seconds(above=True)),
+    SettingCheck("MAILER_TASK_LEASE_SECONDS", "mailer.E228", seconds(above=True)),
     SettingCheck(
-        "MAILER_STATUS_MAX_AGE", "mailer.E231", seconds(above=True, none=True)
+        "MAILER_STATUS_MAX_AGE", "mailer.E229", seconds(above=True, none=True)
     ),
-    SettingCheck("MAILER_PAUSE_SEND", "mailer.E232", boolean()),
+    SettingCheck("MAILER_PAUSE_SEND", "mailer.E211", boolean()),
     # Zero would end every run before its first message.
-    SettingCheck("MAILER_EMAIL_MAX_DEFERRED", "mailer.E233", whole(1, none=True)),
-    SettingCheck("MAILER_EMAIL_MAX_RETRIES", "mailer.E234", whole(0, none=True)),
+    SettingCheck("MAILER_EMAIL_MAX_DEFERRED", "mailer.E209", whole(1, none=True)),
+    SettingCheck("MAILER_EMAIL_MAX_RETRIES", "mailer.E210", whole(0, none=True)),
     SettingCheck(
         "MAILER_ERROR_HANDLER",
-        "mailer.E235",
+        "mailer.E212",
         dotted_path(none=True, is_callable=True),
     ),
-    SettingCheck("MAILER_EMPTY_QUEUE_SLEEP", "mailer.E236", seconds(none=True)),
-    SettingCheck("MAILER_MESSAGES_BATCH_SIZE", "mailer.E237", whole(1, none=True)),
+    SettingCheck("MAILER_EMPTY_QUEUE_SLEEP", "mailer.E213", seconds(none=True)),
+    SettingCheck("MAILER_MESSAGES_BATCH_SIZE", "mailer.E214", whole(1, none=True)),
     SettingCheck(
         "MAILER_BOUNCE_ADDRESS",
         "mailer.E031",
