@@ -156,11 +156,7 @@ def number(
     def validate(value: Any) -> None:
         if value is None and none:
             return
-        if (
-            not _is_number(value)
-            or value < minimum
-            or (above and value == minimum)
-        ):
+        if not _is_number(value) or value < minimum or (above and value == minimum):
             raise ValueError(f"{value!r} is not {expected}")
 
     return validate
@@ -499,19 +495,14 @@ SETTINGS: tuple[SettingCheck, ...] = (
     SettingCheck("MAILER_RATE_WAIT_SECONDS", "mailer.E234", seconds()),
     SettingCheck("MAILER_RELAY_BACKOFF_SECONDS", "mailer.E235", seconds()),
     SettingCheck("MAILER_RELAY_BACKOFF_MAX_SECONDS", "mailer.E236", seconds()),
-    SettingCheck(
-        "MAILER_HELO_NAME", "mailer.E237", domain(none=True, literal=True)
-    ),
+    SettingCheck("MAILER_HELO_NAME", "mailer.E237", domain(none=True, literal=True)),
     SettingCheck(
         "MAILER_SSL_CA_FILE",
         "mailer.E021",
         existing_file(none=True),
-        hint="Point it at the PEM file of the CA that signed the relay's "
-        "certificate.",
+        hint="Point it at the PEM file of the CA that signed the relay's certificate.",
     ),
-    SettingCheck(
-        "MAILER_POLL_SECONDS", "mailer.E226", seconds(above=True, none=True)
-    ),
+    SettingCheck("MAILER_POLL_SECONDS", "mailer.E226", seconds(above=True, none=True)),
     SettingCheck("MAILER_USE_TASKS", "mailer.E227", boolean()),
     SettingCheck(
         "MAILER_TASK_BACKEND",
