@@ -429,9 +429,10 @@ def _rate_units() -> tuple[str, ...]:
 
 
 # -- the table ----------------------------------------------------------------
-# One row per setting of mailer.conf, in its order. The ids are stable; ids of
-# the checks that existed before the table (E002, E003, E005, E006, E010,
-# E020, E021, E030, E031) stay with their setting; the rest are E2xx.
+# One row per setting of mailer.conf, in its order. The ids are stable: those
+# of the checks that existed before the table (E002, E003, E005, E006, E010,
+# E020, E021, E030, E031) stay with their setting; the rest are E2xx,
+# numbered in the order of the README's settings table, which lists them all.
 
 SETTINGS: tuple[SettingCheck, ...] = (
     SettingCheck("MAILER_EMAIL_BACKEND", "mailer.E201", dotted_path()),
