@@ -296,7 +296,13 @@ def test_several_bad_values_are_each_reported_once(configured):
 
 def test_a_bad_django_email_timeout_is_reported_by_the_lease_check(configured):
     if MAILERS:
-        configured.MAILERS["smtp"]["OPTIONS"]["timeout"] = "ten"
+        # A new dict: the settings fixture restores settings, not their insides.
+        alias = configured.MAILER_SEND_USING
+        smtp = configured.MAILERS[alias]
+        configured.MAILERS = {
+            **configured.MAILERS,
+            alias: {**smtp, "OPTIONS": {**smtp["OPTIONS"], "timeout": "ten"}},
+        }
     else:
         configured.EMAIL_TIMEOUT = "ten"
     (error,) = mailer_messages()
