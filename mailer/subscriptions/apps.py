@@ -16,9 +16,10 @@ class SubscriptionsConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
 
-        from .checks import check_urls
+        from .checks import check_setting_values, check_urls
 
         checks.register(check_urls, checks.Tags.urls)
+        checks.register(check_setting_values, checks.Tags.compatibility)
         # The editor can pick lists on the "Send email update" page.
         from mailer.jobs.actions import register_audience
 

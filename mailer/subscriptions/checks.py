@@ -1,4 +1,6 @@
-"""System checks of the subscriptions app (ids ``mailer_subscriptions.E001``)."""
+"""System checks of the subscriptions app, with stable ids
+(``mailer_subscriptions.E001``: the URLs; ``E002`` to ``E004``: one per
+setting, with the core's validators, :mod:`mailer.checks`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,11 @@ from django.conf import settings as django_settings
 from django.core.checks import Error
 from django.urls import NoReverseMatch, reverse
 
-__all__ = ["check_urls"]
+from mailer.checks import SettingCheck, check_values, whole
+
+from .conf import settings
+
+__all__ = ["check_urls", "check_setting_values"]
 
 
 def check_urls(app_configs: Any = None, **kwargs: Any) -> list:
@@ -30,3 +36,45 @@ def check_urls(app_configs: Any = None, **kwargs: Any) -> list:
             )
         ]
     return []
+
+
+def _rate_limit(value: Any) -> None:
+    """``(posts, seconds)``: two whole numbers >= 1."""
+    expected = "a pair (posts, seconds) of whole numbers >= 1"
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise ValueError(f"{value!r} is not {expected}")
+    for part in value:
+        try:
+            whole(1)(part)
+        except ValueError:
+            raise ValueError(f"{value!r} is not {expected}") from None
+
+
+#: One row per setting of :mod:`mailer.subscriptions.conf`.
+SETTINGS: tuple[SettingCheck, ...] = (
+    SettingCheck(
+        "MAILER_SUBSCRIPTIONS_CONFIRM_DAYS",
+        "mailer_subscriptions.E002",
+        whole(1),
+        read=lambda: settings.CONFIRM_MAX_AGE,
+    ),
+    SettingCheck(
+        "MAILER_SUBSCRIPTIONS_RESEND_MINUTES",
+        "mailer_subscriptions.E003",
+        whole(0),
+        read=lambda: settings.RESEND_WINDOW,
+    ),
+    SettingCheck(
+        "MAILER_SUBSCRIPTIONS_RATE_LIMIT",
+        "mailer_subscriptions.E004",
+        _rate_limit,
+        hint="E.g. MAILER_SUBSCRIPTIONS_RATE_LIMIT = (10, 3600): ten signups "
+        "per client address per hour.",
+        read=lambda: settings.RATE_LIMIT,
+    ),
+)
+
+
+def check_setting_values(app_configs: Any = None, **kwargs: Any) -> list:
+    """Every ``MAILER_SUBSCRIPTIONS_*`` setting's type and range."""
+    return check_values(SETTINGS)
