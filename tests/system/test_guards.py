@@ -35,9 +35,7 @@ BOUNDED = {"max_messages": 50, "max_seconds": 20}
 #: transaction (a test, a custom runner) and in autocommit, as cron runs it.
 BOTH_WRITE_PATHS = [
     pytest.param(False, id="in-a-transaction"),
-    pytest.param(
-        True, id="autocommit", marks=pytest.mark.django_db(transaction=True)
-    ),
+    pytest.param(True, id="autocommit", marks=pytest.mark.django_db(transaction=True)),
 ]
 
 
@@ -114,7 +112,7 @@ def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome(
     ) == [(LogResult.SENT, ""), (LogResult.DEFERRED, "4.4.2 worker A's late reply")]
 
 
-# -- 2. the backoff doubles, through the engine ----------------------------------------
+# -- 2. the backoff doubles, through the engine -------------------------------------
 
 
 def test_consecutive_deferrals_back_off_60_120_240_then_the_cap(mailserver, settings):
@@ -149,7 +147,7 @@ def test_consecutive_deferrals_back_off_60_120_240_then_the_cap(mailserver, sett
     assert Counter(received(mailserver)) == Counter()  # refused at RCPT each time
 
 
-# -- 3. expansion de-duplicates, also across chunks and a resume ----------------------
+# -- 3. expansion de-duplicates, also across chunks and a resume --------------------
 
 
 def test_an_interrupted_expansion_resumed_queues_each_reader_once(mailserver):
@@ -208,7 +206,7 @@ def test_an_interrupted_expansion_resumed_queues_each_reader_once(mailserver):
     assert MessageJob.objects.get(pk=job.pk).skipped_count == 4
 
 
-# -- 4. an outcome is written whole or not at all ---------------------------------------
+# -- 4. an outcome is written whole or not at all -----------------------------------
 
 
 def _refuse_log_rows(execute, sql, params, many, context):
@@ -268,8 +266,12 @@ def test_a_partly_refused_email_is_recorded_sent_only_with_its_retry(mailserver)
     mailserver.defer("bob@example.com", code=451, reply="4.7.1 Greylisted")
     pk = Message.all_objects.get().pk
 
+    # The new Message row only: on PostgreSQL the outcome's UPDATE and its
+    # log row's INSERT are one statement, which must go through.
+    retry_insert = f"INSERT INTO {connection.ops.quote_name(Message._meta.db_table)} "
+
     def refuse_the_retry(execute, sql, params, many, context):
-        if "INSERT INTO" in sql and Message._meta.db_table + '"' in sql:
+        if retry_insert in sql:
             raise IntegrityError("retry refused")
         return execute(sql, params, many, context)
 
@@ -286,7 +288,7 @@ def test_a_partly_refused_email_is_recorded_sent_only_with_its_retry(mailserver)
     assert not MessageLog.objects.exists()
 
 
-# -- 5. the claim takes the highest priority first, batch by batch ---------------------
+# -- 5. the claim takes the highest priority first, batch by batch ------------------
 
 
 def test_high_priority_mail_is_in_the_first_batch_of_a_long_queue(mailserver):
@@ -311,7 +313,7 @@ def test_high_priority_mail_is_in_the_first_batch_of_a_long_queue(mailserver):
     assert received(mailserver) == ["urgent@example.com", *mediums, *lows]
 
 
-# -- 6. a failed message leaves the queue ------------------------------------------------
+# -- 6. a failed message leaves the queue -------------------------------------------
 
 
 def test_a_failed_message_leaves_the_queue_and_the_run_ends(mailserver):
