@@ -21,7 +21,7 @@ from mailer.dbclock import DbNow
 from mailer.jobs.expand import expand_job, expand_pending_jobs
 from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import LogResult, Message, MessageJob, MessageLog, MessageStatus
-from mailer.sending.claim import claim_batch
+from mailer.sending.claim import claim_batch, release, renew
 from mailer.sending.engine import retry_deferred, send_queued
 from mailer.sending.records import OutcomeWriter
 
@@ -110,6 +110,27 @@ def test_a_worker_whose_lease_ran_out_cannot_overwrite_the_new_owners_outcome(
         .order_by("id")
         .values_list("result", "reply")
     ) == [(LogResult.SENT, ""), (LogResult.DEFERRED, "4.4.2 worker A's late reply")]
+
+
+def test_a_worker_whose_lease_ran_out_can_neither_renew_nor_release_it():
+    """Planted bugs: ``claim.renew`` or ``claim.release`` without their
+    ``claim_token`` filter (mailer/sending/claim.py). After the takeover,
+    worker A's renewal holds nothing and its release gives nothing back:
+    worker B keeps its claim and its lease."""
+    queue("ann@example.com", "bob@example.com")
+    token_a, ids = claim_batch(2)
+    Message.all_objects.filter(pk__in=ids).update(due_at=DbNow(-1))
+    token_b, taken_over = claim_batch(2)
+    assert sorted(taken_over) == sorted(ids)
+    held_by_b = {pk: state(pk) for pk in ids}
+
+    assert renew(token_a, ids) == set()
+    assert release(token_a) == 0
+    assert release(token_a, ids) == 0
+
+    assert {pk: state(pk) for pk in ids} == held_by_b
+    assert {state(pk)["claim_token"] for pk in ids} == {token_b}
+    assert renew(token_b, ids) == set(ids)
 
 
 # -- 2. the backoff doubles, through the engine -------------------------------------
