@@ -312,7 +312,7 @@ def test_a_partly_refused_email_is_recorded_sent_only_with_its_retry(mailserver)
 # -- 5. the claim takes the highest priority first, batch by batch ------------------
 
 
-def test_high_priority_mail_is_in_the_first_batch_of_a_long_queue(mailserver):
+def test_high_priority_mail_is_in_the_first_batch_of_a_long_queue(mailserver, settings):
     """Planted bug: a priority-blind claim (``MessageQuerySet.due`` ordered
     by ``due_at, id`` only, mailer/querysets.py). With more due mail than one
     batch, the email queued last at high priority goes out first, and
@@ -323,14 +323,16 @@ def test_high_priority_mail_is_in_the_first_batch_of_a_long_queue(mailserver):
     queue(*mediums, priority="medium")
     queue("urgent@example.com", priority="high")
 
-    first = send_queued(batch_size=2, max_messages=2)
+    settings.MAILER_BATCH_SIZE = 2  # seven due messages: four batches
+
+    first = send_queued(max_messages=2)
 
     assert (first.batches, first.sent) == (1, 2)
     assert received(mailserver) == ["urgent@example.com", "medium0@example.com"]
 
-    rest = send_queued(batch_size=2, **BOUNDED)
+    rest = send_queued(**BOUNDED)
 
-    assert rest.stop_reason == "queue empty"
+    assert (rest.batches, rest.stop_reason) == (3, "queue empty")
     assert received(mailserver) == ["urgent@example.com", *mediums, *lows]
 
 
