@@ -133,7 +133,11 @@ def envelope_address(address: str) -> str:
     part stays as it is: it is sent with SMTPUTF8 (RFC 6531,
     ``mailer.sending.extensions``), or refused clearly by a relay without it.
     """
-    if len(address) <= 254 and _PLAIN_ADDRESS.fullmatch(address):
+    if (
+        isinstance(address, str)
+        and len(address) <= 254
+        and _PLAIN_ADDRESS.fullmatch(address)
+    ):
         return address
     spec = addr_spec(address)
     local, _, domain = spec.rpartition("@")

@@ -200,3 +200,90 @@ def test_job_readers_with_malformed_addresses_are_skipped_and_counted(
     log = MessageLog.objects.get(result=LogResult.SKIPPED)
     assert (log.recipient, log.reply.startswith("Invalid address")) == (address, True)
     assert received_by(mailserver) == ["ok@example.com"]
+
+
+# -- normalize and envelope_address, case by case (issue 16, item 7) -------------
+
+
+@pytest.mark.parametrize(
+    "address, identity",
+    [
+        # The whole addr-spec is lower-cased; nothing else is rewritten.
+        ("ANN@EXAMPLE.COM", "ann@example.com"),
+        ("Ann+news@Example.com", "ann+news@example.com"),
+        ("first.last@example.com", "first.last@example.com"),
+        ("Ann@[192.0.2.1]", "ann@[192.0.2.1]"),
+        # White space around, display names with commas, quotes and an @.
+        (" \tann@example.com\n", "ann@example.com"),
+        ('"Doe, Ann" <Ann@Example.com>', "ann@example.com"),
+        ('"a@b.example" <Real@Example.com>', "real@example.com"),
+        # International domains in punycode, a non-ASCII local part kept.
+        ("ann@münchen.DE", "ann@xn--mnchen-3ya.de"),
+        ("JÖRG@bücher.example", "jörg@xn--bcher-kva.example"),
+        ("Zoë <ZOË@MÜNCHEN.de>", "zoë@xn--mnchen-3ya.de"),
+        # Invalid addresses are compared as written (lower-cased), never
+        # repaired and never an error.
+        ("ann", "ann"),
+        ("", ""),
+        ("   ", ""),
+        ("<>", ""),
+        ("ann@example.com>", "ann@example.com>"),
+        ("ann@EXAMPLE.com.", "ann@example.com."),
+        ("no-at-ü", "no-at-ü"),
+        ("ann@bad..ü", "ann@bad..ü"),  # not a valid domain: no punycode
+    ],
+)
+def test_normalize_table(address, identity):
+    assert normalize(address) == identity
+
+
+@pytest.mark.parametrize(
+    "address, envelope",
+    [
+        # The fast path (a plain ASCII address) and the full check agree.
+        ("ann@example.com", "ann@example.com"),
+        ("Ann+news@Example.COM", "Ann+news@Example.COM"),  # case kept
+        ("first.last@sub.example.co.uk", "first.last@sub.example.co.uk"),
+        ("ann@123.example", "ann@123.example"),
+        ("o'brien@example.ie", "o'brien@example.ie"),
+        ("ann@[192.0.2.1]", "ann@[192.0.2.1]"),
+        ("ann@xn--mnchen-3ya.de", "ann@xn--mnchen-3ya.de"),
+        ("Ann <ann@example.com>", "ann@example.com"),
+        ('"Doe, Ann" <ann@example.com>', "ann@example.com"),
+        ("  ann@example.com  ", "ann@example.com"),
+        # Only the domain goes to punycode; its labels keep their case.
+        ("ann@münchen.de", "ann@xn--mnchen-3ya.de"),
+        ("ANN@MÜNCHEN.DE", "ANN@xn--mnchen-3ya.DE"),
+        ("Zoë <zoë@münchen.de>", "zoë@xn--mnchen-3ya.de"),
+        ("jörg@example.com", "jörg@example.com"),
+    ],
+)
+def test_envelope_address_table(address, envelope):
+    assert envelope_address(address) == envelope
+
+
+@pytest.mark.parametrize(
+    "address, reason",
+    [
+        ("ann@example", "Invalid address 'ann@example'"),
+        ("ann@-bad.example", "Invalid address 'ann@-bad.example'"),
+        ("ann@example.com.", "Invalid address 'ann@example.com.'"),
+        ("ann@example.c0m", "Invalid address 'ann@example.c0m'"),
+        ("ann..b@example.com", "Invalid address 'ann..b@example.com'"),
+        (".ann@example.com", "Invalid address '.ann@example.com'"),
+        ("ann.@example.com", "Invalid address 'ann.@example.com'"),
+        ("ann example@example.com", "Invalid address 'ann example@example.com'"),
+        ("ann@exa mple.com", "Invalid address 'ann@exa mple.com'"),
+        ("ann@@example.com", "not a single address"),
+        ("Ann <ann@example.com>, bob@example.com", "not a single address"),
+        ("ann@example.com\r\nBcc: eve@example.com", "contains a line break"),
+        ("ann@example.com\nBcc: eve@example.com", "contains a line break"),
+        ("x@" + "a" * 250 + ".com", "Invalid address 'x@aaaa"),
+        (None, "not a string"),
+        (b"ann@example.com", "not a string"),
+    ],
+)
+def test_envelope_address_refusals_table(address, reason):
+    with pytest.raises(InvalidAddress) as refused:
+        envelope_address(address)
+    assert reason in str(refused.value)

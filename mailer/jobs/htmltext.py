@@ -54,8 +54,19 @@ class _TextExtractor(HTMLParser):
                 self.out.append("* ")
             elif tag == "hr":
                 self.out.append("-" * 20 + "\n")
+        elif tag in ("td", "th"):
+            # Layout tables put words in adjacent cells ("Read" "Share"),
+            # which must not run together.
+            self.out.append(" ")
         elif tag == "a":
             self.links.append(dict(attrs).get("href"))
+
+    def handle_startendtag(self, tag: str, attrs: list) -> None:
+        # XHTML's <br/> and <hr/>, common in email templates, are one tag: one
+        # line break like <br>, not an opening and a closing block.
+        self.handle_starttag(tag, attrs)
+        if tag not in _BLOCK:
+            self.handle_endtag(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP:
