@@ -27,10 +27,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from mailer.addresses import envelope_address, normalize
+from mailer import suppression
 from mailer.conf import conf
 from mailer.exceptions import InvalidAddress
 from mailer.models import (
-    DontSendEntry,
     JobStatus,
     LogResult,
     Message,
@@ -87,7 +87,7 @@ def expand_job(
     # Addresses in the part already expanded count as seen, so a duplicate
     # that straddles a crash is still caught.
     seen = {normalize(_address(entry)) for entry in entries[:cursor]}
-    suppressed = _suppressed_in(entries[cursor:])
+    suppressed = suppression.suppressed(_address(e) for e in entries[cursor:])
     queued = skipped = 0
     inserter = MessageInserter()
     while cursor < len(entries):
@@ -336,18 +336,3 @@ def _split(entry: str | list) -> tuple[str, dict | None]:
 
 def _address(entry: str | list) -> str:
     return _split(entry)[0]
-
-
-def _suppressed_in(entries: list) -> set[str]:
-    """The don't-send entries among ``entries``, in a few big queries."""
-    if not DontSendEntry.objects.exists():
-        return set()
-    addresses = [normalize(_address(e)) for e in entries]
-    found: set[str] = set()
-    for start in range(0, len(addresses), 5000):
-        found.update(
-            DontSendEntry.objects.filter(
-                address__in=addresses[start : start + 5000]
-            ).values_list("address", flat=True)
-        )
-    return found

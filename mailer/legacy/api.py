@@ -112,15 +112,15 @@ def make_message(
     priority: str | int | None,
 ):
     """See :func:`mailer.models.make_message`."""
-    from mailer.models import DontSendEntry
     from mailer.queue import build
+    from mailer.suppression import is_suppressed
 
     def allowed(addresses: list[str] | None) -> list[str] | None:
         if addresses is None:
             return None
         kept = []
         for address in addresses:
-            if DontSendEntry.objects.has_address(address):
+            if is_suppressed(address):
                 logger.info("skipping email to %s as on don't send list", address)
             else:
                 kept.append(address)

@@ -16,7 +16,8 @@ from django.utils.encoding import force_bytes
 
 from mailer.addresses import envelope_address, normalize
 from mailer.jobs.compose import JobTemplate
-from mailer.models import DontSendEntry, Message, MessageJob, SuppressionReason
+from mailer.models import Message, MessageJob
+from mailer.suppression import reasons
 from mailer.unsubscribe.tokens import UnsubscribeLinks, site_domain
 
 
@@ -47,11 +48,7 @@ class MessageBuilder:
                 addresses.update(normalize(a) for a in message.envelope_to)
             else:
                 addresses.add(normalize(message.to_address))
-        return dict(
-            DontSendEntry.objects.filter(address__in=addresses).values_list(
-                "address", "reason"
-            )
-        )
+        return reasons(addresses)
 
     def message_id(self, message: Message) -> str:
         """The job email's Message-ID, fixed for its whole life.
@@ -168,19 +165,3 @@ class MessageBuilder:
         )
         return template.envelope_from, [to], data, message_id
 
-
-def without_blocked(
-    recipients: list[str], entries: dict[str, str]
-) -> tuple[list[str], list[str]]:
-    """Split single mail's envelope into (kept, skipped) by the don't-send
-    list. An unsubscribe is from the newsletters: a reader who left them
-    still gets their password reset. A bounce, a complaint or an entry the
-    staff made stops all mail to the address."""
-    kept, skipped = [], []
-    for address in recipients:
-        reason = entries.get(normalize(address))
-        if reason is None or reason == SuppressionReason.UNSUBSCRIBED:
-            kept.append(address)
-        else:
-            skipped.append(address)
-    return kept, skipped

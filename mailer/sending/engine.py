@@ -44,7 +44,6 @@ from mailer.conf import conf
 from mailer.dbclock import DbNow, database_now
 from mailer.legacy.api import apply_error_handler, send_all, send_loop
 from mailer.models import (
-    DontSendEntry,
     LogResult,
     Message,
     MessageJob,
@@ -53,11 +52,12 @@ from mailer.models import (
     SuppressionReason,
 )
 from mailer.sending import outcomes, partial, quotas, relaypause
-from mailer.sending.build import MessageBuilder, without_blocked
+from mailer.sending.build import MessageBuilder
 from mailer.sending.claim import claim_batch, release, renew
 from mailer.sending.dkim import DkimKeyError
 from mailer.sending.outcomes import Outcome, Verdict
 from mailer.sending.records import OutcomeWriter
+from mailer.suppression import suppress, without_blocked
 from mailer.sending.smtp import SendingConnection
 
 logger = logging.getLogger("mailer.engine")
@@ -588,12 +588,10 @@ class Sender:
             and message.job_id is not None
             and conf.MAILER_SUPPRESS_ON_NO_SUCH_USER
         ):
-            DontSendEntry.objects.get_or_create(
-                address=normalize(message.to_address),
-                defaults={
-                    "reason": SuppressionReason.BOUNCED,
-                    "note": f"{outcome.code} {outcome.reply}"[:500],
-                },
+            suppress(
+                message.to_address,
+                SuppressionReason.BOUNCED,
+                f"{outcome.code} {outcome.reply}",
             )
 
     def _write(self, **values) -> None:
