@@ -330,10 +330,6 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.subject or self.job_id} -> {self.to_address}"
 
-    @property
-    def recipients(self) -> list[str]:
-        return list(self.envelope_to or [self.to_address])
-
     # -- django-mailer's instance API --------------------------------------------
 
     @property
@@ -356,7 +352,7 @@ class Message(models.Model):
     @property
     def to_addresses(self) -> list[str]:
         """django-mailer's name: the envelope recipients."""
-        return self.recipients
+        return list(self.envelope_to or [self.to_address])
 
     def defer(self) -> None:
         """django-mailer's ``Message.defer()``: hold this message until

@@ -26,8 +26,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from mailer.addresses import envelope_address, normalize
 from mailer import suppression
+from mailer.addresses import envelope_address, normalize
 from mailer.conf import conf
 from mailer.exceptions import InvalidAddress
 from mailer.models import (

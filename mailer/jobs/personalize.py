@@ -140,7 +140,3 @@ class Personalizer:
             value = "" if value is None else str(value)
             out[index] = html.escape(value) if self.escape else value
         return "".join(out)
-
-
-def fields_used(*texts: str) -> set[str]:
-    return {field for text in texts for field in PLACEHOLDER_RE.findall(text)}

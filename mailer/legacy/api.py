@@ -78,7 +78,7 @@ def email_of(message) -> EmailMessage | None:
     if message.job_id is not None or message.mime is None:
         return None
     return PreparedEmail(
-        bytes(message.mime), message.envelope_from, list(message.recipients)
+        bytes(message.mime), message.envelope_from, message.to_addresses
     )
 
 

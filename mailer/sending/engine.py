@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from django.db import (
@@ -57,8 +57,8 @@ from mailer.sending.claim import claim_batch, release, renew
 from mailer.sending.dkim import DkimKeyError
 from mailer.sending.outcomes import Outcome, Verdict
 from mailer.sending.records import OutcomeWriter
-from mailer.suppression import suppress, without_blocked
 from mailer.sending.smtp import SendingConnection
+from mailer.suppression import suppress, without_blocked
 
 logger = logging.getLogger("mailer.engine")
 
@@ -96,7 +96,6 @@ class SendResult:
     stop_reason: str = "queue empty"
     error: str | None = None
     released: int = 0
-    messages: list[int] = field(default_factory=list, repr=False)
     #: Messages given back, due later, because their recipient domain's
     #: window was full (``MAILER_DOMAIN_RATE``); no attempt burned.
     paced: int = 0
