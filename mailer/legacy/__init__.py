@@ -1,5 +1,6 @@
-"""Compatibility with django-mailer: reading its database when a site switches.
-
-Nothing here is imported by the sending path; the migrations and the
-``mailer.compat`` helpers use it.
+"""Compatibility with django-mailer: its public names on our queue and engine
+(``api``: ``make_message``, ``send_all``, ``Message.email``, ...), which
+``mailer.models`` and ``mailer.engine`` re-export from where django-mailer had
+them, and the reading of its database when a site switches
+(``django_mailer``: the migrations and the ``mailer.compat`` helpers use it).
 """

@@ -101,17 +101,21 @@ def set_email(message, email_message: EmailMessage) -> None:
 
 
 def make_message(
-    *,
-    subject: str,
-    body: str,
-    from_email: str | None,
-    to: list[str] | None,
-    bcc: list[str] | None,
-    attachments: list | None,
-    headers: dict[str, str] | None,
-    priority: str | int | None,
+    subject: str = "",
+    body: str = "",
+    from_email: str | None = None,
+    to: list[str] | None = None,
+    bcc: list[str] | None = None,
+    attachments: list | None = None,
+    headers: dict[str, str] | None = None,
+    priority: str | int | None = None,
 ):
-    """See :func:`mailer.models.make_message`."""
+    """django-mailer's ``mailer.models.make_message`` (importable from
+    there): an unsaved :class:`~mailer.models.Message`; ``save()`` queues
+    it. ``to`` and ``bcc`` leave out addresses on the don't-send list (as
+    django-mailer did); ``message.email`` may be replaced before saving.
+    Raises :class:`~mailer.exceptions.InvalidEmail` for mail our queue
+    would refuse."""
     from mailer.queue import build
     from mailer.suppression import is_suppressed
 
