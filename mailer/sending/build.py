@@ -70,23 +70,13 @@ class MessageBuilder:
 
     def archive_url(self, job_id: int) -> str:
         """The job's public "view in browser" address (``mailer.archive``),
-        one per job and run; empty when it cannot be reversed (no
-        ``ROOT_URLCONF``, or ``mailer.urls`` not included: the mail still goes,
-        as for the unsubscribe link, and ``mailer.W002`` says why)."""
+        one per job and run; empty when it cannot be reversed
+        (:func:`mailer.jobs.archive.archive_url`)."""
         url = self.archive_urls.get(job_id)
         if url is None:
-            from django.conf import settings
-            from django.urls import NoReverseMatch
-
             from mailer.jobs.archive import archive_url
 
-            url = ""
-            if getattr(settings, "ROOT_URLCONF", None):
-                try:
-                    url = archive_url(job_id)
-                except NoReverseMatch:
-                    pass
-            self.archive_urls[job_id] = url
+            url = self.archive_urls[job_id] = archive_url(job_id)
         return url
 
     def template(self, job_id: int) -> JobTemplate:
@@ -164,4 +154,3 @@ class MessageBuilder:
             message_id=self.message_id(message),
         )
         return template.envelope_from, [to], data, message_id
-
