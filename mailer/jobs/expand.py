@@ -38,6 +38,7 @@ from mailer.models import (
     MessageLog,
     MessageStatus,
 )
+from mailer.waiting import out_of_time
 
 
 @dataclass
@@ -91,7 +92,7 @@ def expand_job(
     queued = skipped = 0
     inserter = MessageInserter()
     while cursor < len(entries):
-        if should_stop() or (deadline is not None and time.monotonic() >= deadline):
+        if out_of_time(deadline, should_stop):
             return queued, skipped
         chunk = entries[cursor : cursor + chunk_size]
         now = timezone.now()
@@ -172,7 +173,7 @@ def expand_pending_jobs(
         .values_list("id", flat=True)
     )
     for job_id in job_ids:
-        if should_stop() or (deadline is not None and time.monotonic() >= deadline):
+        if out_of_time(deadline, should_stop):
             result.stop_reason = "time limit" if not should_stop() else "stop requested"
             break
         try:

@@ -59,6 +59,7 @@ from mailer.sending.outcomes import Outcome, Verdict
 from mailer.sending.records import OutcomeWriter
 from mailer.sending.smtp import SendingConnection
 from mailer.suppression import suppress, without_blocked
+from mailer.waiting import wait_until
 
 logger = logging.getLogger("mailer.engine")
 
@@ -696,10 +697,7 @@ def retry_deferred(*, now=None, queryset=None, priority=None) -> int:
 
 
 def _pause(seconds: float, deadline: float | None) -> None:
-    if deadline is not None:
-        seconds = min(seconds, deadline - time.monotonic())
-    if seconds > 0:
-        time.sleep(seconds)
+    wait_until(seconds, deadline=deadline)
 
 
 def release_in_doubt(ids: list[int] | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from mailer.conf import conf
 from mailer.jobs.progress import SendProgress
 from mailer.retention import purge_sent_bodies
 from mailer.sending.engine import SendResult, send_queued
+from mailer.waiting import wait_until
 from mailer.worker.health import record_run
 from mailer.worker.wakeup import open_waiter, wait_for_work
 
@@ -152,9 +152,9 @@ class Command(BaseCommand):
                         # Woken early by new mail (mailer/worker/wakeup.py).
                         wait_for_work(waiter, idle, lambda: stop_requested)
                         continue
-                    deadline = time.monotonic() + idle
-                    while not stop_requested and time.monotonic() < deadline:
-                        time.sleep(min(0.2, idle))
+                    wait_until(
+                        idle, should_stop=lambda: stop_requested, slice_seconds=0.2
+                    )
         finally:
             signal.signal(signal.SIGTERM, previous)
             if waiter is not None:
