@@ -11,6 +11,7 @@ from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.validators import validate_email
 from django.utils.encoding import punycode
 
+from mailer.door import has_line_break
 from mailer.exceptions import InvalidAddress
 
 __all__ = ["normalize", "addr_spec", "envelope_address"]
@@ -82,7 +83,8 @@ def addr_spec(address: str) -> str:
     """
     if not isinstance(address, str):
         raise InvalidAddress(f"Invalid address {address!r}: not a string")
-    if "\n" in address or "\r" in address:
+    if has_line_break(address):
+        # Not a header yet, but an address this text can never be.
         raise InvalidAddress(f"Invalid address {address!r}: contains a line break")
     parsed = getaddresses([address])
     if len(parsed) != 1 or not parsed[0][1]:

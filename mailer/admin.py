@@ -6,7 +6,10 @@ messages due, and the cron worker sends them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
@@ -574,170 +577,63 @@ class MessageJobAdmin(admin.ModelAdmin):
             context,
         )
 
-    def _done(self, request: HttpRequest, jobs: list, text: str, log: str) -> None:
-        """History for each job (its History page shows who did what), and
-        the message for the editor."""
-        for job in jobs:
-            self.log_change(request, job, log)
-        self.message_user(request, text, messages.SUCCESS)
-
-    @admin.action(permissions=["control"], description=_("Pause selected jobs"))
-    def pause(self, request: HttpRequest, queryset: QuerySet):
-        queryset = self.controllable(request, queryset).filter(
-            status__in=[JobStatus.PENDING, JobStatus.EXPANDING, JobStatus.QUEUED]
-        )
-        if request.POST.get("post") != "yes":
-            return self._confirm(
-                request,
-                queryset,
-                action="pause",
-                title=_("Pause jobs"),
-                message=_(
-                    "No more emails of these jobs go out until they are resumed. "
-                    "Emails a worker is sending right now still go."
-                ),
-            )
-        jobs = list(queryset)
-        count = pause_jobs(queryset)
-        self._done(
-            request,
-            jobs,
-            ngettext("%(count)d job paused.", "%(count)d jobs paused.", count)
-            % {"count": count},
-            "Paused",
-        )
-
-    @admin.action(permissions=["control"], description=_("Resume selected jobs"))
-    def resume(self, request: HttpRequest, queryset: QuerySet):
-        queryset = self.controllable(request, queryset).filter(status=JobStatus.PAUSED)
-        if request.POST.get("post") != "yes":
-            return self._confirm(
-                request,
-                queryset,
-                action="resume",
-                title=_("Resume jobs"),
-                message=_("Their pending emails are due again at once."),
-            )
-        jobs = list(queryset)
-        count = resume_jobs(queryset)
-        self._done(
-            request,
-            jobs,
-            ngettext("%(count)d job resumed.", "%(count)d jobs resumed.", count)
-            % {"count": count},
-            "Resumed",
-        )
-
-    @admin.action(permissions=["control"], description=_("Cancel selected jobs"))
-    def cancel(self, request: HttpRequest, queryset: QuerySet):
-        queryset = self.controllable(request, queryset).exclude(
-            status__in=[JobStatus.DONE, JobStatus.CANCELLED]
-        )
-        if request.POST.get("post") != "yes":
-            pending = pending_count(queryset)
-            return self._confirm(
-                request,
-                queryset,
-                action="cancel",
-                title=_("Cancel jobs"),
-                message=ngettext(
-                    "%(count)s pending email will not be sent.",
-                    "%(count)s pending emails will not be sent.",
-                    pending,
-                )
-                % {"count": f"{pending:,}"},
-                irreversible=True,
-            )
-        jobs = list(queryset)
-        count, removed = cancel_jobs(queryset)
-        self._done(
-            request,
-            jobs,
-            ngettext(
-                "%(count)d job cancelled; %(removed)d pending messages removed.",
-                "%(count)d jobs cancelled; %(removed)d pending messages removed.",
-                count,
-            )
-            % {"count": count, "removed": removed},
-            "Cancelled",
-        )
-
-    @admin.action(permissions=["control"], description=_("Reschedule selected jobs"))
-    def reschedule(self, request: HttpRequest, queryset: QuerySet):
-        queryset = self.controllable(request, queryset).filter(
-            status=JobStatus.PENDING, expanded_count=0
-        )
+    def _run(
+        self, request: HttpRequest, queryset: QuerySet, action: JobAction
+    ) -> TemplateResponse | None:
+        """Every job action's shape, as Django's ``delete_selected``: the
+        jobs this editor may control that ``action`` applies to; a
+        confirmation page until it is posted with ``post=yes`` (again, with
+        the error, when its form does not parse); then the change, a History
+        entry (LogEntry) per job and one message for the editor."""
+        queryset = action.select(self.controllable(request, queryset))
         error = None
         if request.POST.get("post") == "yes":
             try:
-                send_at = parse_send_at(request.POST)
+                value = action.form(request.POST) if action.form else None
             except ValueError as problem:
                 error = str(problem)
             else:
                 jobs = list(queryset)
-                count = reschedule_jobs(queryset, send_at)
-                when = (
-                    date_format(_local(send_at), "DATETIME_FORMAT")
-                    if send_at
-                    else _("now")
-                )
-                self._done(
-                    request,
-                    jobs,
-                    ngettext(
-                        "%(count)d job rescheduled.",
-                        "%(count)d jobs rescheduled.",
-                        count,
-                    )
-                    % {"count": count},
-                    f"Rescheduled to {when}",
-                )
+                result = action.apply(queryset, value)
+                history = action.history(value)
+                for job in jobs:
+                    self.log_change(request, job, history)
+                self.message_user(request, action.done(result), messages.SUCCESS)
                 return None
+        extra = (
+            {"schedule": True, "error": error, "time_zone": settings.TIME_ZONE}
+            if action.form
+            else None
+        )
         return self._confirm(
             request,
             queryset,
-            action="reschedule",
-            title=_("Reschedule jobs"),
-            message=_("Jobs that have not started go out at the time you choose."),
-            extra={
-                "schedule": True,
-                "error": error,
-                "time_zone": settings.TIME_ZONE,
-            },
+            action=action.name,
+            title=action.title,
+            message=action.warning(queryset),
+            irreversible=action.irreversible,
+            extra=extra,
         )
+
+    @admin.action(permissions=["control"], description=_("Pause selected jobs"))
+    def pause(self, request: HttpRequest, queryset: QuerySet):
+        return self._run(request, queryset, PAUSE)
+
+    @admin.action(permissions=["control"], description=_("Resume selected jobs"))
+    def resume(self, request: HttpRequest, queryset: QuerySet):
+        return self._run(request, queryset, RESUME)
+
+    @admin.action(permissions=["control"], description=_("Cancel selected jobs"))
+    def cancel(self, request: HttpRequest, queryset: QuerySet):
+        return self._run(request, queryset, CANCEL)
+
+    @admin.action(permissions=["control"], description=_("Reschedule selected jobs"))
+    def reschedule(self, request: HttpRequest, queryset: QuerySet):
+        return self._run(request, queryset, RESCHEDULE)
 
     @admin.action(permissions=["control"], description=_("Retry failed messages"))
     def retry_failed_messages(self, request: HttpRequest, queryset: QuerySet):
-        queryset = self.controllable(request, queryset)
-        if request.POST.get("post") != "yes":
-            failed = Message.all_objects.filter(
-                job__in=queryset, status=MessageStatus.FAILED
-            ).count()
-            return self._confirm(
-                request,
-                queryset,
-                action="retry_failed",
-                title=_("Retry failed messages"),
-                message=ngettext(
-                    "%(count)s failed email will be tried again.",
-                    "%(count)s failed emails will be tried again.",
-                    failed,
-                )
-                % {"count": f"{failed:,}"},
-            )
-        jobs = list(queryset)
-        count = retry_failed(queryset)
-        self._done(
-            request,
-            jobs,
-            ngettext(
-                "%(count)d failed message queued again.",
-                "%(count)d failed messages queued again.",
-                count,
-            )
-            % {"count": count},
-            "Retried failed messages",
-        )
+        return self._run(request, queryset, RETRY_FAILED)
 
 
 def parse_send_at(data) -> datetime | None:
@@ -766,3 +662,135 @@ def _local(value: datetime) -> datetime:
     """``value`` in the current time zone; a naive one (``USE_TZ = False``)
     is local time already."""
     return timezone.localtime(value) if timezone.is_aware(value) else value
+
+
+# -- the job actions, as a table ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobAction:
+    """One job action (:meth:`MessageJobAdmin._run` runs them all).
+
+    ``name`` picks the confirmation template
+    ``admin/<app>/<model>/<name>_confirmation.html`` (a site overrides one
+    action's page there), falling back to
+    ``MessageJobAdmin.action_confirmation_template``. ``select`` narrows the
+    editor's jobs to those the action applies to; ``warning`` is what the
+    confirmation page says about them; ``form`` (optional) parses the page's
+    form, raising ``ValueError`` with a message for the editor; ``apply``
+    changes the jobs (``queryset``, the parsed form value) and returns what
+    ``done`` words for the editor (with ``ngettext``); ``history`` is the
+    LogEntry text (in English, like Django's own change messages)."""
+
+    name: str
+    title: str
+    select: Callable[[QuerySet], QuerySet]
+    warning: Callable[[QuerySet], str]
+    apply: Callable[[QuerySet, Any], Any]
+    done: Callable[[Any], str]
+    history: Callable[[Any], str]
+    irreversible: bool = False
+    form: Callable[[Any], Any] | None = None
+
+
+def _counted(singular: str, plural: str) -> Callable[[int], str]:
+    """``done`` for an action whose result is a count of jobs or messages."""
+    return lambda count: ngettext(singular, plural, count) % {"count": count}
+
+
+PAUSE = JobAction(
+    name="pause",
+    title=_("Pause jobs"),
+    select=lambda jobs: jobs.filter(
+        status__in=[JobStatus.PENDING, JobStatus.EXPANDING, JobStatus.QUEUED]
+    ),
+    warning=lambda jobs: _(
+        "No more emails of these jobs go out until they are resumed. "
+        "Emails a worker is sending right now still go."
+    ),
+    apply=lambda jobs, _value: pause_jobs(jobs),
+    done=_counted("%(count)d job paused.", "%(count)d jobs paused."),
+    history=lambda _value: "Paused",
+)
+
+RESUME = JobAction(
+    name="resume",
+    title=_("Resume jobs"),
+    select=lambda jobs: jobs.filter(status=JobStatus.PAUSED),
+    warning=lambda jobs: _("Their pending emails are due again at once."),
+    apply=lambda jobs, _value: resume_jobs(jobs),
+    done=_counted("%(count)d job resumed.", "%(count)d jobs resumed."),
+    history=lambda _value: "Resumed",
+)
+
+
+def _cancel_warning(jobs: QuerySet) -> str:
+    pending = pending_count(jobs)
+    return ngettext(
+        "%(count)s pending email will not be sent.",
+        "%(count)s pending emails will not be sent.",
+        pending,
+    ) % {"count": f"{pending:,}"}
+
+
+def _cancelled(result: tuple[int, int]) -> str:
+    count, removed = result
+    return ngettext(
+        "%(count)d job cancelled; %(removed)d pending messages removed.",
+        "%(count)d jobs cancelled; %(removed)d pending messages removed.",
+        count,
+    ) % {"count": count, "removed": removed}
+
+
+CANCEL = JobAction(
+    name="cancel",
+    title=_("Cancel jobs"),
+    select=lambda jobs: jobs.exclude(status__in=[JobStatus.DONE, JobStatus.CANCELLED]),
+    warning=_cancel_warning,
+    apply=lambda jobs, _value: cancel_jobs(jobs),
+    done=_cancelled,
+    history=lambda _value: "Cancelled",
+    irreversible=True,
+)
+
+
+def _rescheduled_to(send_at: datetime | None) -> str:
+    when = date_format(_local(send_at), "DATETIME_FORMAT") if send_at else _("now")
+    return f"Rescheduled to {when}"
+
+
+RESCHEDULE = JobAction(
+    name="reschedule",
+    title=_("Reschedule jobs"),
+    select=lambda jobs: jobs.filter(status=JobStatus.PENDING, expanded_count=0),
+    warning=lambda jobs: _("Jobs that have not started go out at the time you choose."),
+    form=parse_send_at,
+    apply=reschedule_jobs,
+    done=_counted("%(count)d job rescheduled.", "%(count)d jobs rescheduled."),
+    history=_rescheduled_to,
+)
+
+
+def _retry_warning(jobs: QuerySet) -> str:
+    failed = Message.all_objects.filter(
+        job__in=jobs, status=MessageStatus.FAILED
+    ).count()
+    return ngettext(
+        "%(count)s failed email will be tried again.",
+        "%(count)s failed emails will be tried again.",
+        failed,
+    ) % {"count": f"{failed:,}"}
+
+
+RETRY_FAILED = JobAction(
+    name="retry_failed",
+    title=_("Retry failed messages"),
+    select=lambda jobs: jobs,
+    warning=_retry_warning,
+    apply=lambda jobs, _value: retry_failed(jobs),
+    done=_counted(
+        "%(count)d failed message queued again.",
+        "%(count)d failed messages queued again.",
+    ),
+    history=lambda _value: "Retried failed messages",
+)

@@ -26,23 +26,20 @@ ANYMAIL_SUPPRESSING_EVENTS = {
 
 
 def on_anymail_tracking(sender: Any, event: Any, esp_name: str, **kwargs: Any) -> None:
-    """Receiver of django-anymail's ``tracking`` signal
-    (https://anymail.dev/en/stable/sending/tracking/): a bounce, complaint
-    or unsubscribe event puts its recipient on the don't-send list, with the
-    ESP's name and description as the note. Other events are ignored."""
-    from mailer.addresses import normalize
+    """django-anymail's ``tracking`` signal receiver
+    (https://anymail.dev/en/stable/sending/tracking/): a bounce, complaint or
+    unsubscribe event puts ``event.recipient`` on the don't-send list
+    (:func:`mailer.suppression.suppress`); a complaint also sends
+    :data:`mailer.signals.complained`. Other events are ignored."""
     from mailer.models import DontSendEntry
+    from mailer.suppression import suppress
 
     reason = ANYMAIL_SUPPRESSING_EVENTS.get(getattr(event, "event_type", None))
     recipient = getattr(event, "recipient", None)
     if reason is None or not recipient:
         return
-    DontSendEntry.objects.get_or_create(
-        address=normalize(recipient),
-        defaults={
-            "reason": reason,
-            "note": f"{esp_name}: {event.event_type} {event.description or ''}"[:500],
-        },
+    entry, _ = suppress(
+        recipient, reason, f"{esp_name}: {event.event_type} {event.description or ''}"
     )
     if reason == "complained":
         # The same signal as a complaint report read by process_bounces, so a
@@ -51,7 +48,7 @@ def on_anymail_tracking(sender: Any, event: Any, esp_name: str, **kwargs: Any) -
 
         complained.send(
             sender=DontSendEntry,
-            address=normalize(recipient),
+            address=entry.address,
             job=None,
             feedback_type=getattr(event, "reject_reason", None) or "abuse",
         )

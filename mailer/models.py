@@ -15,6 +15,9 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+# django-mailer's ``mailer.models.make_message``; its one definition is in
+# mailer.legacy.api, which imports no models at import time.
+from mailer.legacy.api import make_message  # noqa: F401
 from mailer.querysets import (
     DontSendEntryManager,
     MessageLogManager,
@@ -370,10 +373,6 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.subject or self.job_id} -> {self.to_address}"
 
-    @property
-    def recipients(self) -> list[str]:
-        return list(self.envelope_to or [self.to_address])
-
     # -- django-mailer's instance API --------------------------------------------
 
     @property
@@ -396,7 +395,7 @@ class Message(models.Model):
     @property
     def to_addresses(self) -> list[str]:
         """django-mailer's name: the envelope recipients."""
-        return self.recipients
+        return list(self.envelope_to or [self.to_address])
 
     def defer(self) -> None:
         """django-mailer's ``Message.defer()``: hold this message until
@@ -544,31 +543,3 @@ class WorkerState(models.Model):
 
     def __str__(self) -> str:
         return self.key
-
-
-def make_message(
-    subject: str = "",
-    body: str = "",
-    from_email: str | None = None,
-    to: list[str] | None = None,
-    bcc: list[str] | None = None,
-    attachments: list | None = None,
-    headers: dict[str, str] | None = None,
-    priority: str | int | None = None,
-) -> Message:
-    """django-mailer's ``make_message``: an unsaved ``Message``; ``save()``
-    queues it. ``to`` and ``bcc`` leave out addresses on the don't-send list
-    (as django-mailer did); ``message.email`` may be replaced before saving.
-    Raises ``InvalidEmail`` for mail our queue would refuse."""
-    from mailer.legacy.api import make_message as make
-
-    return make(
-        subject=subject,
-        body=body,
-        from_email=from_email,
-        to=to,
-        bcc=bcc,
-        attachments=attachments,
-        headers=headers,
-        priority=priority,
-    )

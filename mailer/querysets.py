@@ -100,13 +100,11 @@ class DontSendEntryManager(models.Manager):
     def has_address(self, address: str) -> bool:
         """django-mailer's ``DontSendEntry.objects.has_address``: is
         ``address`` (with or without a display name, any case) on the
-        don't-send list?"""
-        from email.utils import parseaddr
+        don't-send list? Kept for sites that call it; the rule is
+        :func:`mailer.suppression.is_suppressed`."""
+        from mailer.suppression import is_suppressed
 
-        from mailer.addresses import normalize
-
-        spec = parseaddr(address)[1] or address
-        return self.filter(address=normalize(spec)).exists()
+        return is_suppressed(address)
 
 
 class MessageLogManager(models.Manager):

@@ -20,7 +20,8 @@ from django.utils import timezone
 
 from mailer.addresses import envelope_address
 from mailer.conf import conf
-from mailer.exceptions import HeaderInjection, InvalidEmail, MessageTooLarge
+from mailer.door import check_headers, check_size
+from mailer.exceptions import InvalidEmail
 from mailer.models import Message, MessageStatus, Priority
 from mailer.sending.message import serialize
 
@@ -89,13 +90,13 @@ def parse_priority(priority: str | int | None, default: str) -> tuple[Priority, 
 
 
 def _check_headers(email_message: EmailMessage) -> None:
-    values = {"Subject": str(email_message.subject), "From": email_message.from_email}
-    values.update({str(k): str(v) for k, v in email_message.extra_headers.items()})
-    for name, value in values.items():
-        if "\n" in name or "\r" in name or "\n" in value or "\r" in value:
-            raise HeaderInjection(
-                f"Header {name!r} contains a line break (header injection?): {value!r}"
-            )
+    check_headers(
+        [
+            ("Subject", email_message.subject),
+            ("From", email_message.from_email),
+            *((str(k), v) for k, v in email_message.extra_headers.items()),
+        ]
+    )
 
 
 def build(email_message: EmailMessage, *, priority: str | int | None = None) -> Message:
@@ -125,11 +126,7 @@ def build(email_message: EmailMessage, *, priority: str | int | None = None) -> 
         data, message_id = serialize(email_message)
     except ValueError as error:
         raise InvalidEmail(f"The email cannot be built: {error}") from error
-    if len(data) > conf.MAILER_MAX_MESSAGE_BYTES:
-        raise MessageTooLarge(
-            f"The email is {len(data):,} bytes, over MAILER_MAX_MESSAGE_BYTES "
-            f"({conf.MAILER_MAX_MESSAGE_BYTES:,})"
-        )
+    check_size(len(data))
     return Message(
         priority=level,
         status=MessageStatus.DEFERRED if held else MessageStatus.QUEUED,

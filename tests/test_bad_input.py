@@ -77,8 +77,8 @@ DOOR = [
     (
         "newline in from (job)",
         lambda: job(["a@example.com"], from_email="a@example.com\nBcc: e@example.com"),
-        InvalidAddress,
-        "contains a line break",
+        HeaderInjection,
+        "Header 'From' contains a line break",
     ),
     (
         "not-an-address as recipient (single)",

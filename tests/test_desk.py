@@ -370,6 +370,30 @@ def test_the_confirmation_page_schedules_and_the_job_can_be_rescheduled(
     assert job.display_status == "scheduled"
 
 
+def test_rescheduling_to_the_past_shows_the_page_again_and_changes_nothing(
+    editor_client,
+):
+    job = newsletter(2)
+    page = post_action(
+        editor_client,
+        "reschedule",
+        [job],
+        post="yes",
+        when="at",
+        send_at="2000-01-01T09:00",
+    )
+    assert "The time to send at is in the past." in page.content.decode()
+    job.refresh_from_db()
+    assert job.send_at is None
+    assert not LogEntry.objects.filter(object_id=str(job.pk)).exists()
+    post_action(editor_client, "reschedule", [job], post="yes", when="now")
+    assert list(
+        LogEntry.objects.filter(object_id=str(job.pk)).values_list(
+            "change_message", flat=True
+        )
+    ) == ["Rescheduled to now"]
+
+
 # -- the test email and the emailed column ----------------------------------------
 
 

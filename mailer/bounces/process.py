@@ -29,6 +29,7 @@ from mailer.models import (
     SuppressionReason,
 )
 from mailer.signals import complained
+from mailer.suppression import suppress
 
 __all__ = ["ProcessResult", "process_bytes", "record"]
 
@@ -158,9 +159,7 @@ def record(report: Report, result: ProcessResult) -> None:
                 )
             else:
                 continue
-            _, created = DontSendEntry.objects.get_or_create(
-                address=address, defaults={"reason": reason, "note": note[:500]}
-            )
+            _, created = suppress(address, reason, note)
             result.suppressed += created
             if failure.kind == COMPLAINT:
                 complainers.append((address, failure.diagnostic))

@@ -11,7 +11,6 @@ are filled neutrally (:data:`NEUTRAL`).
 
 from __future__ import annotations
 
-from django.urls import reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from mailer.conf import conf
@@ -44,9 +43,17 @@ def job_for_token(token: str) -> int | None:
 def archive_url(job_id: int) -> str:
     """The job's "view in browser" address: absolute under
     ``MAILER_SITE_URL`` when set (email needs absolute links), else the
-    path. Raises ``NoReverseMatch`` when ``mailer.urls`` is not included."""
-    from mailer.unsubscribe.tokens import ascii_url
+    path; empty when it cannot be reversed here (no ``ROOT_URLCONF``, or
+    ``mailer.urls`` not included: see :func:`~mailer.unsubscribe.tokens.reverse_here`),
+    so mail still goes, as without the unsubscribe link."""
+    from mailer.unsubscribe.tokens import ascii_url, reverse_here
 
-    path = reverse("mailer:archive_email", args=[make_archive_token(job_id)])
+    path, _problem = reverse_here(
+        "mailer:archive_email",
+        [make_archive_token(job_id)],
+        what="the archive view's URL",
+    )
+    if path is None:
+        return ""
     base = ascii_url(conf.MAILER_SITE_URL) if conf.MAILER_SITE_URL else ""
     return f"{base}{path}"

@@ -43,7 +43,8 @@ from typing import Any
 from django.utils.encoding import punycode
 
 from mailer.addresses import envelope_address
-from mailer.exceptions import HeaderInjection, InvalidAddress
+from mailer.door import check_header
+from mailer.exceptions import InvalidAddress
 from mailer.jobs.personalize import Personalizer
 
 __all__ = [
@@ -96,8 +97,7 @@ _UTF8 = Charset("utf-8")
 
 def header_line(name: str, value: str) -> bytes:
     """``Name: value`` CRLF, RFC 2047-encoded when not plain ASCII."""
-    if "\n" in value or "\r" in value:
-        raise HeaderInjection(f"Header {name!r} contains a line break: {value!r}")
+    check_header(name, value)
     if value.isascii() and len(name) + len(value) < 900:
         return f"{name}: {value}{CRLF}".encode("ascii")
     encoded = Header(value, "utf-8", header_name=name).encode(linesep=CRLF)
@@ -302,9 +302,8 @@ def static_header(name: str, value: Any) -> bytes:
     :func:`address_header` writes it, any other as :func:`header_line`.
     Raises :class:`InvalidAddress` or :class:`HeaderInjection`."""
     value = str(value)
+    check_header(name, value)
     if name.lower() in ADDRESS_HEADERS:
-        if "\n" in value or "\r" in value:
-            raise HeaderInjection(f"Header {name!r} contains a line break: {value!r}")
         return address_header(name, mailboxes(value))
     return header_line(name, value)
 

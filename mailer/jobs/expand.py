@@ -26,11 +26,11 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from mailer import suppression
 from mailer.addresses import envelope_address, normalize
 from mailer.conf import conf
 from mailer.exceptions import InvalidAddress
 from mailer.models import (
-    DontSendEntry,
     JobStatus,
     LogResult,
     Message,
@@ -38,6 +38,7 @@ from mailer.models import (
     MessageLog,
     MessageStatus,
 )
+from mailer.waiting import out_of_time
 
 __all__ = ["ExpandResult", "MessageInserter", "expand_job", "expand_pending_jobs"]
 
@@ -122,11 +123,11 @@ def expand_job(
     # Addresses in the part already expanded count as seen, so a duplicate
     # that straddles a crash is still caught.
     seen = {normalize(_address(entry)) for entry in entries[:cursor]}
-    suppressed = _suppressed_in(entries[cursor:])
+    suppressed = suppression.suppressed(_address(e) for e in entries[cursor:])
     queued = skipped = 0
     inserter = MessageInserter()
     while cursor < len(entries):
-        if should_stop() or (deadline is not None and time.monotonic() >= deadline):
+        if out_of_time(deadline, should_stop):
             return queued, skipped
         chunk = entries[cursor : cursor + chunk_size]
         now = timezone.now()
@@ -215,7 +216,7 @@ def expand_pending_jobs(
         .values_list("id", flat=True)
     )
     for job_id in job_ids:
-        if should_stop() or (deadline is not None and time.monotonic() >= deadline):
+        if out_of_time(deadline, should_stop):
             result.stop_reason = "time limit" if not should_stop() else "stop requested"
             break
         try:
@@ -383,18 +384,3 @@ def _split(entry: str | list) -> tuple[str, dict | None]:
 
 def _address(entry: str | list) -> str:
     return _split(entry)[0]
-
-
-def _suppressed_in(entries: list) -> set[str]:
-    """The don't-send entries among ``entries``, in a few big queries."""
-    if not DontSendEntry.objects.exists():
-        return set()
-    addresses = [normalize(_address(e)) for e in entries]
-    found: set[str] = set()
-    for start in range(0, len(addresses), 5000):
-        found.update(
-            DontSendEntry.objects.filter(
-                address__in=addresses[start : start + 5000]
-            ).values_list("address", flat=True)
-        )
-    return found

@@ -29,7 +29,6 @@ __all__ = [
     "RecipientSample",
     "find_mangled",
     "sample_value",
-    "fields_used",
 ]
 
 PLACEHOLDER_RE = re.compile(r"\[\[mj:([a-z_][a-z0-9_]*)\]\]")
@@ -153,8 +152,3 @@ class Personalizer:
             value = "" if value is None else str(value)
             out[index] = html.escape(value) if self.escape else value
         return "".join(out)
-
-
-def fields_used(*texts: str) -> set[str]:
-    """The per-recipient fields whose placeholders appear in ``texts``."""
-    return {field for text in texts for field in PLACEHOLDER_RE.findall(text)}

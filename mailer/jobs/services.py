@@ -26,12 +26,8 @@ from django.utils import timezone
 
 from mailer.addresses import addr_spec, normalize
 from mailer.conf import conf
-from mailer.exceptions import (
-    HeaderInjection,
-    InvalidEmail,
-    MessageTooLarge,
-    TemplateProblem,
-)
+from mailer.door import check_headers, check_size
+from mailer.exceptions import InvalidEmail, TemplateProblem
 from mailer.jobs.compose import mailboxes, static_header
 from mailer.jobs.htmltext import html_to_text
 from mailer.jobs.personalize import RecipientPlaceholders, find_mangled
@@ -327,10 +323,9 @@ def create_job(
     from django.conf import settings
 
     from_email = from_email or settings.DEFAULT_FROM_EMAIL
+    check_headers([("Subject", content.subject), ("From", from_email)])
+    check_headers(content.headers.items())
     addr_spec(from_email)
-    for name, value in [("Subject", content.subject), *content.headers.items()]:
-        if "\n" in str(value) or "\r" in str(value):
-            raise HeaderInjection(f"Header {name!r} contains a line break: {value!r}")
     # The door for job mail, as queue.build is for single mail: content
     # passed in directly, not through render_email, is checked here for
     # UTF-8 (else the database driver fails with a bare UnicodeEncodeError)
@@ -339,11 +334,7 @@ def create_job(
     size = _check_text(content, InvalidEmail)
     check_placeholders(content)
     _check_headers(from_email, content.headers)
-    if size > conf.MAILER_MAX_MESSAGE_BYTES:
-        raise MessageTooLarge(
-            f"The email is {size:,} bytes, over MAILER_MAX_MESSAGE_BYTES "
-            f"({conf.MAILER_MAX_MESSAGE_BYTES:,})"
-        )
+    check_size(size)
     level, _held = parse_priority(priority, conf.MAILER_DEFAULT_PRIORITY)
     _check_send_at(send_at)
     snapshot = snapshot_recipients(recipients)

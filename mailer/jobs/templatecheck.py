@@ -18,12 +18,7 @@ from typing import Any
 from django.template.loader import get_template, render_to_string
 
 from mailer.exceptions import TemplateProblem
-from mailer.jobs.personalize import (
-    Personalizer,
-    RecipientSample,
-    fields_used,
-    sample_value,
-)
+from mailer.jobs.personalize import Personalizer, RecipientSample, sample_value
 
 __all__ = ["USE_AS_IS", "check_recipient_use"]
 
@@ -52,13 +47,13 @@ def check_recipient_use(
     difference is a use this app cannot personalise. Costs two more renders
     of the template per object, once, in the editor's request. Raises
     :class:`TemplateProblem` naming the template and the line."""
-    fields = fields_used(rendered)
+    personalizer = Personalizer(rendered, escape=escape)
     for empty in (False, True):
         direct = render_to_string(
             template_name, {**ctx, "recipient": RecipientSample(empty=empty)}
         )
-        values = {field: sample_value(field, empty=empty) for field in fields}
-        filled = Personalizer(rendered, escape=escape).render(values)
+        values = {f: sample_value(f, empty=empty) for f in personalizer.fields}
+        filled = personalizer.render(values)
         if direct == filled:
             continue
         for source_name, number, line in _suspect_lines(template_name):

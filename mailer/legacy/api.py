@@ -90,7 +90,7 @@ def email_of(message) -> EmailMessage | None:
     if message.job_id is not None or message.mime is None:
         return None
     return PreparedEmail(
-        bytes(message.mime), message.envelope_from, list(message.recipients)
+        bytes(message.mime), message.envelope_from, message.to_addresses
     )
 
 
@@ -113,26 +113,30 @@ def set_email(message, email_message: EmailMessage) -> None:
 
 
 def make_message(
-    *,
-    subject: str,
-    body: str,
-    from_email: str | None,
-    to: list[str] | None,
-    bcc: list[str] | None,
-    attachments: list | None,
-    headers: dict[str, str] | None,
-    priority: str | int | None,
+    subject: str = "",
+    body: str = "",
+    from_email: str | None = None,
+    to: list[str] | None = None,
+    bcc: list[str] | None = None,
+    attachments: list | None = None,
+    headers: dict[str, str] | None = None,
+    priority: str | int | None = None,
 ):
-    """See :func:`mailer.models.make_message`."""
-    from mailer.models import DontSendEntry
+    """django-mailer's ``mailer.models.make_message`` (importable from
+    there): an unsaved :class:`~mailer.models.Message`; ``save()`` queues
+    it. ``to`` and ``bcc`` leave out addresses on the don't-send list (as
+    django-mailer did); ``message.email`` may be replaced before saving.
+    Raises :class:`~mailer.exceptions.InvalidEmail` for mail our queue
+    would refuse."""
     from mailer.queue import build
+    from mailer.suppression import is_suppressed
 
     def allowed(addresses: list[str] | None) -> list[str] | None:
         if addresses is None:
             return None
         kept = []
         for address in addresses:
-            if DontSendEntry.objects.has_address(address):
+            if is_suppressed(address):
                 logger.info("skipping email to %s as on don't send list", address)
             else:
                 kept.append(address)

@@ -16,10 +16,11 @@ from django.utils.encoding import force_bytes
 
 from mailer.addresses import envelope_address, normalize
 from mailer.jobs.compose import JobTemplate
-from mailer.models import DontSendEntry, Message, MessageJob, SuppressionReason
+from mailer.models import Message, MessageJob
+from mailer.suppression import reasons
 from mailer.unsubscribe.tokens import UnsubscribeLinks, site_domain
 
-__all__ = ["MessageBuilder", "without_blocked"]
+__all__ = ["MessageBuilder"]
 
 
 class MessageBuilder:
@@ -49,11 +50,7 @@ class MessageBuilder:
                 addresses.update(normalize(a) for a in message.envelope_to)
             else:
                 addresses.add(normalize(message.to_address))
-        return dict(
-            DontSendEntry.objects.filter(address__in=addresses).values_list(
-                "address", "reason"
-            )
-        )
+        return reasons(addresses)
 
     def message_id(self, message: Message) -> str:
         """The job email's Message-ID, fixed for its whole life.
@@ -75,23 +72,13 @@ class MessageBuilder:
 
     def archive_url(self, job_id: int) -> str:
         """The job's public "view in browser" address (``mailer.archive``),
-        one per job and run; empty when it cannot be reversed (no
-        ``ROOT_URLCONF``, or ``mailer.urls`` not included: the mail still goes,
-        as for the unsubscribe link, and ``mailer.W002`` says why)."""
+        one per job and run; empty when it cannot be reversed
+        (:func:`mailer.jobs.archive.archive_url`)."""
         url = self.archive_urls.get(job_id)
         if url is None:
-            from django.conf import settings
-            from django.urls import NoReverseMatch
-
             from mailer.jobs.archive import archive_url
 
-            url = ""
-            if getattr(settings, "ROOT_URLCONF", None):
-                try:
-                    url = archive_url(job_id)
-                except NoReverseMatch:
-                    pass
-            self.archive_urls[job_id] = url
+            url = self.archive_urls[job_id] = archive_url(job_id)
         return url
 
     def template(self, job_id: int) -> JobTemplate:
@@ -175,20 +162,3 @@ class MessageBuilder:
             message_id=self.message_id(message),
         )
         return template.envelope_from, [to], data, message_id
-
-
-def without_blocked(
-    recipients: list[str], entries: dict[str, str]
-) -> tuple[list[str], list[str]]:
-    """Split single mail's envelope into (kept, skipped) by the don't-send
-    list. An unsubscribe is from the newsletters: a reader who left them
-    still gets their password reset. A bounce, a complaint or an entry the
-    staff made stops all mail to the address."""
-    kept, skipped = [], []
-    for address in recipients:
-        reason = entries.get(normalize(address))
-        if reason is None or reason == SuppressionReason.UNSUBSCRIBED:
-            kept.append(address)
-        else:
-            skipped.append(address)
-    return kept, skipped

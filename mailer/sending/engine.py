@@ -27,7 +27,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from django.db import (
@@ -45,7 +45,6 @@ from mailer.conf import conf
 from mailer.dbclock import DbNow, database_now
 from mailer.legacy.api import apply_error_handler, send_all, send_loop
 from mailer.models import (
-    DontSendEntry,
     LogResult,
     Message,
     MessageJob,
@@ -54,12 +53,14 @@ from mailer.models import (
     SuppressionReason,
 )
 from mailer.sending import outcomes, partial, quotas, relaypause
-from mailer.sending.build import MessageBuilder, without_blocked
+from mailer.sending.build import MessageBuilder
 from mailer.sending.claim import claim_batch, release, renew
 from mailer.sending.dkim import DkimKeyError
 from mailer.sending.outcomes import Outcome, Verdict
 from mailer.sending.records import OutcomeWriter
 from mailer.sending.smtp import SendingConnection
+from mailer.suppression import suppress, without_blocked
+from mailer.waiting import wait_until
 
 logger = logging.getLogger("mailer.engine")
 
@@ -118,7 +119,6 @@ class SendResult:
     stop_reason: str = "queue empty"
     error: str | None = None
     released: int = 0
-    messages: list[int] = field(default_factory=list, repr=False)
     #: Messages given back, due later, because their recipient domain's
     #: window was full (``MAILER_DOMAIN_RATE``); no attempt burned.
     paced: int = 0
@@ -637,12 +637,10 @@ class Sender:
             and message.job_id is not None
             and conf.MAILER_SUPPRESS_ON_NO_SUCH_USER
         ):
-            DontSendEntry.objects.get_or_create(
-                address=normalize(message.to_address),
-                defaults={
-                    "reason": SuppressionReason.BOUNCED,
-                    "note": f"{outcome.code} {outcome.reply}"[:500],
-                },
+            suppress(
+                message.to_address,
+                SuppressionReason.BOUNCED,
+                f"{outcome.code} {outcome.reply}",
             )
 
     def _write(self, **values) -> None:
@@ -777,10 +775,7 @@ def retry_deferred(*, now=None, queryset=None, priority=None) -> int:
 
 
 def _pause(seconds: float, deadline: float | None) -> None:
-    if deadline is not None:
-        seconds = min(seconds, deadline - time.monotonic())
-    if seconds > 0:
-        time.sleep(seconds)
+    wait_until(seconds, deadline=deadline)
 
 
 def release_in_doubt(ids: list[int] | None = None) -> int:

@@ -358,8 +358,6 @@ def _total(
     total = PoolResult(parallel=pool.parallel)
     for name in _COUNTS:
         setattr(total, name, sum(getattr(part, name) for part in parts))
-    for part in parts:
-        total.messages.extend(part.messages)
     total.seconds = time.monotonic() - started
     total.cpu_seconds = time.process_time() - cpu_started
     # A full rate window or a relay pause: the longest wait any connection

@@ -142,10 +142,6 @@ class SendingConnection:
             if self.is_smtp:
                 self.backend.connection = None
 
-    def reopen(self) -> None:
-        self.close()
-        self.open()
-
     def send(
         self,
         envelope_from: str,

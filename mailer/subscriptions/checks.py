@@ -8,7 +8,6 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.core.checks import Error
-from django.urls import NoReverseMatch, reverse
 
 from mailer.checks import SettingCheck, check_values, whole
 
@@ -20,11 +19,16 @@ __all__ = ["check_urls", "check_setting_values"]
 def check_urls(app_configs: Any = None, **kwargs: Any) -> list:
     """Every list email links to this app's pages, so its URLs must be
     reachable under the ``mailer_subscriptions`` namespace."""
+    from mailer.unsubscribe.tokens import reverse_here
+
     if not getattr(django_settings, "ROOT_URLCONF", None):
         return []
-    try:
-        reverse("mailer_subscriptions:subscribe")
-    except NoReverseMatch:
+    path, _problem = reverse_here(
+        "mailer_subscriptions:subscribe",
+        what="the signup page's URL",
+        urls="mailer.subscriptions.urls",
+    )
+    if path is None:
         return [
             Error(
                 "mailer.subscriptions is installed but its URLs are not: "

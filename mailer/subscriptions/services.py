@@ -261,7 +261,8 @@ def export_person(address: str) -> dict[str, Any]:
     """Everything stored about ``address`` (an access request), as JSON-ready
     data."""
     key = normalize(address)
-    from mailer.models import DontSendEntry, LogResult, MessageLog
+    from mailer import suppression
+    from mailer.models import LogResult, MessageLog
 
     return {
         "address": key,
@@ -285,9 +286,7 @@ def export_person(address: str) -> dict[str, Any]:
                 "mailing_list", "consent_wording"
             )
         ],
-        "dont_send": list(
-            DontSendEntry.objects.filter(address=key).values_list("reason", flat=True)
-        ),
+        "dont_send": list(suppression.reasons([key]).values()),
         "delivery_log": [
             {
                 "when": when.isoformat(),
@@ -311,7 +310,8 @@ def erase(address: str) -> int:
     bring it back. Mail still in the queue is left to be sent or purged as
     usual (no queued email is lost). Returns the number of subscriptions
     deleted."""
-    from mailer.models import DontSendEntry, MessageLog
+    from mailer import suppression
+    from mailer.models import MessageLog
 
     key = normalize(address)
     with transaction.atomic():
@@ -321,7 +321,7 @@ def erase(address: str) -> int:
                 sender=Subscription, subscription=sub, how=Leaving.ERASED
             )
         count, _ = Subscription.objects.filter(address=key).delete()
-        DontSendEntry.objects.filter(address=key).delete()
+        suppression.forget(key)
         MessageLog.objects.filter(recipient__iexact=key).delete()
         ErasedAddress.objects.get_or_create(digest=_digest(key))
     return count

@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.conf import settings as django_settings
@@ -177,23 +179,35 @@ class UnsubscribeLinks:
         return {"List-Unsubscribe": ", ".join(targets)} if targets else {}
 
 
-def unsubscribe_path() -> tuple[str | None, str | None]:
-    """The unsubscribe view's path with a placeholder token, or ``None`` and
-    why it cannot be had: no ``ROOT_URLCONF`` (a project that serves no
-    pages, e.g. a worker-only settings module), or ``mailer.urls`` not
-    included under the ``mailer`` namespace."""
+def reverse_here(
+    viewname: str, args: Sequence[Any] = (), *, what: str, urls: str = "mailer.urls"
+) -> tuple[str | None, str | None]:
+    """``(path, None)`` from Django's ``reverse(viewname, args=args)``, or
+    ``(None, why)`` when this project cannot reverse it: no ``ROOT_URLCONF``
+    (a project that serves no pages, e.g. a worker-only settings module), or
+    ``urls`` not included under the view's namespace (``NoReverseMatch``).
+
+    ``what`` names the URL in the reason ("the unsubscribe view's URL").
+    Never raises for a missing URLconf: links in mail are optional, the mail
+    is not (``mailer.W002`` and ``mailer_subscriptions.E001`` report the
+    reason at ``manage.py check``)."""
     if not getattr(django_settings, "ROOT_URLCONF", None):
-        return None, (
-            "settings have no ROOT_URLCONF, so the unsubscribe view's URL "
-            "cannot be reversed"
-        )
+        return None, f"settings have no ROOT_URLCONF, so {what} cannot be reversed"
     try:
-        return reverse("mailer:unsubscribe", args=[_TOKEN_MARK]), None
+        return reverse(viewname, args=list(args)), None
     except NoReverseMatch:
         return None, (
-            "the URL 'mailer:unsubscribe' cannot be reversed: "
-            "include('mailer.urls') is missing from ROOT_URLCONF"
+            f"the URL {viewname!r} cannot be reversed: "
+            f"include({urls!r}) is missing from ROOT_URLCONF"
         )
+
+
+def unsubscribe_path() -> tuple[str | None, str | None]:
+    """The unsubscribe view's path with a placeholder token, or ``None`` and
+    why it cannot be had (:func:`reverse_here`)."""
+    return reverse_here(
+        "mailer:unsubscribe", [_TOKEN_MARK], what="the unsubscribe view's URL"
+    )
 
 
 def site_domain() -> str | None:

@@ -34,6 +34,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mailer.conf import conf
+from mailer.waiting import wait_until
 
 __all__ = [
     "EXPAND",
@@ -164,19 +165,16 @@ class Poller:
     def wait(self, timeout: float) -> bool:
         """Sleep ``interval`` seconds, poll, again, for up to ``timeout``
         seconds; True as soon as a poll finds work."""
-        deadline = time.monotonic() + timeout
         if not self.interval:
-            time.sleep(max(timeout, 0.0))
-            return False
-        while True:
+            return wait_until(timeout)
+
+        def poll(seconds: float) -> bool:
             # Sleep first: the worker has just drained the queue.
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(self.interval, remaining))
+            time.sleep(seconds)
             self.polls += 1
-            if work_waiting(self.using, jobs=self.jobs):
-                return True
+            return work_waiting(self.using, jobs=self.jobs)
+
+        return wait_until(timeout, slice_seconds=self.interval, wait=poll)
 
     def close(self) -> None:
         """Nothing to release (the polls use Django's connection)."""
@@ -327,11 +325,6 @@ def wait_for_work(
 ) -> bool:
     """Wait up to ``seconds`` for work, in slices of ``slice_seconds`` so a
     stop flag set by a signal handler is seen within one; True if woken."""
-    deadline = time.monotonic() + seconds
-    while not should_stop():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        if waiter.wait(min(slice_seconds, remaining)):
-            return True
-    return False
+    return wait_until(
+        seconds, should_stop=should_stop, slice_seconds=slice_seconds, wait=waiter.wait
+    )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
-from collections.abc import Callable
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -14,6 +12,7 @@ from mailer.conf import conf
 from mailer.jobs.progress import SendProgress
 from mailer.retention import purge_sent_bodies
 from mailer.sending.engine import SendResult, send_queued
+from mailer.waiting import wait_until
 from mailer.worker.health import record_run
 from mailer.worker.wakeup import open_waiter, wait_for_work
 
@@ -127,13 +126,7 @@ class Command(BaseCommand):
                     )
                     record_run(result)  # for mailer_status (mailer/worker/health.py)
                 busy = result.attempted or result.suppressed or result.error
-                if busy or not (loop or cron):
-                    self._print(result)
-                # Sent single mail may carry live links (password resets); its
-                # body goes once MAILER_SENT_BODY_RETENTION_SECONDS is over:
-                # at the end of this run for a retention of 0, else on a later
-                # run (or by purge_mail_bodies). One UPDATE over a small index.
-                _unless_database_down(purge_sent_bodies)
+                self._tidy_up(result, show=bool(busy or not (loop or cron)))
                 if result.error and not loop:
                     raise CommandError(result.error, returncode=2)
                 if not loop or stop_requested:
@@ -152,36 +145,47 @@ class Command(BaseCommand):
                         # Woken early by new mail (mailer/worker/wakeup.py).
                         wait_for_work(waiter, idle, lambda: stop_requested)
                         continue
-                    deadline = time.monotonic() + idle
-                    while not stop_requested and time.monotonic() < deadline:
-                        time.sleep(min(0.2, idle))
+                    wait_until(
+                        idle, should_stop=lambda: stop_requested, slice_seconds=0.2
+                    )
         finally:
             signal.signal(signal.SIGTERM, previous)
             if waiter is not None:
                 waiter.close()
 
-    def _print(self, result: SendResult) -> None:
+    def _tidy_up(self, result: SendResult, *, show: bool) -> None:
+        """The bookkeeping after a run, and its summary when ``show``.
+
+        A run that stopped because the database went away (a restart, a
+        failover: ``stop_reason`` "database error") has said so in its
+        one-line summary, and cron needs that line and exit status 2, not a
+        traceback from the tidying up. So the database is not asked then;
+        and if it goes away during the tidying, the rest waits for the next
+        run, which does the same steps."""
         from mailer.jobs.services import finish_jobs, jobs_waiting
 
-        # A job whose last message this run resolved is done now, not at the
-        # next process_mail_jobs; and "queue empty" must not hide a
-        # confirmed job still waiting to be expanded.
-        _unless_database_down(finish_jobs)
-        self.stdout.write(result.summary())
-        waiting, scheduled = _unless_database_down(jobs_waiting) or (0, 0)
-        if waiting or scheduled:
-            self.stdout.write(
-                f"Jobs waiting to be expanded (process_mail_jobs): {waiting}; "
-                f"scheduled for later: {scheduled}"
-            )
-
-
-def _unless_database_down(step: Callable[[], Any]) -> Any:
-    """Run one bookkeeping step after a run; ``None`` if the database cannot
-    be reached. A run that stopped on a database error (a restart, a
-    failover) has already said so in its one-line summary, and cron needs
-    that line and exit status 2, not a traceback from the tidying up."""
-    try:
-        return step()
-    except DatabaseError:
-        return None
+        waiting = scheduled = 0
+        if result.stop_reason != "database error":
+            try:
+                if show:
+                    # A job whose last message this run resolved is done
+                    # now, not at the next process_mail_jobs; and "queue
+                    # empty" must not hide a confirmed job still waiting to
+                    # be expanded.
+                    finish_jobs()
+                    waiting, scheduled = jobs_waiting()
+                # Sent single mail may carry live links (password resets);
+                # its body goes once MAILER_SENT_BODY_RETENTION_SECONDS is
+                # over: at the end of this run for a retention of 0, else on
+                # a later run (or by purge_mail_bodies). One UPDATE over a
+                # small index.
+                purge_sent_bodies()
+            except DatabaseError:
+                pass
+        if show:
+            self.stdout.write(result.summary())
+            if waiting or scheduled:
+                self.stdout.write(
+                    f"Jobs waiting to be expanded (process_mail_jobs): {waiting}; "
+                    f"scheduled for later: {scheduled}"
+                )
