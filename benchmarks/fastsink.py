@@ -3,7 +3,7 @@
     python -m benchmarks.fastsink --ready-file F --stats-file S [--delay-ms D]
         [--capture FILE --capture-count K] [--max-seconds T]
 
-Why not aiosmtpd (``mailer.testing.smtp --count-only``): it reads ``DATA``
+Why not aiosmtpd (``mailer.testing.smtp.SMTPTestServer``): it reads ``DATA``
 line by line and spends about 2 ms of CPU on a 15 KB message, more than the
 sender, so a ratio "engine / plain loop" against it measures the sink. This
 one speaks just enough SMTP (RFC 5321: EHLO/HELO, MAIL, RCPT, DATA, RSET,

@@ -1,8 +1,7 @@
 """An SMTP sink that says when marked messages arrive, for the overtaking
-benchmark. The ``--count-only`` sink of ``mailer.testing.smtp`` reports only
-counts; this one runs the same :class:`SMTPTestServer` in a process of its own
-and prints a JSON line, with ``time.time()``, for the first message and for
-every message to a recipient starting with ``--mark``::
+benchmark. It runs :class:`mailer.testing.smtp.SMTPTestServer` in a process
+of its own and prints a JSON line, with ``time.time()``, for the first
+message and for every message to a recipient starting with ``--mark``::
 
     python -m benchmarks.marksink --mark probe- --max-seconds 300
 """

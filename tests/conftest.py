@@ -21,12 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def smtp_server() -> Iterator:
     from mailer.testing.smtp import SMTPTestServer
 
-    server = SMTPTestServer()
-    server.start()
-    try:
+    with SMTPTestServer() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def point_mail_at(settings, port: int) -> None:

@@ -1,3 +1,9 @@
+# Why not pytest-postgresql (weighed for issue 16, item 9): its postgresql_proc
+# is a session fixture inside pytest, but tests/settings.py and the worker
+# processes the tests start read DATABASE_URL from the environment before any
+# fixture runs, and the benchmarks and tests/legacy scripts need a server with
+# no pytest at all. This file stays for them anyway, so the plugin would add a
+# dependency without removing code.
 """A throwaway PostgreSQL server for tests and benchmarks.
 
 The queue's claim logic (``SELECT ... FOR UPDATE SKIP LOCKED``, leases, several

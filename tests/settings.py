@@ -113,6 +113,6 @@ elif MAILER_LEASE_SECONDS < 30:
 if os.environ.get("MAILER_TEST_SMTP_TIMEOUT"):
     MAILER_SMTP_TIMEOUT = float(os.environ["MAILER_TEST_SMTP_TIMEOUT"])
 if os.environ.get("MAILER_TEST_CLOCK_OFFSET"):
-    from mailer.testing.clock import shift
+    from tests.clock import shift
 
     shift(float(os.environ["MAILER_TEST_CLOCK_OFFSET"]))

@@ -123,7 +123,7 @@ def test_send_mail_exits_non_zero_with_a_one_line_reason_when_the_server_is_down
     transactional_db, smtp_server, worker_env
 ):
     queue(3)
-    smtp_server.down()
+    smtp_server.stop()
 
     done = run_command(worker_env, "send_mail")
 
@@ -137,7 +137,7 @@ def test_send_mail_exits_non_zero_with_a_one_line_reason_when_the_server_is_down
     assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}
     assert not Message.all_objects.filter(claim_token__isnull=False).exists()
 
-    smtp_server.up()
+    smtp_server.start()
     done = run_command(worker_env, "send_mail")
     assert (done.returncode, done.stderr) == (0, "")
     assert summary(sent="3").fullmatch(done.stdout), done.stdout

@@ -362,3 +362,51 @@ def test_the_editors_test_email_arrives_within_seconds(
     (received,) = smtp_server.messages
     assert received.rcpt_tos == ["editor@bugle.example"]
     assert received.message["Subject"].strip().startswith("[TEST] ")
+
+
+def test_smtp_sink_prints_one_line_per_email_and_stops_on_ctrl_c(example_env):
+    import signal
+    import smtplib
+    import socket
+    import time
+
+    # A free port: bound here, released, then taken by the sink.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, str(MANAGE), "smtp_sink", "--port", str(port)],
+        env=example_env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        client = None
+        for _ in range(300):  # up to 30 s for Django and aiosmtpd to start
+            try:
+                client = smtplib.SMTP("127.0.0.1", port, timeout=5)
+                break
+            except ConnectionRefusedError:
+                assert process.poll() is None, process.communicate(timeout=10)
+                time.sleep(0.1)
+        assert client is not None
+        with client:
+            client.sendmail(
+                "news@bugle.example",
+                ["amara@bugle.example", "ben@bugle.example"],
+                b"Subject: Today's issue\r\n\r\nNews.\r\n",
+            )
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
+
+    assert process.returncode == 0, stderr
+    assert stdout == (
+        f"SMTP sink on 127.0.0.1:{port} (Ctrl-C stops it)\n"
+        "news@bugle.example -> amara@bugle.example, ben@bugle.example: "
+        "Today's issue\n"
+    )

@@ -315,7 +315,7 @@ def test_server_down_loses_nothing_burns_no_attempt_and_exits_non_zero(
     worker_env, smtp_server
 ):
     queued = fill_single(addresses(300, "down"))
-    smtp_server.down()
+    smtp_server.stop()
 
     down = run_command(worker_env, "send_mail")
 
@@ -330,7 +330,7 @@ def test_server_down_loses_nothing_burns_no_attempt_and_exits_non_zero(
     assert not Message.all_objects.filter(due_at__gt=timezone.now()).exists()
     assert not MessageLog.objects.exists()
 
-    smtp_server.up()
+    smtp_server.start()
     result = check_ok(run_command(worker_env, "send_mail"))
     row = report("server down, then up", queued, smtp_server.counts)
     assert result["sent"] == 300
@@ -345,7 +345,7 @@ def test_server_going_down_mid_run_stops_it_and_the_next_run_finishes(
     smtp_server.delay(0.003)
     worker = start(worker_env, "send_mail", "--batch-size", "50")
     assert wait_until(lambda: smtp_server.count >= 150, timeout=60)
-    smtp_server.down()
+    smtp_server.stop()
     out, err = worker.communicate(timeout=60)
 
     assert worker.returncode == 2, err
@@ -355,7 +355,7 @@ def test_server_going_down_mid_run_stops_it_and_the_next_run_finishes(
     # sent, so it burned no attempt either.
     assert set(Message.all_objects.pending().values_list("attempts", flat=True)) == {0}
 
-    smtp_server.up()
+    smtp_server.start()
     result = check_ok(run_command(worker_env, "send_mail"))
     row = report(
         "server down mid-run, then up",

@@ -14,7 +14,7 @@ from mailer.dbclock import DbNow
 from mailer.models import Message, MessageStatus
 from mailer.sending.claim import claim_batch, release, renew
 from mailer.sending.engine import retry_deferred, send_queued
-from mailer.testing import clock
+from tests import clock
 from tests.conftest import run_command
 from tests.faultlib import (
     addresses,

@@ -315,7 +315,7 @@ def test_a_stop_request_lets_each_connection_finish_its_message(mailserver):
 def test_an_unreachable_server_stops_every_connection_with_one_error(mailserver):
     recipients = addresses(50, "down")
     fill_single(recipients)
-    mailserver.down()
+    mailserver.stop()
 
     result = send_queued(connections=4)
 
@@ -329,7 +329,7 @@ def test_an_unreachable_server_stops_every_connection_with_one_error(mailserver)
     assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}
     assert not MessageLog.objects.exists()
 
-    mailserver.up()
+    mailserver.start()
     assert send_queued(connections=4).sent == 50
     assert sorted(received(mailserver)) == sorted(recipients)
 

@@ -216,14 +216,14 @@ def test_a_full_relay_at_the_end_of_data_burns_no_attempt(settings, mailserver):
 def test_a_refused_connection_pauses_the_workers_too(settings, mailserver):
     settings.MAILER_RELAY_BACKOFF_SECONDS = 45
     fill_single(addresses(3, "down"))
-    mailserver.down()
+    mailserver.stop()
 
     result = send_queued()
 
     assert result.stop_reason == "mail server unreachable"
     assert "relay paused for 45 s" in result.error
     assert relaypause.current() is not None
-    mailserver.up()
+    mailserver.start()
     assert send_queued().stop_reason == "relay paused"
     _expire_pause()
     assert send_queued().sent == 3

@@ -202,7 +202,7 @@ def test_status_fails_when_the_oldest_due_message_is_older_than_max_age(settings
 @pytest.mark.django_db
 def test_status_fails_while_the_last_run_could_not_reach_the_relay(mailserver):
     queue_reset()
-    mailserver.down()
+    mailserver.stop()
     with pytest.raises(CommandError):
         call_command("send_mail", stdout=StringIO())
 
@@ -211,7 +211,7 @@ def test_status_fails_while_the_last_run_could_not_reach_the_relay(mailserver):
     assert error.value.returncode == 2
     assert f"could not reach the relay 127.0.0.1:{mailserver.port}" in str(error.value)
 
-    mailserver.up()
+    mailserver.start()
     call_command("send_mail", stdout=StringIO())
     assert "Last run:" in status()
     assert json.loads(status("--json"))["healthy"] is True
@@ -283,7 +283,7 @@ def test_a_worker_that_cannot_reach_the_relay_pauses_and_says_so(
 
     settings.MAILER_EMPTY_QUEUE_SLEEP = 9
     queue_reset()
-    mailserver.down()
+    mailserver.stop()
     worker = Worker(listen=False, write=lines.append)
     assert worker.drain() == 9  # not at once: the mail is due, the relay down
     [line] = lines

@@ -148,7 +148,7 @@ def test_a_dropped_connection_is_reopened_and_each_message_delivered_once(
 
 def test_when_the_server_is_down_the_run_stops_and_nothing_is_lost(mailserver):
     addresses = queue(5)
-    mailserver.down()
+    mailserver.stop()
 
     result = send_queued()
 
@@ -161,7 +161,7 @@ def test_when_the_server_is_down_the_run_stops_and_nothing_is_lost(mailserver):
     assert Message.all_objects.due().count() == 5
     assert not MessageLog.objects.exists()
 
-    mailserver.up()
+    mailserver.start()
     assert send_queued().sent == 5
     assert sorted(mailserver.counts) == sorted(addresses)
 
@@ -171,7 +171,7 @@ def test_when_the_server_goes_away_mid_run_the_rest_waits_unburned(mailserver):
 
     def down_after_the_first_batch(result) -> None:
         if result.batches == 1:
-            mailserver.down()
+            mailserver.stop()
 
     first = send_queued(batch_size=10, on_progress=down_after_the_first_batch)
 
@@ -183,7 +183,7 @@ def test_when_the_server_goes_away_mid_run_the_rest_waits_unburned(mailserver):
     assert not Message.all_objects.filter(claim_token__isnull=False).exists()
     assert MessageLog.objects.count() == 10
 
-    mailserver.up()
+    mailserver.start()
     assert send_queued().sent == 15
     assert sorted(mailserver.counts) == sorted(addresses)
     assert set(mailserver.counts.values()) == {1}

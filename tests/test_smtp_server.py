@@ -6,7 +6,6 @@ No Django here (no settings, no database), so this file also runs with
 
 from __future__ import annotations
 
-import json
 import os
 import smtplib
 import subprocess
@@ -149,14 +148,14 @@ def test_delay_holds_the_reply_to_data(server: SMTPTestServer) -> None:
         assert time.monotonic() - started >= 0.3
 
 
-def test_down_refuses_connections_and_up_listens_on_the_same_port(
+def test_stop_refuses_connections_and_start_listens_on_the_same_port(
     server: SMTPTestServer,
 ) -> None:
     port = server.port
     open_client = connect(server)
     open_client.ehlo()
 
-    server.down()
+    server.stop()
 
     with pytest.raises(smtplib.SMTPServerDisconnected):
         open_client.noop()
@@ -164,7 +163,7 @@ def test_down_refuses_connections_and_up_listens_on_the_same_port(
     with pytest.raises(ConnectionRefusedError):
         connect(server)
 
-    server.up()
+    server.start()
 
     assert server.port == port
     with connect(server) as client:
@@ -217,52 +216,6 @@ def test_null_sender_is_recorded_as_an_empty_string(server: SMTPTestServer) -> N
     with connect(server) as client:
         client.sendmail("", ["b@example.com"], MESSAGE)
     assert server.messages[0].mail_from == ""
-
-
-def test_command_line_server_counts_writes_stats_and_exits_after_n(
-    tmp_path: Path,
-) -> None:
-    ready, stats = tmp_path / "port", tmp_path / "stats.json"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mailer.testing.smtp",
-            "--port=0",
-            "--exit-after=2",
-            "--max-seconds=30",
-            f"--ready-file={ready}",
-            f"--stats-file={stats}",
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not ready.exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        port = int(ready.read_text())
-        with smtplib.SMTP("127.0.0.1", port, timeout=5) as client:
-            client.sendmail("a@example.com", ["b@example.com"], MESSAGE)
-            client.sendmail("a@example.com", ["c@example.com"], MESSAGE)
-        stdout, stderr = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
-
-    assert process.returncode == 0, stderr
-    assert (
-        stdout
-        == "a@example.com -> b@example.com: Hi\na@example.com -> c@example.com: Hi\n"
-    )
-    assert stderr.endswith("received 2 messages (stopped: 2 messages)\n")
-    written = json.loads(stats.read_text())
-    assert written["count"] == 2
-    assert written["first_at"] <= written["last_at"] <= time.monotonic()
 
 
 def test_importing_without_aiosmtpd_explains_what_to_install() -> None:

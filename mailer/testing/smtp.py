@@ -20,11 +20,11 @@ thread), so plain synchronous code can talk to it::
         assert smtp.wait_for(2, timeout=5)
         assert smtp.messages[0].message["Subject"] == "Hello"
 
-For benchmarks in another process, run it from the command line::
+For a local sink in a process of its own (nothing scripted, just "accept
+and show"), aiosmtpd's own command line does the job; it is what the example
+project's ``manage.py smtp_sink`` runs::
 
-    python -m mailer.testing.smtp --port 1025 --count-only --quiet \\
-        --exit-after 100000 --max-seconds 600 --ready-file /tmp/smtp.port \\
-        --stats-file /tmp/smtp.json
+    python -m aiosmtpd -n -l 127.0.0.1:1025 -c aiosmtpd.handlers.Debugging
 
 aiosmtpd is an optional dependency (the ``testing`` extra), so it is imported
 only here and never from ``mailer.testing``.
@@ -32,26 +32,19 @@ only here and never from ``mailer.testing``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import concurrent.futures
 import email
 import email.policy
-import json
 import logging
-import os
-import signal
 import socket
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.parser import BytesHeaderParser
-from types import FrameType, TracebackType
+from types import TracebackType
 from typing import Any, cast
 
 try:
@@ -63,7 +56,7 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
         'pip install "django-mailer-jobs[testing]" (or pip install aiosmtpd)'
     ) from exc
 
-__all__ = ["ReceivedEmail", "SMTPTestServer", "main"]
+__all__ = ["ReceivedEmail", "SMTPTestServer"]
 
 logger = logging.getLogger(__name__)
 
@@ -365,7 +358,12 @@ class SMTPTestServer:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
-        """Listen on ``host:port`` (a free port the first time if port is 0)."""
+        """Listen on ``host:port`` (a free port the first time if port is 0).
+
+        After :meth:`stop`, ``start()`` listens on the same port again: the
+        relay that went away (connections refused meanwhile) and came back.
+        Raises RuntimeError if already running, OSError if the port is taken.
+        """
         with self._control:
             if self._controller is not None:
                 raise RuntimeError("SMTPTestServer is already running")
@@ -417,14 +415,6 @@ class SMTPTestServer:
             except concurrent.futures.TimeoutError:
                 future.cancel()
             controller.stop()
-
-    def down(self) -> None:
-        """Simulate the relay going away: connections are refused until up()."""
-        self.stop()
-
-    def up(self) -> None:
-        """Bring the relay back on the same port after down()."""
-        self.start()
 
     @property
     def is_running(self) -> bool:
@@ -492,23 +482,6 @@ class SMTPTestServer:
         """time.monotonic() of the latest accepted message, or None."""
         with self._cond:
             return self._last_at
-
-    def stats(self) -> dict[str, Any]:
-        """Counts and times as JSON-ready data, for another process to read.
-
-        ``first_at``/``last_at`` are time.monotonic() values (one clock for
-        all processes on a machine, so a benchmark can compare them with its
-        own); the ``*_wall`` twins are time.time() for humans.
-        """
-        with self._cond:
-            return {
-                "count": self._count,
-                "connections": self._connections,
-                "first_at": self._first_at,
-                "last_at": self._last_at,
-                "first_at_wall": self._first_wall,
-                "last_at_wall": self._last_wall,
-            }
 
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
         """Block until at least ``count`` messages were accepted, or timeout.
@@ -732,8 +705,6 @@ class SMTPTestServer:
         self._connections = 0
         self._first_at: float | None = None
         self._last_at: float | None = None
-        self._first_wall: float | None = None
-        self._last_wall: float | None = None
 
     def _clear_behaviours(self) -> None:
         self._rejects: dict[str, _Refusal] = {}
@@ -867,10 +838,9 @@ class SMTPTestServer:
                 self._messages.append(received)
             self._count += 1
             self._counts.update(received.rcpt_tos)
-            wall = time.time()
             if self._first_at is None:
-                self._first_at, self._first_wall = received.received_at, wall
-            self._last_at, self._last_wall = received.received_at, wall
+                self._first_at = received.received_at
+            self._last_at = received.received_at
             hang_up = (
                 self._disconnect_after is not None
                 and session.accepted >= self._disconnect_after
@@ -882,153 +852,3 @@ class SMTPTestServer:
             except Exception:
                 logger.exception("on_message callback failed")
         return hang_up
-
-
-# -- command line -----------------------------------------------------------
-
-
-def _summary_line(received: ReceivedEmail) -> str:
-    headers = BytesHeaderParser(policy=email.policy.default).parsebytes(received.data)
-    subject = headers.get("Subject", "")
-    return f"{received.mail_from} -> {', '.join(received.rcpt_tos)}: {subject}"
-
-
-def _write_atomically(path: str, text: str) -> None:
-    # Readers polling the file (benchmark scripts) must never see it half
-    # written, so write a sibling and rename it over.
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".smtp-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m mailer.testing.smtp",
-        description="Run a local SMTP server that accepts and records all mail.",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=1025, help="0 picks a free port")
-    parser.add_argument(
-        "--quiet", action="store_true", help="no line per received message"
-    )
-    parser.add_argument(
-        "--count-only", action="store_true", help="count messages, keep nothing"
-    )
-    parser.add_argument(
-        "--exit-after", type=int, metavar="N", help="stop after N messages"
-    )
-    parser.add_argument(
-        "--max-seconds",
-        type=float,
-        default=3600.0,
-        metavar="S",
-        help="stop after S seconds (default 3600; always bounded)",
-    )
-    parser.add_argument(
-        "--reply-delay",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="wait S seconds before every reply, the greeting included "
-        "(a relay far away)",
-    )
-    parser.add_argument(
-        "--ready-file", metavar="PATH", help="write the port here once listening"
-    )
-    parser.add_argument(
-        "--stats-file",
-        metavar="PATH",
-        help='write {"count", "first_at", "last_at", ...} JSON every second and '
-        "on exit (times are time.monotonic())",
-    )
-    args = parser.parse_args(argv)
-    if args.exit_after is not None and args.exit_after < 1:
-        parser.error("--exit-after must be at least 1")
-    if not args.max_seconds > 0:
-        parser.error("--max-seconds must be positive")
-    if args.reply_delay < 0:
-        parser.error("--reply-delay must be >= 0")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the server in the foreground until N messages, S seconds or a signal.
-
-    Exits 0, or 1 when --exit-after was given and --max-seconds ran out first
-    (so a benchmark notices lost mail), or 2 when the port can't be bound.
-    """
-    args = _parse_args(argv)
-    finished = threading.Event()
-    reason = "max-seconds"
-
-    def on_message(received: ReceivedEmail) -> None:
-        if not args.quiet:
-            print(_summary_line(received), flush=True)
-        if args.exit_after is not None and server.count >= args.exit_after:
-            finished.set()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal reason
-        reason = signal.Signals(signum).name
-        finished.set()
-
-    def write_stats() -> None:
-        if args.stats_file:
-            _write_atomically(args.stats_file, json.dumps(server.stats()) + "\n")
-
-    if args.ready_file and os.path.exists(args.ready_file):
-        # A stale file from an earlier run would hand out the wrong port.
-        os.unlink(args.ready_file)
-    server = SMTPTestServer(
-        args.host, args.port, keep_data=not args.count_only, on_message=on_message
-    )
-    previous = {
-        sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        server.delay_replies(args.reply_delay)
-        try:
-            server.start()
-        except OSError as error:
-            print(f"cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
-            return 2
-        try:
-            write_stats()
-            if args.ready_file:
-                _write_atomically(args.ready_file, f"{server.port}\n")
-            print(
-                f"SMTP test server on {server.host}:{server.port} "
-                f"(stops after {args.max_seconds:g} s)",
-                file=sys.stderr,
-                flush=True,
-            )
-            deadline = time.monotonic() + args.max_seconds
-            while not finished.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                if finished.wait(min(1.0, remaining)):
-                    break
-                write_stats()
-            if args.exit_after is not None and server.count >= args.exit_after:
-                reason = f"{args.exit_after} messages"
-        finally:
-            server.stop()
-            write_stats()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    print(f"received {server.count} messages (stopped: {reason})", file=sys.stderr)
-    timed_out = args.exit_after is not None and server.count < args.exit_after
-    return 1 if timed_out and reason == "max-seconds" else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
