@@ -30,7 +30,6 @@ from mailer.jobs.report import (
     job_report,
     rebuild,
     sample_message,
-    sent_per_minute_svg,
 )
 from mailer.jobs.services import (
     cancel_jobs,
@@ -418,7 +417,6 @@ class MessageJobAdmin(admin.ModelAdmin):
             "job": job,
             "report": report,
             "outcomes": [(key, label, report.counts[key]) for key, label in OUTCOMES],
-            "chart": sent_per_minute_svg(job),
             "sample": sample,
             "preview": preview,
             "failures": list(failures),

@@ -128,7 +128,9 @@ def test_the_report_shows_outcomes_chart_failures_and_a_sample(
     counts = dict(re.findall(r'data-count="(\w+)">([\d,]+)<', html))
     assert counts["sent"] == "2" and counts["failed"] == "1"
     assert counts["recipients"] == "3"
-    assert html.count("<rect") == 1  # one minute with sends
+    sent_chart = html.split("mailer-sent-chart", 1)[1].split("</svg>", 1)[0]
+    assert sent_chart.count("<rect") == 1  # one minute with sends
+    assert "Outcomes over time" in html and 'data-result="sent"' in html
     assert "5.1.1 mailbox unavailable" in html and ">550<" in html
     assert "<iframe sandbox" in html
     assert "Hello Reader 0" in html  # the sample reader's own values
