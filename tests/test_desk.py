@@ -15,7 +15,9 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.utils import timezone
 
+import mailer
 from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.progress import JobFinisher, SendProgress
 from mailer.jobs.services import RenderedEmail, create_job, reschedule_jobs
 from mailer.models import (
     JobStatus,
@@ -517,3 +519,52 @@ def test_retry_now_writes_history(editor_client):
     assert Message.all_objects.get().status == MessageStatus.QUEUED
     entry = LogEntry.objects.get(object_id=str(message.pk))
     assert entry.change_message == "Retried now"
+
+
+def test_a_job_is_done_the_moment_the_batch_with_its_last_message_is_recorded(
+    mailserver,
+):
+    job = newsletter(2)
+    expand_pending_jobs()
+    for i in range(4):  # mail after the job's: the run goes on without it
+        mailer.send_mail("Later", "Body", None, [f"later{i}@example.com"], "low")
+    progress = SendProgress()
+    seen = []
+
+    def after_each_batch(result) -> None:
+        progress(result)
+        job.refresh_from_db()
+        seen.append((result.attempted, job.status))
+
+    result = send_queued(batch_size=2, on_progress=after_each_batch)
+
+    assert result.sent == 6
+    # Done right after the batch that resolved its last message, while the
+    # run still had mail to send; not at the end of the run.
+    assert seen[0] == (2, JobStatus.DONE)
+    assert job.finished_at is not None
+
+
+def test_the_finisher_waits_for_a_message_queued_again_below_its_cursor():
+    job = newsletter(3)
+    expand_pending_jobs()
+    first, second, third = Message.all_objects.filter(job=job).order_by("id")
+    finisher = JobFinisher()
+
+    def resolve(*messages, status=MessageStatus.SENT) -> None:
+        pks = [m.pk for m in messages]
+        Message.all_objects.filter(pk__in=pks).update(status=status, due_at=None)
+
+    resolve(first, second)
+    assert finisher() == 0 and finisher.cursor == {job.pk: third.pk}
+    # "Retry failed" queues an earlier message again while the last goes out.
+    resolve(first, status=MessageStatus.QUEUED)
+    resolve(third)
+    assert finisher() == 0
+    assert MessageJob.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    resolve(first, status=MessageStatus.DEFERRED)
+    assert finisher() == 0  # deferred is still pending
+    resolve(first, status=MessageStatus.FAILED)
+    assert finisher() == 1
+    assert MessageJob.objects.get(pk=job.pk).status == JobStatus.DONE
+    assert finisher.cursor == {}
