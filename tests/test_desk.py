@@ -568,3 +568,56 @@ def test_the_finisher_waits_for_a_message_queued_again_below_its_cursor():
     assert finisher() == 1
     assert MessageJob.objects.get(pk=job.pk).status == JobStatus.DONE
     assert finisher.cursor == {}
+
+
+# -- the report figure (benchmarks/desk_report.py) --------------------------------
+
+
+@pytest.mark.slow
+def test_the_report_figure_times_the_pages_and_reads_the_log_by_its_index(tmp_path):
+    """The benchmark end to end at toy size (SQLite): every page answered,
+    the table has its rows, and the charts' query reads the report index."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchmarks.desk_report import table
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "report.json"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/report.sqlite3",
+        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+        "PYTHONPATH": str(root),
+    }
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.desk_report", "--database", "sqlite"]
+        + ["--out", str(out), "--quick", "--readers", "300"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=root,
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    results = json.loads(out.read_text())
+    assert set(results["seconds_best"]) == {
+        "report",
+        "reader_search",
+        "progress_json",
+        "job_list",
+        "counts",
+        "charts",
+        "sample_rebuild",
+        "delete_confirmation",
+        "delete",
+    }
+    assert "COVERING INDEX mailer_log_job_report" in results["charts_plan"]
+    text, rows = table({"sqlite": results})
+    assert "Job report, 300 readers" in text
+    assert rows[0]["label"] == "report page GET"
+    assert rows[0]["cells"]["sqlite"]["value"] == results["seconds_best"]["report"]
