@@ -209,7 +209,7 @@ def sent_per_minute_svg(
         chart,
         rows[0][0].strftime("%Y-%m-%d %H:%M"),
         rows[-1][0].strftime("%H:%M"),
-        peak,
+        f"{peak:,}",
     )
 
 
