@@ -36,20 +36,19 @@ Only public faces of the app are used: ``mailer.jobs.create_job``, the
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from benchmarks.base import FigureRun
+from benchmarks.base import main as run_figure
 from benchmarks.capture import capture_sent
 from benchmarks.procs import (
     PYTHON,
@@ -116,77 +115,19 @@ def _sent(stdout: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-class Relay:
-    def __init__(self, name: str, sizes: RelaySizes, out: str) -> None:
-        from django.db import connection
-
-        self.name = name
-        self.sizes = sizes
-        self.out = out
-        self.connection = connection
-        self.vendor = connection.vendor
-        self.tmp = tempfile.mkdtemp(prefix="mailer-bench-relay-")
-
-    def log(self, text: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        print(f"{stamp} [{self.name} relay] {text}", file=sys.stderr, flush=True)
-
-    def save(self, results: dict[str, Any]) -> None:
-        tmp = f"{self.out}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, self.out)
+class Relay(FigureRun):
+    label = "relay"
+    tmp_prefix = "mailer-bench-relay-"
 
     # -- the database and the queue ------------------------------------------
-
-    def durability(self) -> dict[str, str]:
-        """The settings that decide whether a commit survives a crash."""
-        with self.connection.cursor() as cursor:
-            if self.vendor == "postgresql":
-                out = {}
-                for name in ("fsync", "synchronous_commit", "full_page_writes"):
-                    cursor.execute(f"SHOW {name}")
-                    out[name] = cursor.fetchone()[0]
-                return out
-            cursor.execute("PRAGMA journal_mode")
-            journal = cursor.fetchone()[0]
-            cursor.execute("PRAGMA synchronous")
-            level = cursor.fetchone()[0]
-        names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
-        return {"journal_mode": journal, "synchronous": names.get(level, str(level))}
-
-    def server_version(self) -> str:
-        with self.connection.cursor() as cursor:
-            if self.vendor == "postgresql":
-                cursor.execute("SHOW server_version")
-            else:
-                cursor.execute("SELECT sqlite_version()")
-            return str(cursor.fetchone()[0])
-
-    def reset_queue(self) -> None:
-        from mailer.models import DontSendEntry, Message, MessageJob, MessageLog
-
-        # Through the ORM (public models), not table names: another helper's
-        # new tables hang off these with their own on_delete rules.
-        for model in (MessageLog, Message, MessageJob, DontSendEntry):
-            model.objects.all().delete()
 
     def queue_newsletter(self, count: int) -> None:
         """An empty queue, then one job of ``count`` readers, expanded by the
         ``process_mail_jobs`` command."""
-        from benchmarks.benchapp.admin import ISSUE_EMAIL
-        from benchmarks.workload import subscribers
-        from mailer.jobs.services import create_job
         from mailer.models import Message
 
         self.reset_queue()
-        create_job(
-            content=self.content,
-            recipients=subscribers(count),
-            from_email=ISSUE_EMAIL.from_email,
-            announced_object=self.issue,
-            list_id=ISSUE_EMAIL.list_id,
-        )
+        self.create_job(count)
         run_django_command("process_mail_jobs", env=django_env(), timeout=300)
         queued = Message.all_objects.count()
         if queued != count:
@@ -304,27 +245,12 @@ class Relay:
     # -- the run -------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        from django.core.management import call_command
-
-        from benchmarks.benchapp.admin import ISSUE_EMAIL
-        from benchmarks.benchapp.models import Issue
-
         started = time.monotonic()
-        call_command("migrate", verbosity=0)
-        self.issue = Issue.objects.create(
-            headline="Harbour bridge reopens after two years",
-            date=datetime.date(2026, 11, 28),
-        )
-        self.content = ISSUE_EMAIL.render(self.issue)
         n = self.sizes.connections
-        results: dict[str, Any] = {
-            "database": self.name,
-            "vendor": self.vendor,
-            "server_version": self.server_version(),
-            "durability": self.durability(),
-            "sizes": asdict(self.sizes),
-            "server": "python -m benchmarks.fastsink (asyncio, own process)",
-        }
+        results = self.prepare()
+        results["durability"] = self.durability()
+        results["sizes"] = asdict(self.sizes)
+        results["server"] = "python -m benchmarks.fastsink (asyncio, own process)"
         self.log(f"database durability: {results['durability']}")
         many = self.connections_option()
         results["connections_option"] = many
@@ -358,7 +284,7 @@ class Relay:
                     self.log(f"D={key} ms {case}: {_describe(cases[case])}")
                 self.save(results)
         results["seconds"] = round(time.monotonic() - started, 1)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.cleanup()
         return results
 
 
@@ -575,16 +501,14 @@ def table(relay: dict[str, dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     return "\n".join([*head, "", text]), data
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.relay")
-    parser.add_argument("--database", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--quick", action="store_true")
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delays", help="comma-separated milliseconds")
     parser.add_argument("--connections", type=int)
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--messages", type=int)
-    args = parser.parse_args(argv)
+
+
+def _sizes(args: argparse.Namespace) -> RelaySizes:
     sizes = RelaySizes.quick() if args.quick else RelaySizes.full()
     if args.delays:
         sizes.delays = [float(d) for d in args.delays.split(",") if d.strip()]
@@ -594,13 +518,13 @@ def main(argv: list[str] | None = None) -> int:
         sizes.seconds = args.seconds
     if args.messages:
         sizes.messages = args.messages
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
-    import django
+    return sizes
 
-    django.setup()
-    relay = Relay(args.database, sizes, args.out)
-    relay.save(relay.run())
-    return 0
+
+def main(argv: list[str] | None = None) -> int:
+    return run_figure(
+        Relay, _sizes, argv, prog="python -m benchmarks.relay", add_arguments=_arguments
+    )
 
 
 if __name__ == "__main__":

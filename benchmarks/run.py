@@ -1,17 +1,19 @@
 """Benchmark django-mailer-jobs on SQLite and PostgreSQL; print a table.
 
     python benchmarks/run.py [--quick] [--json PATH] [--databases sqlite,postgres]
-        [--figures suite,relay] [--tuned] [--delays 0,5,25] [--connections 8]
-        [--relay-seconds S] [--relay-messages M]
+        [--figures suite,relay,report] [--tuned] [--delays 0,5,25]
+        [--connections 8] [--relay-seconds S] [--relay-messages M]
 
 Each database gets a fresh store (a temporary SQLite file; a throwaway
 PostgreSQL cluster from ``tests/postgres.py`` with PostgreSQL's stock, durable
 settings) and, per figure, a process of its own: ``benchmarks/suite.py``
-(sending, expansion, admin, memory, overtaking) and ``benchmarks/relay.py``
-(a relay D ms away). ``--tuned`` adds the same runs on non-durable settings
-as extra, labelled columns. Everything talks to 127.0.0.1; the SMTP server is
-always a separate process. The full run takes about 25 minutes for the suite
-and 15 for the relay figure on a 2-core machine; ``--quick`` a few minutes.
+(sending, expansion, admin, memory, overtaking), ``benchmarks/relay.py``
+(a relay D ms away) and ``benchmarks/desk_report.py`` (the job report page
+of a 100,000-reader job). ``--tuned`` adds the same runs on non-durable
+settings as extra, labelled columns. Everything talks to 127.0.0.1; the SMTP
+server is always a separate process. The full run takes about 25 minutes for
+the suite, 15 for the relay figure and 2 for the report on a 2-core machine;
+``--quick`` a few minutes.
 """
 
 from __future__ import annotations
@@ -33,17 +35,21 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.desk_report import table as report_table  # noqa: E402
 from benchmarks.procs import PYTHON, Child, ChildFailed  # noqa: E402
 from benchmarks.relay import RelaySizes  # noqa: E402
 from benchmarks.relay import table as relay_table  # noqa: E402
 from benchmarks.report import _header, render_table  # noqa: E402
 
 DATABASES = ("sqlite", "postgres")
-FIGURES = ("suite", "relay")
+FIGURES = ("suite", "relay", "report")
 #: Bounds for the suite (expected: about 20 and 3 minutes on durable settings,
 #: which commit slower than the old fsync=off runs); a suite that
 #: would overrun is stopped, and what it measured so far is still reported.
 RUN_BUDGET = {"full": 35 * 60, "quick": 240}
+#: Bound for the report figure on one database (expected: about a minute at
+#: 100,000 readers, most of it building the job).
+REPORT_BUDGET = {"full": 10 * 60, "quick": 180}
 
 
 def machine() -> dict[str, Any]:
@@ -162,6 +168,15 @@ def run_figures(
             module="benchmarks.relay",
             extra=plan["relay"]["args"],
         )
+    if "report" in plan:
+        out["report"] = run_suite(
+            name,
+            url,
+            mode,
+            workdir,
+            plan["report"]["budget"],
+            module="benchmarks.desk_report",
+        )
     return out
 
 
@@ -211,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--figures",
         default=",".join(FIGURES),
-        help="comma-separated, from: suite, relay (default both)",
+        help="comma-separated, from: suite, relay, report (default all)",
     )
     parser.add_argument(
         "--tuned",
@@ -267,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     if "relay" in figures:
         plan["relay"] = relay_plan(args, mode)
         results["relay"] = {}
+    if "report" in figures:
+        plan["report"] = {"budget": REPORT_BUDGET[mode]}
+        results["report"] = {}
     try:
         for name in databases:
             ran = run_database(name, mode, workdir, plan)
@@ -274,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["databases"][name] = ran["suite"]
             if "relay" in ran:
                 results["relay"][name] = ran["relay"]
+            if "report" in ran:
+                results["report"][name] = ran["report"]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["seconds"] = round(time.monotonic() - started, 1)
@@ -284,14 +304,16 @@ def main(argv: list[str] | None = None) -> int:
         results["targets"] = targets
         results["table"] = table
         tables.append(table)
-    if "relay" in figures:
-        text, rows = relay_table(results["relay"])
-        results["relay_rows"] = rows
-        results["relay_table"] = text
-        if "suite" not in figures:
+    for figure, make_table in (("relay", relay_table), ("report", report_table)):
+        if figure not in figures:
+            continue
+        text, rows = make_table(results[figure])
+        results[f"{figure}_rows"] = rows
+        results[f"{figure}_table"] = text
+        if not tables:
             # The machine and versions lines; the suite's workload lines
             # describe figures that did not run.
-            header = _header({**results, "databases": results["relay"]})
+            header = _header({**results, "databases": results[figure]})
             skip = ("Workload", "Each figure")
             header = [line for line in header if not line.startswith(skip)]
             text = "\n".join([*header, "", text])
@@ -304,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp.replace(path)
     print(f"\nResults written to {path}", file=sys.stderr)
     failed = [name for name, r in results["databases"].items() if "error" in r]
-    failed += [name for name, r in results.get("relay", {}).items() if "error" in r]
+    for figure in ("relay", "report"):
+        failed += [name for name, r in results.get(figure, {}).items() if "error" in r]
     return 1 if failed else 0
 
 

@@ -12,20 +12,16 @@ still run.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import datetime
 import io
 import json
 import os
 import random
 import re
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 from collections import Counter
@@ -33,6 +29,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from benchmarks.base import FigureRun
+from benchmarks.base import main as run_figure
 from benchmarks.procs import (
     PYTHON,
     Child,
@@ -130,57 +128,13 @@ def parse_send_summary(stdout: str) -> dict[str, Any]:
     }
 
 
-class Suite:
-    def __init__(self, name: str, sizes: Sizes, out: str) -> None:
-        from django.db import connection
-
-        self.name = name
-        self.out = out
-        self.sizes = sizes
-        self.connection = connection
-        self.vendor = connection.vendor
-        self.tmp = tempfile.mkdtemp(prefix="mailer-bench-")
+class Suite(FigureRun):
+    tmp_prefix = "mailer-bench-"
 
     # -- helpers ----------------------------------------------------------------
 
-    def log(self, text: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        print(f"{stamp} [{self.name}] {text}", file=sys.stderr, flush=True)
-
     def send_timeout(self, messages: int) -> float:
         return 60 + messages / SLOWEST_RATE
-
-    def reset_queue(self) -> None:
-        """Empty the mailer's tables (the benchmark app's data stays)."""
-        from mailer.models import DontSendEntry, Message, MessageJob, MessageLog
-
-        tables = [
-            m._meta.db_table for m in (Message, MessageLog, MessageJob, DontSendEntry)
-        ]
-        quote = self.connection.ops.quote_name
-        with self.connection.cursor() as cursor:
-            if self.vendor == "postgresql":
-                cursor.execute(
-                    f"TRUNCATE {', '.join(quote(t) for t in tables)} "
-                    "RESTART IDENTITY CASCADE"
-                )
-            else:
-                for table in tables:
-                    cursor.execute(f"DELETE FROM {quote(table)}")
-                cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def create_job(self, count: int):
-        from benchmarks.benchapp.admin import ISSUE_EMAIL
-        from benchmarks.workload import subscribers
-        from mailer.jobs.services import create_job
-
-        return create_job(
-            content=self.content,
-            recipients=subscribers(count),
-            from_email=ISSUE_EMAIL.from_email,
-            announced_object=self.issue,
-            list_id=ISSUE_EMAIL.list_id,
-        )
 
     def queue_job(self, count: int) -> None:
         """An empty queue, then one job of ``count`` recipients, expanded."""
@@ -220,28 +174,13 @@ class Suite:
     # -- the run ------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        from django.core.management import call_command
-
-        from benchmarks.benchapp.admin import ISSUE_EMAIL
-        from benchmarks.benchapp.models import Issue
-
         started = time.monotonic()
         self.log(f"migrating ({self.sizes.mode} mode)")
-        call_command("migrate", verbosity=0)
-        self.issue = Issue.objects.create(
-            headline="Harbour bridge reopens after two years",
-            date=datetime.date(2026, 11, 28),
-        )
-        self.content = ISSUE_EMAIL.render(self.issue)
-        results: dict[str, Any] = {
-            "database": self.name,
-            "vendor": self.vendor,
-            "server_version": self.server_version(),
-            "sizes": asdict(self.sizes),
-            "content": {
-                "text_bytes": len(self.content.body_text.encode()),
-                "html_bytes": len(self.content.body_html.encode()),
-            },
+        results = self.prepare()
+        results["sizes"] = asdict(self.sizes)
+        results["content"] = {
+            "text_bytes": len(self.content.body_text.encode()),
+            "html_bytes": len(self.content.body_html.encode()),
         }
         parts: list[tuple[str, Callable[[], Any]]] = [
             ("idle", self.idle),
@@ -267,23 +206,9 @@ class Suite:
             # Written after every part: a run cut short still reports the rest.
             self.save(results)
         self.reset_queue()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.cleanup()
         results["seconds"] = round(time.monotonic() - started, 1)
         return results
-
-    def save(self, results: dict[str, Any]) -> None:
-        tmp = f"{self.out}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, self.out)
-
-    def server_version(self) -> str:
-        with self.connection.cursor() as cursor:
-            if self.vendor == "postgresql":
-                cursor.execute("SHOW server_version")
-            else:
-                cursor.execute("SELECT sqlite_version()")
-            return str(cursor.fetchone()[0])
 
     # -- 6. idle cost ---------------------------------------------------------
 
@@ -782,19 +707,12 @@ class _Events:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.suite")
-    parser.add_argument("--database", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
-    import django
-
-    django.setup()
-    sizes = Sizes.quick() if args.quick else Sizes.full()
-    suite = Suite(args.database, sizes, args.out)
-    suite.save(suite.run())
-    return 0
+    return run_figure(
+        Suite,
+        lambda args: Sizes.quick() if args.quick else Sizes.full(),
+        argv,
+        prog="python -m benchmarks.suite",
+    )
 
 
 if __name__ == "__main__":

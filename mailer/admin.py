@@ -33,7 +33,6 @@ from mailer.jobs.report import (
     job_report,
     rebuild,
     sample_message,
-    sent_per_minute_svg,
 )
 from mailer.jobs.services import (
     cancel_jobs,
@@ -447,7 +446,6 @@ class MessageJobAdmin(admin.ModelAdmin):
             "job": job,
             "report": report,
             "outcomes": [(key, label, report.counts[key]) for key, label in OUTCOMES],
-            "chart": sent_per_minute_svg(job),
             "sample": sample,
             "preview": preview,
             "failures": list(failures),
@@ -472,7 +470,11 @@ class MessageJobAdmin(admin.ModelAdmin):
         the action's confirmation page, as from the job list."""
         if not self.has_control_permission(request):
             return []
-        if not self.controllable(request, MessageJob.objects.filter(pk=job.pk)):
+        # exists(): evaluating the queryset would load the job's recipient
+        # snapshot (100,000 readers: a second of JSON decoding).
+        if not self.controllable(
+            request, MessageJob.objects.filter(pk=job.pk)
+        ).exists():
             return []
         status = job.status
         offered = []

@@ -15,7 +15,9 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.utils import timezone
 
+import mailer
 from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.progress import JobFinisher, SendProgress
 from mailer.jobs.services import RenderedEmail, create_job, reschedule_jobs
 from mailer.models import (
     JobStatus,
@@ -128,7 +130,9 @@ def test_the_report_shows_outcomes_chart_failures_and_a_sample(
     counts = dict(re.findall(r'data-count="(\w+)">([\d,]+)<', html))
     assert counts["sent"] == "2" and counts["failed"] == "1"
     assert counts["recipients"] == "3"
-    assert html.count("<rect") == 1  # one minute with sends
+    sent_chart = html.split("mailer-sent-chart", 1)[1].split("</svg>", 1)[0]
+    assert sent_chart.count("<rect") == 1  # one minute with sends
+    assert "Outcomes over time" in html and 'data-result="sent"' in html
     assert "5.1.1 mailbox unavailable" in html and ">550<" in html
     assert "<iframe sandbox" in html
     assert "Hello Reader 0" in html  # the sample reader's own values
@@ -539,3 +543,105 @@ def test_retry_now_writes_history(editor_client):
     assert Message.all_objects.get().status == MessageStatus.QUEUED
     entry = LogEntry.objects.get(object_id=str(message.pk))
     assert entry.change_message == "Retried now"
+
+
+def test_a_job_is_done_the_moment_the_batch_with_its_last_message_is_recorded(
+    mailserver,
+):
+    job = newsletter(2)
+    expand_pending_jobs()
+    for i in range(4):  # mail after the job's: the run goes on without it
+        mailer.send_mail("Later", "Body", None, [f"later{i}@example.com"], "low")
+    progress = SendProgress()
+    seen = []
+
+    def after_each_batch(result) -> None:
+        progress(result)
+        job.refresh_from_db()
+        seen.append((result.attempted, job.status))
+
+    result = send_queued(batch_size=2, on_progress=after_each_batch)
+
+    assert result.sent == 6
+    # Done right after the batch that resolved its last message, while the
+    # run still had mail to send; not at the end of the run.
+    assert seen[0] == (2, JobStatus.DONE)
+    assert job.finished_at is not None
+
+
+def test_the_finisher_waits_for_a_message_queued_again_below_its_cursor():
+    job = newsletter(3)
+    expand_pending_jobs()
+    first, second, third = Message.all_objects.filter(job=job).order_by("id")
+    finisher = JobFinisher()
+
+    def resolve(*messages, status=MessageStatus.SENT) -> None:
+        pks = [m.pk for m in messages]
+        Message.all_objects.filter(pk__in=pks).update(status=status, due_at=None)
+
+    resolve(first, second)
+    assert finisher() == 0 and finisher.cursor == {job.pk: third.pk}
+    # "Retry failed" queues an earlier message again while the last goes out.
+    resolve(first, status=MessageStatus.QUEUED)
+    resolve(third)
+    assert finisher() == 0
+    assert MessageJob.objects.get(pk=job.pk).status == JobStatus.QUEUED
+    resolve(first, status=MessageStatus.DEFERRED)
+    assert finisher() == 0  # deferred is still pending
+    resolve(first, status=MessageStatus.FAILED)
+    assert finisher() == 1
+    assert MessageJob.objects.get(pk=job.pk).status == JobStatus.DONE
+    assert finisher.cursor == {}
+
+
+# -- the report figure (benchmarks/desk_report.py) --------------------------------
+
+
+@pytest.mark.slow
+def test_the_report_figure_times_the_pages_and_reads_the_log_by_its_index(tmp_path):
+    """The benchmark end to end at toy size (SQLite): every page answered,
+    the table has its rows, and the charts' query reads the report index."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from benchmarks.desk_report import table
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "report.json"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/report.sqlite3",
+        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+        "PYTHONPATH": str(root),
+    }
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.desk_report", "--database", "sqlite"]
+        + ["--out", str(out), "--quick", "--readers", "300"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=root,
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    results = json.loads(out.read_text())
+    assert set(results["seconds_best"]) == {
+        "report",
+        "reader_search",
+        "progress_json",
+        "job_list",
+        "counts",
+        "charts",
+        "sample_rebuild",
+        "delete_confirmation",
+        "delete",
+    }
+    assert "COVERING INDEX mailer_log_job_report" in results["charts_plan"]
+    text, rows = table({"sqlite": results})
+    assert "Job report, 300 readers" in text
+    assert rows[0]["label"] == "report page GET"
+    assert rows[0]["cells"]["sqlite"]["value"] == results["seconds_best"]["report"]

@@ -18,7 +18,14 @@ from django.utils import timezone
 
 from mailer.jobs.expand import expand_pending_jobs
 from mailer.jobs.services import RenderedEmail, create_job
-from mailer.models import JobStatus, Message, MessageJob, MessageStatus
+from mailer.models import (
+    JobStatus,
+    LogResult,
+    Message,
+    MessageJob,
+    MessageLog,
+    MessageStatus,
+)
 from mailer.sending.engine import send_queued
 from tests.testapp.models import Reader, Story
 
@@ -112,23 +119,48 @@ def test_report_with_chart_live_counts_and_reader_search(
     # One reader's email is still on its way: the job is not finished.
     newest = Message.all_objects.filter(job=job).order_by("id").last()
     Message.all_objects.filter(pk=newest.pk).update(status=MessageStatus.DEFERRED)
+    # Earlier attempts in the log, for the outcomes chart's other buckets.
+    for minutes_ago, result in [(3, LogResult.DEFERRED), (3, LogResult.DEFERRED)]:
+        MessageLog.objects.create(
+            job=job,
+            recipient=newest.to_address,
+            result=result,
+            created_at=timezone.now() - timedelta(minutes=minutes_ago),
+        )
+    MessageLog.objects.create(
+        job=job,
+        recipient=newest.to_address,
+        result=LogResult.IN_DOUBT,
+        created_at=timezone.now() - timedelta(minutes=2),
+    )
     page = open_as(editor)
 
     page.goto(f"{live_server.url}/admin/mailer/messagejob/{job.pk}/change/")
 
     page.wait_for_selector("[data-refreshed]")  # report.js fetched the counts
     assert page.locator('[data-count="sent"]').inner_text() == "4"
-    assert page.locator("svg.mailer-chart rect").count() == 1
+    assert page.locator("svg.mailer-sent-chart rect").count() == 1
+    sent = page.locator('svg.mailer-outcomes-chart rect[data-result="sent"]')
+    assert sent.get_attribute("data-count") == "5"  # the log: five were sent
+    deferred = page.locator('svg.mailer-outcomes-chart rect[data-result="deferred"]')
+    assert deferred.get_attribute("data-count") == "2"
+    page.locator("svg.mailer-outcomes-chart").screenshot(path="/tmp/desk-outcomes.png")
     frame = page.frame_locator("#mailer-sample iframe")
     assert "Hello Reader" in frame.locator("p").inner_text()
     page.locator("#mailer-sample iframe").scroll_into_view_if_needed()
     page.screenshot(path="/tmp/desk-report.png", full_page=True)
     # The counts follow the queue without a reload.
     Message.all_objects.filter(pk=newest.pk).update(status=MessageStatus.FAILED)
+    MessageLog.objects.create(
+        job=job, recipient=newest.to_address, result=LogResult.FAILED, smtp_code=550
+    )
     page.wait_for_function(
         "document.querySelector('[data-count=\"failed\"]').textContent === '1'",
         timeout=12_000,
     )
+    # The outcomes chart follows too, redrawn by the server.
+    failed = page.locator('svg.mailer-outcomes-chart rect[data-result="failed"]')
+    assert failed.get_attribute("data-count") == "1"
 
     assert page.locator("[data-status]").inner_text() == "done"
     page.fill("input[name=reader]", "r3@example.com")

@@ -1,4 +1,5 @@
-// Refreshes a job report's counts from its progress.json until it is done.
+// Refreshes a job report's counts and charts from its progress.json until it
+// is done. The charts arrive as SVG drawn by the server (mailer/jobs/report.py).
 "use strict";
 (function () {
   const report = document.querySelector("[data-progress-url]");
@@ -13,6 +14,19 @@
         for (const cell of report.querySelectorAll("[data-count]")) {
           const value = data[cell.dataset.count];
           if (value !== undefined) cell.textContent = value.toLocaleString();
+        }
+        for (const box of report.querySelectorAll("[data-chart]")) {
+          const svg = (data.charts || {})[box.dataset.chart];
+          if (svg === undefined || box.dataset.drawn === svg) continue;
+          box.dataset.drawn = svg;
+          if (svg) {
+            box.innerHTML = svg;  // markup escaped by Django's format_html
+          } else {
+            const empty = document.createElement("p");
+            empty.className = "help";
+            empty.textContent = box.dataset.empty;
+            box.replaceChildren(empty);
+          }
         }
         const status = report.querySelector("[data-status]");
         if (status) status.textContent = data.status_display;
