@@ -36,6 +36,7 @@ from mailer.jobs.report import (
 )
 from mailer.jobs.services import (
     cancel_jobs,
+    delete_jobs,
     finish_job_if_done,
     job_progress,
     pause_jobs,
@@ -532,14 +533,12 @@ class MessageJobAdmin(admin.ModelAdmin):
         return [str(job) for job in jobs], model_count, perms_needed, []
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        # Messages first, as one DELETE (no signals, nothing depends on
-        # them), then the jobs: Django's collector would load every message.
-        Message.all_objects.filter(job__in=queryset).delete()
-        queryset.delete()
+        # A handful of statements (mailer.jobs.services.delete_jobs): Django's
+        # collector would load every message of a 100,000-reader job.
+        delete_jobs(queryset)
 
     def delete_model(self, request: HttpRequest, obj: MessageJob) -> None:
-        Message.all_objects.filter(job=obj).delete()
-        obj.delete()
+        delete_jobs(MessageJob.objects.filter(pk=obj.pk))
 
     # -- actions --------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import models, router, transaction
+from django.db import connections, models, router, transaction
 from django.db.models import Count, Q
 from django.template import TemplateDoesNotExist, TemplateSyntaxError
 from django.template.loader import render_to_string
@@ -49,6 +49,7 @@ __all__ = [
     "RenderedEmail",
     "cancel_jobs",
     "create_job",
+    "delete_jobs",
     "finish_job_if_done",
     "finish_jobs",
     "job_progress",
@@ -623,3 +624,39 @@ def finish_job_if_done(job: MessageJob) -> bool:
         job.status, job.finished_at = JobStatus.DONE, now
         return True
     return False
+
+
+def delete_jobs(jobs: models.QuerySet) -> int:
+    """Delete ``jobs`` (a ``MessageJob`` queryset) with their messages, in one
+    transaction, in a handful of statements whatever the number of readers.
+
+    Django's deletion collector would load every message first (each has a
+    ``retry_of`` link that must be cleared), which takes tens of seconds for
+    a 100,000-reader job and holds the admin request as long. Here the links
+    into those messages are cleared with one UPDATE, the messages go with one
+    DELETE, and the jobs through Django's ``delete()`` (so the attempt log
+    keeps its rows, ``job`` set to NULL, as ``on_delete=SET_NULL`` says).
+
+    Returns the number of messages deleted.
+    """
+    db = router.db_for_write(MessageJob)
+    with transaction.atomic(using=db):
+        ids = list(jobs.using(db).values_list("pk", flat=True))
+        if not ids:
+            return 0
+        messages = Message.all_objects.using(db).filter(job_id__in=ids)
+        Message.all_objects.using(db).filter(retry_of__in=messages).update(
+            retry_of=None
+        )
+        MessageLog.objects.using(db).filter(job_id__in=ids).update(job=None)
+        # One DELETE: nothing points at these rows any more, and Message
+        # sends no delete signals (QuerySet.delete() would still collect).
+        connection = connections[db]
+        table = connection.ops.quote_name(Message._meta.db_table)
+        column = connection.ops.quote_name(Message._meta.get_field("job").column)
+        marks = ", ".join(["%s"] * len(ids))
+        with connection.cursor() as cursor:
+            cursor.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
+            deleted = cursor.rowcount
+        MessageJob.objects.using(db).filter(pk__in=ids).delete()
+    return deleted
