@@ -140,7 +140,7 @@ def _write(smtp: smtplib.SMTP, data: bytes, deadline: float) -> None:
     sock = smtp.sock
     if sock is None:
         raise smtplib.SMTPServerDisconnected("please run connect() first")
-    sock.settimeout(max(MIN_WAIT, deadline - time.monotonic()))
+    _wait_until(sock, deadline)
     try:
         sock.sendall(data)
     except OSError as error:
@@ -158,7 +158,7 @@ def _reply(smtp: smtplib.SMTP, deadline: float) -> tuple[int, bytes]:
     sock = smtp.sock
     if sock is None:
         raise smtplib.SMTPServerDisconnected("please run connect() first")
-    sock.settimeout(max(MIN_WAIT, deadline - time.monotonic()))
+    _wait_until(sock, deadline)
     if smtp.file is None:
         smtp.file = sock.makefile("rb")
     readline = smtp.file.readline
@@ -215,7 +215,22 @@ def _describe(cause: BaseException, seconds: float) -> str:
 def _arm(smtp: smtplib.SMTP, deadline: float) -> None:
     """Let the next read wait only as long as the message's budget allows."""
     if smtp.sock is not None:
-        smtp.sock.settimeout(max(MIN_WAIT, deadline - time.monotonic()))
+        _wait_until(smtp.sock, deadline)
+
+
+def _wait_until(sock: socket.socket, deadline: float) -> None:
+    """Give ``sock`` the timeout that ends at ``deadline``
+    (``time.monotonic()``), give or take ``MIN_WAIT``.
+
+    ``settimeout()`` is a system call each time (it sets the descriptor's
+    non-blocking flag again), so the timeout is changed only when it would
+    end before the deadline (a new message's budget) or more than
+    ``MIN_WAIT`` after it: once per message against a relay that answers
+    in time."""
+    left = max(MIN_WAIT, deadline - time.monotonic())
+    current = sock.gettimeout()
+    if current is None or current < left or current > left + MIN_WAIT:
+        sock.settimeout(left)
 
 
 def exchange(
