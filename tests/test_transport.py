@@ -247,3 +247,16 @@ def test_a_reset_mid_pipeline_is_before_the_final_dot(smtp, smtp_server, command
 
     assert not isinstance(raised.value, transport.InDoubt)
     assert smtp_server.count == 0
+
+
+def test_a_421_to_a_pipelined_rcpt_closes_the_connection(smtp, smtp_server):
+    # RFC 5321 3.8: 421 is the server closing; the rest of the pipeline's
+    # replies are not waited for, and nothing of the message is sent.
+    smtp_server.defer(["b@example.com"], code=421, reply="4.3.2 Shutting down")
+
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as raised:
+        send(smtp, ["a@example.com", "b@example.com", "c@example.com"])
+
+    assert raised.value.recipients == {"b@example.com": (421, b"4.3.2 Shutting down")}
+    assert smtp.sock is None
+    assert smtp_server.count == 0
