@@ -202,13 +202,13 @@ class OutcomeWriter:
             logged_at,
         ]
         connection = connections[self.db]
-        if not connection.get_autocommit():
-            # Inside the caller's transaction (a test, a custom runner): a
-            # savepoint keeps the pair atomic.
-            with transaction.atomic(using=self.db), connection.cursor() as cursor:
-                return self._execute(cursor, self.django_sql, update_params, log_params)
-        if self.vendor not in ("postgresql", "sqlite"):
-            # Another database: Django's transaction around the pair.
+        if not connection.get_autocommit() or self.vendor not in (
+            "postgresql",
+            "sqlite",
+        ):
+            # Inside the caller's transaction (a test, a custom runner), or
+            # another database: a transaction (or savepoint) keeps the pair
+            # atomic.
             with transaction.atomic(using=self.db), connection.cursor() as cursor:
                 return self._execute(cursor, self.django_sql, update_params, log_params)
         driver = self._driver_cursor(connection)
