@@ -80,6 +80,26 @@ def test_fast_sink_with_a_delay_still_answers_many_connections(tmp_path):
     assert (stats.count, stats.connections) == (3, 3)
 
 
+@pytest.mark.parametrize("delay_ms", [0, 5])
+def test_fast_sink_answers_a_pipelined_group_in_order(delay_ms):
+    # RFC 2920: MAIL, RCPTs and DATA in one write get their replies in
+    # order (the 354 last), also when every reply waits.
+    with FastSink(60, delay_ms=delay_ms) as sink:
+        smtp = smtplib.SMTP("127.0.0.1", sink.port, timeout=10)
+        assert smtp.ehlo()[0] == 250
+        assert smtp.has_extn("pipelining")
+        smtp.send(
+            b"MAIL FROM:<news@example.com>\r\nRCPT TO:<a@example.com>\r\n"
+            b"RCPT TO:<b@example.com>\r\nDATA\r\n"
+        )
+        assert [smtp.getreply()[0] for _ in range(4)] == [250, 250, 250, 354]
+        smtp.send(_message(1).replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        assert smtp.getreply()[0] == 250
+        smtp.quit()
+        stats = sink.stop()
+    assert stats.count == 1
+
+
 @pytest.mark.slow
 def test_blast_over_several_connections_sends_the_count_once(tmp_path):
     path = tmp_path / "messages.pickle"

@@ -256,3 +256,19 @@ def test_cron_cycles_against_a_slow_final_reply_deliver_at_most_two_copies(
     message = Message.all_objects.get()
     assert message.status == MessageStatus.IN_DOUBT_HELD
     assert len(set(message_ids(smtp_server, "slow@example.com"))) == 1
+
+
+@pytest.mark.parametrize("command", ["rcpt", "data"])
+def test_a_reset_mid_pipeline_before_data_is_retried_at_once(relay, command):
+    # The relay offers PIPELINING (RFC 2920) and drops the connection while
+    # the MAIL/RCPT/DATA group is being answered: nothing reached it, so the
+    # message goes out on a new connection in the same run, once.
+    relay.hang_up_at(command, times=1)
+    newsletter("ann@example.com")
+
+    result = send_queued()
+
+    assert (result.sent, result.in_doubt, result.deferred) == (1, 0, 0)
+    assert relay.count == 1
+    assert relay.connections == 2
+    assert Message.all_objects.get().status == MessageStatus.SENT

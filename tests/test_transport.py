@@ -145,3 +145,118 @@ def test_multiline_replies_are_read_whole_and_in_order():
     finally:
         relay.close()
         client.close()
+
+
+# -- PIPELINING (RFC 2920) ------------------------------------------------------
+
+
+class RecordingSocket:
+    """The client's real socket, with every ``sendall`` kept: what was written
+    in one go (the server cannot tell pipelined commands from others)."""
+
+    def __init__(self, sock):
+        self._sock = sock
+        self.writes: list[bytes] = []
+
+    def sendall(self, data, *args):
+        self.writes.append(bytes(data))
+        return self._sock.sendall(data, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def recording(client):
+    client.ehlo()
+    client.sock = RecordingSocket(client.sock)
+    return client.sock
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_pipelined_and_step_by_step_servers_get_the_same_message(
+    smtp_server, pipelining
+):
+    smtp_server.advertise(pipelining=pipelining)
+    client = smtplib.SMTP(smtp_server.host, smtp_server.port, timeout=5)
+    try:
+        sock = recording(client)
+        assert client.has_extn("pipelining") is pipelining
+        done = send(client, ["ann@example.com", "bob@example.com"])
+        send(client, ["cid@example.com"])  # the connection goes on
+    finally:
+        client.close()
+
+    assert done.accepted == ["ann@example.com", "bob@example.com"]
+    first, second = smtp_server.messages
+    assert first.data == MESSAGE
+    assert first.rcpt_tos == ["ann@example.com", "bob@example.com"]
+    assert second.rcpt_tos == ["cid@example.com"]
+    commands = [w for w in sock.writes if w.startswith((b"MAIL", b"RCPT", b"DATA"))]
+    if pipelining:
+        # MAIL, both RCPTs and DATA in one write; the content after the 354.
+        assert commands[0] == (
+            b"MAIL FROM:<a@example.com> SIZE=%d\r\n"
+            b"RCPT TO:<ann@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
+            % len(MESSAGE)
+        )
+        assert len(sock.writes) == 4  # 2 per message
+    else:
+        assert len(commands) == 4 + 3
+        assert len(sock.writes) == 5 + 4
+
+
+def test_a_refused_rcpt_in_a_pipeline_is_reported_per_recipient(smtp, smtp_server):
+    smtp_server.reject(["gone@example.com"])
+    smtp_server.defer(["full@example.com"], code=452, reply="4.2.2 Mailbox full")
+
+    done = send(smtp, ["gone@example.com", "ann@example.com", "full@example.com"])
+
+    assert done.accepted == ["ann@example.com"]
+    assert done.refused == {
+        "gone@example.com": (550, b"5.1.1 No such user"),
+        "full@example.com": (452, b"4.2.2 Mailbox full"),
+    }
+    [received] = smtp_server.messages
+    assert received.rcpt_tos == ["ann@example.com"]
+
+
+def test_refusals_in_a_pipeline_leave_the_connection_ready(smtp, smtp_server):
+    smtp_server.reject(["gone@example.com", "left@example.com"])
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as raised:
+        send(smtp, ["gone@example.com", "left@example.com"])
+    assert set(raised.value.recipients) == {"gone@example.com", "left@example.com"}
+    smtp_server.refuse_senders(553, "5.7.1 Sender not allowed")
+    with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+        send(smtp, ["ann@example.com"])
+    assert refused.value.smtp_code == 553
+    smtp_server.accept_all()
+
+    send(smtp, ["ann@example.com"])  # same connection: nothing left unread
+
+    [received] = smtp_server.messages
+    assert received.rcpt_tos == ["ann@example.com"]
+    assert smtp_server.connections == 1
+
+
+@pytest.mark.parametrize("command", ["mail", "rcpt", "data"])
+def test_a_reset_mid_pipeline_is_before_the_final_dot(smtp, smtp_server, command):
+    smtp_server.hang_up_at(command)
+
+    with pytest.raises(smtplib.SMTPServerDisconnected) as raised:
+        send(smtp, ["ann@example.com", "bob@example.com"])
+
+    assert not isinstance(raised.value, transport.InDoubt)
+    assert smtp_server.count == 0
+
+
+def test_a_421_to_a_pipelined_rcpt_closes_the_connection(smtp, smtp_server):
+    # RFC 5321 3.8: 421 is the server closing; the rest of the pipeline's
+    # replies are not waited for, and nothing of the message is sent.
+    smtp_server.defer(["b@example.com"], code=421, reply="4.3.2 Shutting down")
+
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as raised:
+        send(smtp, ["a@example.com", "b@example.com", "c@example.com"])
+
+    assert raised.value.recipients == {"b@example.com": (421, b"4.3.2 Shutting down")}
+    assert smtp.sock is None
+    assert smtp_server.count == 0

@@ -591,7 +591,6 @@ class Sender:
         message_id: str = "",
     ) -> None:
         """Write the outcome of one attempt, the moment it is known."""
-        now = timezone.now()
         attempts_added = 0 if result is LogResult.SUPPRESSED else 1
         attempt = message.attempts + attempts_added
         in_doubt_added = 0
@@ -629,7 +628,6 @@ class Sender:
             smtp_code=outcome.code if outcome else None,
             reply=outcome.reply if outcome else "",
             attempt=attempt,
-            now=now,
         )
         if (
             outcome is not None

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.db import connections, router, transaction
+from django.utils import timezone
 
 from mailer.dbclock import now_plus_sql, offset_param
 from mailer.models import Message, MessageLog
@@ -43,6 +45,15 @@ def _qmark(sql: str) -> str:
 
 def _columns(model, names: list[str]) -> list[str]:
     return [model._meta.get_field(name).column for name in names]
+
+
+class Statements(NamedTuple):
+    """The outcome's SQL in one placeholder style: ``combined`` (PostgreSQL:
+    both in one statement) or the ``update`` and ``insert`` pair."""
+
+    combined: str | None
+    update: str
+    insert: str
 
 
 class OutcomeWriter:
@@ -104,13 +115,21 @@ class OutcomeWriter:
             if connection.vendor == "postgresql"
             else None
         )
+        #: The statements in Django's placeholder style (its cursor), and in
+        #: the driver's own (SQLite's "?", rewritten once here, not per
+        #: execution as Django's SQLite cursor does).
+        self.django_sql = Statements(
+            self.combined_sql, self.update_sql, self.insert_sql
+        )
+        self.driver_sql = (
+            Statements(None, _qmark(self.update_sql), _qmark(self.insert_sql))
+            if self.vendor == "sqlite"
+            else self.django_sql
+        )
         # (driver connection, its cursor, keyword arguments of execute()) of
         # the current database connection, one tuple so that it is replaced
         # whole; a reconnect makes a new connection and so a new cursor.
         self._driver: tuple = (None, None, {})
-        if self.vendor == "sqlite":
-            self._raw_update = _qmark(self.update_sql)
-            self._raw_insert = _qmark(self.insert_sql)
 
     def _driver_cursor(self, connection) -> tuple | None:
         """(driver connection, DB-API cursor, execute() keyword arguments) to
@@ -150,7 +169,7 @@ class OutcomeWriter:
         smtp_code: int | None,
         reply: str,
         attempt: int,
-        now: datetime,
+        now: datetime | None = None,
         in_doubt_added: int = 0,
     ) -> bool:
         """Record the outcome; return False if the claim had been lost (the
@@ -158,14 +177,16 @@ class OutcomeWriter:
         written).
 
         ``due_in``: seconds from the database's now until the message is due
-        again, or ``None`` once it left the queue. ``now`` is used only on
-        databases without a clock expression (see ``mailer.dbclock``).
+        again, or ``None`` once it left the queue. ``now`` (default
+        ``timezone.now()``) is used only on databases without a clock
+        expression (see ``mailer.dbclock``).
         """
-        adapt = self.ops.adapt_datetimefield_value
         if self.now_sql:
             due = offset_param(self.vendor, due_in)
             logged_at = offset_param(self.vendor, 0.0)
         else:
+            adapt = self.ops.adapt_datetimefield_value
+            now = now or timezone.now()
             due = None if due_in is None else adapt(now + timedelta(seconds=due_in))
             logged_at = adapt(now)
         update_params = [
@@ -191,54 +212,74 @@ class OutcomeWriter:
             logged_at,
         ]
         connection = connections[self.db]
-        autocommit = connection.get_autocommit()
-        driver = self._driver_cursor(connection) if autocommit else None
-        if driver is not None and self.vendor in ("postgresql", "sqlite"):
+        if not connection.get_autocommit() or self.vendor not in (
+            "postgresql",
+            "sqlite",
+        ):
+            # Inside the caller's transaction (a test, a custom runner), or
+            # another database: a transaction (or savepoint) keeps the pair
+            # atomic.
+            with transaction.atomic(using=self.db), connection.cursor() as cursor:
+                return self._execute(cursor, self.django_sql, update_params, log_params)
+        driver = self._driver_cursor(connection)
+        if driver is not None:
             _raw, cursor, options = driver
             with connection.wrap_database_errors:
-                if self.combined_sql:
-                    cursor.execute(
-                        self.combined_sql, update_params + log_params, **options
-                    )
-                    return cursor.fetchone()[0] == 1
-                # SQLite: the transaction by hand (see below).
-                cursor.execute("BEGIN IMMEDIATE")
-                try:
-                    cursor.execute(self._raw_update, update_params)
-                    updated = cursor.rowcount
-                    cursor.execute(self._raw_insert, log_params)
-                    cursor.execute("COMMIT")
-                except BaseException:
-                    _rollback_quietly(connection)
-                    raise
-                return updated == 1
-        if self.combined_sql and autocommit:
-            with connection.cursor() as cursor:
-                cursor.execute(self.combined_sql, update_params + log_params)
-                return cursor.fetchone()[0] == 1
-        if connection.vendor == "sqlite" and autocommit:
-            # The transaction by hand: transaction.atomic() around two short
-            # statements costs as much Python as the statements (switching
-            # autocommit off and on), ~0.15 ms a message. IMMEDIATE takes the
-            # write lock at once, so the busy timeout applies.
-            with connection.cursor() as cursor:
-                cursor.execute("BEGIN IMMEDIATE")
-                try:
-                    cursor.execute(self.update_sql, update_params)
-                    updated = cursor.rowcount
-                    cursor.execute(self.insert_sql, log_params)
-                    cursor.execute("COMMIT")
-                except BaseException:
-                    _rollback_quietly(connection)
-                    raise
-            return updated == 1
-        # Inside the caller's transaction (a test, a custom runner), or
-        # another database: a transaction (or savepoint) keeps the pair atomic.
-        with transaction.atomic(using=self.db):
-            with connection.cursor() as cursor:
-                cursor.execute(self.update_sql, update_params)
-                updated = cursor.rowcount
-                cursor.execute(self.insert_sql, log_params)
+                return self._autocommit(
+                    connection,
+                    cursor,
+                    self.driver_sql,
+                    update_params,
+                    log_params,
+                    options,
+                )
+        with connection.cursor() as cursor:
+            return self._autocommit(
+                connection, cursor, self.django_sql, update_params, log_params, {}
+            )
+
+    def _autocommit(
+        self,
+        connection,
+        cursor,
+        sql: Statements,
+        update_params: list,
+        log_params: list,
+        options: dict,
+    ) -> bool:
+        """The pair as one transaction in autocommit mode: one statement on
+        PostgreSQL; on SQLite the transaction by hand (``transaction.atomic()``
+        around two short statements costs as much Python as the statements,
+        switching autocommit off and on, ~0.15 ms a message). IMMEDIATE takes
+        the write lock at once, so the busy timeout applies."""
+        if sql.combined:
+            return self._execute(cursor, sql, update_params, log_params, options)
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            updated = self._execute(cursor, sql, update_params, log_params, options)
+            cursor.execute("COMMIT")
+        except BaseException:
+            _rollback_quietly(connection)
+            raise
+        return updated
+
+    @staticmethod
+    def _execute(
+        cursor,
+        sql: Statements,
+        update_params: list,
+        log_params: list,
+        options: dict | None = None,
+    ) -> bool:
+        """Run the pair on ``cursor`` (one statement where the database can);
+        True if the message's row was updated (the claim still held)."""
+        options = options or {}
+        if sql.combined:
+            cursor.execute(sql.combined, update_params + log_params, **options)
+            return cursor.fetchone()[0] == 1
+        cursor.execute(sql.update, update_params, **options)
+        updated = cursor.rowcount
+        cursor.execute(sql.insert, log_params, **options)
         return updated == 1
 
 

@@ -185,6 +185,11 @@ class _Session(SMTP):
             return  # reset or stalled until the client gave up
         await super().push(status)
 
+    async def smtp_DATA(self, arg: str) -> None:
+        if self.owner._hangs_up_at(self, "data"):
+            return  # closed before the 354: nothing of the message came
+        await super().smtp_DATA(arg)
+
     async def wait_closed_or(self, seconds: float | None) -> None:
         """Sleep ``seconds`` (None: until the client hangs up), in short
         steps, ending early when the connection closes; bounded by
@@ -237,6 +242,8 @@ class _Handler:
         address: str,
         mail_options: list[str],
     ) -> str:
+        if self.owner._hangs_up_at(server, "mail"):
+            return "250 OK"  # never written: the connection is closed
         if self.owner._closing_with_421(server):
             server.hang_up_soon()
             return "421 4.7.0 Closing connection"
@@ -255,6 +262,8 @@ class _Handler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if self.owner._hangs_up_at(server, "rcpt"):
+            return "250 OK"  # never written: the connection is closed
         # Refusing = replying without adding the address to the envelope.
         refusal = self.owner._refusal(address)
         if refusal is not None:
@@ -641,10 +650,13 @@ class SMTPTestServer:
         size: int | None = None,
         eightbitmime: bool = True,
         smtputf8: bool = True,
+        pipelining: bool = True,
     ) -> None:
         """Change the EHLO reply of new sessions: ``SIZE size`` (the server
         still takes bigger messages, so a test sees that the client refused
-        on its own), and whether 8BITMIME and SMTPUTF8 are offered."""
+        on its own), and whether 8BITMIME, SMTPUTF8 and PIPELINING (RFC 2920,
+        offered by default as Postfix does; aiosmtpd reads commands in order
+        either way) are offered."""
         with self._cond:
             self._advertised_size = size
             self._hidden_extensions = {
@@ -652,9 +664,37 @@ class SMTPTestServer:
                 for name, offered in (
                     ("8BITMIME", eightbitmime),
                     ("SMTPUTF8", smtputf8),
+                    ("PIPELINING", pipelining),
                 )
                 if not offered
             }
+
+    def hang_up_at(self, command: str | None, *, times: int | None = 1) -> None:
+        """Close the connection without replying when ``command`` (``"mail"``,
+        ``"rcpt"`` or ``"data"``, the DATA command itself, before any
+        content) arrives: a relay that resets the connection before the
+        message's final ".". ``times=N``: the next N times only (``None``:
+        always). ``None`` as the command clears."""
+        if command is not None and command not in ("mail", "rcpt", "data"):
+            raise ValueError("hang_up_at() takes 'mail', 'rcpt', 'data' or None")
+        if times is not None and times < 1:
+            raise ValueError("times must be None or >= 1")
+        with self._cond:
+            self._hang_up_at = None if command is None else (command, [times])
+
+    def _hangs_up_at(self, session: _Session, command: str) -> bool:
+        """Whether to drop ``session`` now, at ``command`` (see hang_up_at)."""
+        with self._cond:
+            rule = self._hang_up_at
+            if rule is None or rule[0] != command:
+                return False
+            remaining = rule[1]
+            if remaining[0] is not None:
+                if remaining[0] <= 0:
+                    return False
+                remaining[0] -= 1
+        session._close_transport()
+        return True
 
     def enable_starttls(self, certfile: str, keyfile: str) -> None:
         """Offer STARTTLS with this certificate (PEM files) on new
@@ -694,6 +734,10 @@ class SMTPTestServer:
             if keyword == "SIZE" and size is not None:
                 line = f"{line[:4]}SIZE {size}"
             lines.append(line)
+        if "PIPELINING" not in hidden and len(lines) > 1:
+            # aiosmtpd does not offer it, though it answers pipelined
+            # commands in order (one line at a time from its stream).
+            lines.insert(1, "250-PIPELINING")
         return lines
 
     # -- internals (loop thread) -----------------------------------------------
@@ -721,6 +765,7 @@ class SMTPTestServer:
         self._stall: _AfterData | None = None
         self._reset: _AfterData | None = None
         self._silent = False
+        self._hang_up_at: tuple[str, list[int | None]] | None = None
 
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
