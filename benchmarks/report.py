@@ -305,7 +305,7 @@ def _sections(sizes: dict[str, Any]) -> list[tuple[str, list[Row]]]:
     ]
 
 
-def _header(results: dict[str, Any]) -> list[str]:
+def header_lines(results: dict[str, Any]) -> list[str]:
     m = results.get("machine", {})
     dbs = results.get("databases", {})
     versions = [
@@ -356,7 +356,7 @@ def render_table(results: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     dbs = results.get("databases", {})
     names = list(dbs)
     first = next((r for r in dbs.values() if "sizes" in r), {})
-    lines = _header(results)
+    lines = header_lines(results)
     lines.append("")
     columns = "".join(f"{NAMES.get(n, n):<{VALUE_WIDTH}}" for n in names)
     lines.append(f"{'':<{LABEL_WIDTH}}{columns}target")

@@ -39,7 +39,7 @@ from benchmarks.desk_report import table as report_table  # noqa: E402
 from benchmarks.procs import PYTHON, Child, ChildFailed  # noqa: E402
 from benchmarks.relay import RelaySizes  # noqa: E402
 from benchmarks.relay import table as relay_table  # noqa: E402
-from benchmarks.report import _header, render_table  # noqa: E402
+from benchmarks.report import header_lines, render_table  # noqa: E402
 
 DATABASES = ("sqlite", "postgres")
 FIGURES = ("suite", "relay", "report")
@@ -313,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         if not tables:
             # The machine and versions lines; the suite's workload lines
             # describe figures that did not run.
-            header = _header({**results, "databases": results[figure]})
+            header = header_lines({**results, "databases": results[figure]})
             skip = ("Workload", "Each figure")
             header = [line for line in header if not line.startswith(skip)]
             text = "\n".join([*header, "", text])
