@@ -7,7 +7,8 @@
 Each database gets a fresh store (a temporary SQLite file; a throwaway
 PostgreSQL cluster from ``tests/postgres.py`` with PostgreSQL's stock, durable
 settings) and, per figure, a process of its own: ``benchmarks/suite.py``
-(sending, expansion, admin, memory, overtaking), ``benchmarks/relay.py``
+(the modules of ``benchmarks/figures/``: idle, admin, expansion, limit,
+sending, SQL, memory, overtaking), ``benchmarks/relay.py``
 (a relay D ms away) and ``benchmarks/desk_report.py`` (the job report page
 of a 100,000-reader job). ``--tuned`` adds the same runs on non-durable
 settings as extra, labelled columns. Everything talks to 127.0.0.1; the SMTP

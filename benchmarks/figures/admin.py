@@ -5,14 +5,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.figures import median
+
+if TYPE_CHECKING:
+    from benchmarks.suite import Suite
 
 KEY = "admin"
 
 
-def measure(suite: Any) -> dict[str, Any]:
+def measure(suite: Suite) -> dict[str, Any]:
     from django.contrib.auth.models import User
     from django.test import Client
     from django.urls import reverse

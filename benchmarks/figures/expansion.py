@@ -7,14 +7,17 @@ from __future__ import annotations
 import io
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.figures import EXPAND_BOUND, median
+
+if TYPE_CHECKING:
+    from benchmarks.suite import Suite
 
 KEY = "expansion"
 
 
-def storage(suite: Any) -> dict[str, int | None]:
+def storage(suite: Suite) -> dict[str, int | None]:
     """Bytes the database uses now; for SQLite after a WAL checkpoint, and
     counting used pages only, so that pages freed by an earlier DELETE (no
     VACUUM) are not mistaken for room the new rows took."""
@@ -55,7 +58,7 @@ def storage(suite: Any) -> dict[str, int | None]:
         }
 
 
-def measure(suite: Any) -> dict[str, Any]:
+def measure(suite: Suite) -> dict[str, Any]:
     from django.core.management import call_command
 
     from mailer.models import Message

@@ -5,15 +5,18 @@ call)."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.figures import median
 from benchmarks.procs import django_env, run_django_command
 
+if TYPE_CHECKING:
+    from benchmarks.suite import Suite
+
 KEY = "idle"
 
 
-def measure(suite: Any) -> dict[str, Any]:
+def measure(suite: Suite) -> dict[str, Any]:
     from django.test.utils import CaptureQueriesContext
 
     from mailer.jobs.expand import expand_pending_jobs

@@ -9,18 +9,21 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.capture import capture_sent
 from benchmarks.figures import median
 from benchmarks.procs import PYTHON, Child, FastSink, django_env, reaped
+
+if TYPE_CHECKING:
+    from benchmarks.suite import Suite
 
 KEY = "limit"
 #: Distinct messages built for the limit; the loop cycles through them.
 LIMIT_DISTINCT = 2000
 
 
-def build_messages(suite: Any, count: int) -> tuple[str, dict[str, Any]]:
+def build_messages(suite: Suite, count: int) -> tuple[str, dict[str, Any]]:
     """The engine's own bytes for ``count`` recipients of the benchmark
     job, as one ``send_mail`` run sent them, pickled to a file for the
     blast processes."""
@@ -31,7 +34,7 @@ def build_messages(suite: Any, count: int) -> tuple[str, dict[str, Any]]:
     return path, message
 
 
-def blast(suite: Any, path: str, total: int, processes: int) -> dict[str, Any]:
+def blast(suite: Suite, path: str, total: int, processes: int) -> dict[str, Any]:
     """``total`` messages from ``path`` over ``processes`` loops at once."""
     timeout = suite.send_timeout(total)
     share, extra = divmod(total, processes)
@@ -67,7 +70,7 @@ def blast(suite: Any, path: str, total: int, processes: int) -> dict[str, Any]:
     }
 
 
-def measure(suite: Any) -> dict[str, Any]:
+def measure(suite: Suite) -> dict[str, Any]:
     total = suite.sizes.limit
     path, message = build_messages(suite, min(total, LIMIT_DISTINCT))
     out: dict[str, Any] = {"messages": total, "message": message}

@@ -4,15 +4,18 @@ loads the whole queue."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.figures import parse_send_summary
 from benchmarks.procs import FastSink, django_env, run_django_command
 
+if TYPE_CHECKING:
+    from benchmarks.suite import Suite
+
 KEY = "memory"
 
 
-def measure(suite: Any) -> dict[str, Any]:
+def measure(suite: Suite) -> dict[str, Any]:
     limit = suite.sizes.rss_max_messages
     out: dict[str, Any] = {"max_messages": limit}
     for queued in suite.sizes.rss:

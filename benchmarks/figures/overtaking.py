@@ -10,7 +10,7 @@ import random
 import signal
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.figures import median, parse_send_summary
 from benchmarks.procs import (
@@ -21,6 +21,9 @@ from benchmarks.procs import (
     django_env,
     reaped,
 )
+
+if TYPE_CHECKING:
+    from benchmarks.suite import Suite
 
 KEY = "overtaking"
 
@@ -50,7 +53,7 @@ class Events:
             time.sleep(0.002)
 
 
-def measure(suite: Any) -> dict[str, Any]:
+def measure(suite: Suite) -> dict[str, Any]:
     import mailer
     from mailer.models import Message
 

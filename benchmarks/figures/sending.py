@@ -6,16 +6,19 @@ message). Modes take turns, so that a noisy minute does not hit one only."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.figures import median
 from benchmarks.figures.workers import send_workers
 from benchmarks.procs import FastSink
 
+if TYPE_CHECKING:
+    from benchmarks.suite import Suite
+
 KEY = "sending"
 
 
-def send_in_process(suite: Any, total: int) -> dict[str, Any]:
+def send_in_process(suite: Suite, total: int) -> dict[str, Any]:
     """``mailer.sending.engine.send_queued`` drains ``total`` messages."""
     from mailer.sending.engine import send_queued
 
@@ -39,7 +42,7 @@ def send_in_process(suite: Any, total: int) -> dict[str, Any]:
     }
 
 
-def measure(suite: Any) -> dict[str, Any]:
+def measure(suite: Suite) -> dict[str, Any]:
     total = suite.sizes.send
     modes: dict[str, Callable[[], dict[str, Any]]] = {
         "in_process": lambda: send_in_process(suite, total),

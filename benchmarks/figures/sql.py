@@ -5,14 +5,17 @@ while it sends the queued job, counted by Django's
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.procs import FastSink
+
+if TYPE_CHECKING:
+    from benchmarks.suite import Suite
 
 KEY = "sql"
 
 
-def measure(suite: Any) -> dict[str, Any]:
+def measure(suite: Suite) -> dict[str, Any]:
     from django.test.utils import CaptureQueriesContext
 
     from mailer.sending.engine import send_queued

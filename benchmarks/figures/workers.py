@@ -5,13 +5,16 @@ between these and the in-process call."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.figures import parse_send_summary
 from benchmarks.procs import FastSink, django_command, django_env, reaped
 
+if TYPE_CHECKING:
+    from benchmarks.suite import Suite
 
-def send_workers(suite: Any, total: int, workers: int) -> dict[str, Any]:
+
+def send_workers(suite: Suite, total: int, workers: int) -> dict[str, Any]:
     """``workers`` send_mail processes drain the ``total`` queued messages."""
     timeout = suite.send_timeout(total)
     with FastSink(max_seconds=timeout + 60) as sink:
