@@ -3,7 +3,8 @@ database (``DATABASE_URL``, ``benchmarks/settings.py``), the newsletter issue
 and its rendered email, an empty queue between measurements, the database's
 version and durability, results written after every part.
 
-A figure module (``suite.py``, ``relay.py``, ``desk_report.py``) subclasses
+A figure's process (``suite.py``, which runs the modules of ``figures/``;
+``relay.py``; ``desk_report.py``) subclasses
 :class:`FigureRun` and ends with ``sys.exit(main(MyRun, sizes, argv))``;
 ``run.py`` starts it once per database::
 

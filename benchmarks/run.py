@@ -7,7 +7,8 @@
 Each database gets a fresh store (a temporary SQLite file; a throwaway
 PostgreSQL cluster from ``tests/postgres.py`` with PostgreSQL's stock, durable
 settings) and, per figure, a process of its own: ``benchmarks/suite.py``
-(sending, expansion, admin, memory, overtaking), ``benchmarks/relay.py``
+(the modules of ``benchmarks/figures/``: idle, admin, expansion, limit,
+sending, SQL, memory, overtaking), ``benchmarks/relay.py``
 (a relay D ms away) and ``benchmarks/desk_report.py`` (the job report page
 of a 100,000-reader job). ``--tuned`` adds the same runs on non-durable
 settings as extra, labelled columns. Everything talks to 127.0.0.1; the SMTP
@@ -39,7 +40,7 @@ from benchmarks.desk_report import table as report_table  # noqa: E402
 from benchmarks.procs import PYTHON, Child, ChildFailed  # noqa: E402
 from benchmarks.relay import RelaySizes  # noqa: E402
 from benchmarks.relay import table as relay_table  # noqa: E402
-from benchmarks.report import _header, render_table  # noqa: E402
+from benchmarks.report import header_lines, render_table  # noqa: E402
 
 DATABASES = ("sqlite", "postgres")
 FIGURES = ("suite", "relay", "report")
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         if not tables:
             # The machine and versions lines; the suite's workload lines
             # describe figures that did not run.
-            header = _header({**results, "databases": results[figure]})
+            header = header_lines({**results, "databases": results[figure]})
             skip = ("Workload", "Each figure")
             header = [line for line in header if not line.startswith(skip)]
             text = "\n".join([*header, "", text])

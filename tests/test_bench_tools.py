@@ -19,6 +19,7 @@ import pytest
 
 from benchmarks.procs import FastSink
 from benchmarks.relay import table
+from benchmarks.report import render_table
 
 ROOT_ARGS = {"cwd": str(Path(__file__).resolve().parent.parent)}
 
@@ -121,6 +122,39 @@ def test_blast_over_several_connections_sends_the_count_once(tmp_path):
     assert blast.returncode == 0, blast.stderr
     assert '"sent": 23' in blast.stdout
     assert (stats.count, stats.connections) == (23, 4)
+
+
+RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
+
+
+def test_suite_table_rebuilt_from_committed_results_matches_their_table():
+    """The suite's table is data (benchmarks/report.py): rendered again from
+    the committed run the README quotes, every row and the targets come out
+    as that run printed them (the header names the sink of the day, so it is
+    left out)."""
+    results = json.loads((RESULTS / "2026-11-29-full.json").read_text())
+    text, targets = render_table(results)
+
+    def rows(table: str) -> list[str]:
+        lines = [line.rstrip() for line in table.splitlines()]
+        return lines[lines.index("") + 1 :]
+
+    assert rows(text) == rows(results["table"])
+    assert targets == results["targets"]
+    assert sum(not t["met"] for t in targets) == 2
+
+
+def test_suite_figures_each_give_the_key_the_table_reads():
+    """One module per figure; together they fill every key the committed
+    results hold for the suite, in the order the run measures them."""
+    from benchmarks.suite import FIGURES
+
+    keys = [figure.KEY for figure in FIGURES]
+    stored = json.loads((RESULTS / "2026-11-29-full.json").read_text())
+    for database in stored["databases"].values():
+        assert set(keys) <= set(database)
+    assert len(set(keys)) == len(keys)
+    assert all(callable(figure.measure) for figure in FIGURES)
 
 
 def _case(rate: float, **extra: object) -> dict[str, object]:
