@@ -21,6 +21,7 @@ __all__ = [
     "RenderedEmail",
     "cancel_jobs",
     "create_job",
+    "delete_jobs",
     "expand_job",
     "pause_jobs",
     "render_email",
