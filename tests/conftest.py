@@ -45,6 +45,23 @@ def mailserver(settings, smtp_server):
 
 
 @pytest.fixture
+def editor(db):
+    """A superuser, the editor of the admin tests (jobs/, system/)."""
+    from django.contrib.auth.models import User
+
+    return User.objects.create_superuser(
+        "editor", "editor@example.com", "pw", first_name="Eddie", last_name="Tor"
+    )
+
+
+@pytest.fixture
+def editor_client(client, editor):
+    """Django's test client, logged in as ``editor``."""
+    client.force_login(editor)
+    return client
+
+
+@pytest.fixture
 def worker_env(smtp_server) -> dict[str, str]:
     """Environment for a ``manage.py`` subprocess that must see this test's
     database and send to this test's SMTP server. Use with ``transactional_db``
@@ -71,6 +88,30 @@ def start_command(env: dict[str, str], *args: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+_started: list[subprocess.Popen] = []
+
+
+def start(env: dict[str, str], *args: str) -> subprocess.Popen:
+    """``start_command``, remembered so that ``reap_processes`` kills it if
+    the test ends (fails) while it still runs: a ``--loop`` worker left
+    behind would run forever."""
+    process = start_command(env, *args)
+    _started.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def reap_processes() -> Iterator[None]:
+    """Kill the worker processes a test started with ``start`` and left
+    running (a failed or timed-out test)."""
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
 
 
 def run_command(

@@ -20,7 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.sites",
     # The admin's and mailer's CSS and JS, served by the browser tests'
-    # live server (tests/test_desk_browser.py).
+    # live server (tests/system/test_desk_browser.py).
     "django.contrib.staticfiles",
     "chroniker",
     "mailer",
@@ -62,15 +62,15 @@ SMTP_PORT = int(os.environ.get("MAILER_TEST_SMTP_PORT", "1"))
 # the fixtures (tests/conftest.py) through override_settings.
 globals().update(queue_then_smtp("127.0.0.1", SMTP_PORT, timeout=10))
 
-# One connection per run unless a test asks for more (tests/test_pool.py):
+# One connection per run unless a test asks for more (tests/sending/test_pool.py):
 # the rest of the suite checks the exact order and counts of one connection.
 MAILER_CONNECTIONS = 1
 MAILER_LEASE_SECONDS = int(os.environ.get("MAILER_TEST_LEASE_SECONDS", "300"))
 MAILER_SITE_URL = "https://news.example.com"
-# Rate limits of worker processes started by a test (tests/test_quotas.py).
+# Rate limits of worker processes started by a test (tests/sending/test_quotas.py).
 if os.environ.get("MAILER_TEST_RATE_LIMITS"):
     MAILER_RATE_LIMITS = json.loads(os.environ["MAILER_TEST_RATE_LIMITS"])
-# No shared relay pause unless a test asks for one (tests/test_relay_trouble.py):
+# No shared relay pause unless a test asks for one (tests/sending/test_relaypause.py):
 # many tests bring a relay down and up again and send at once.
 MAILER_RELAY_BACKOFF_SECONDS = float(os.environ.get("MAILER_TEST_RELAY_BACKOFF", "0"))
 if os.environ.get("MAILER_TEST_MAX_ATTEMPTS"):

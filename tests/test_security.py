@@ -13,12 +13,10 @@ import subprocess
 import sys
 import zlib
 
-import django
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Permission, User
 from django.core import signing
-from django.core.checks import run_checks
 from django.core.exceptions import PermissionDenied
 from django.test import Client, RequestFactory
 
@@ -268,7 +266,7 @@ def test_the_log_keeps_no_bodies_whatever_the_outcome(mailserver):
 
     results = set(MessageLog.objects.values_list("result", flat=True))
     # Every kind of row sending writes (bounce and complaint rows come from
-    # process_bounces: tests/test_bounces.py).
+    # process_bounces: tests/bounces/test_bounces.py).
     later = {LogResult.BOUNCED, LogResult.SOFT_BOUNCED, LogResult.COMPLAINED}
     assert results == set(LogResult.values) - later
     for row in MessageLog.objects.values():
@@ -279,23 +277,6 @@ def test_the_log_keeps_no_bodies_whatever_the_outcome(mailserver):
 
 
 # -- the queue as its own sending backend ----------------------------------------------
-
-
-def loop_configuration(settings) -> None:
-    if django.VERSION >= (6, 1):
-        settings.MAILERS = {
-            **settings.MAILERS,
-            "smtp": {"BACKEND": "mailer.backend.DbBackend"},
-        }
-    else:
-        settings.MAILER_EMAIL_BACKEND = "mailer.backend.DbBackend"
-
-
-def test_the_queue_as_its_own_sending_backend_is_refused_by_mailer_e001(settings):
-    loop_configuration(settings)
-    errors = [e for e in run_checks() if e.id.startswith("mailer.")]
-    assert [e.id for e in errors] == ["mailer.E001"]
-    assert "its own sending backend" in errors[0].msg
 
 
 LOOP_SETTINGS = """

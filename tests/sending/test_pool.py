@@ -11,61 +11,32 @@ really overlap. What the server received is read from its list of messages
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
-from collections import Counter
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.db.models import Count
 
 import mailer
 from mailer.checks import check_connections
 from mailer.models import LogResult, Message, MessageLog, MessageStatus
 from mailer.sending.engine import SendResult, send_queued
 from mailer.sending.pool import MAX_CONNECTIONS, PoolResult
-from tests.conftest import run_command
 from tests.faultlib import (
     addresses,
-    check_ok,
+    deliveries,
     fill_job,
     fill_single,
     nothing_claimed,
-    reap_processes,  # noqa: F401 - autouse: kills workers a failed test left
-    report,
-    start,
+    one_sent_log_per_message,
     summary,
-    wait_for_mail,
-    wait_until,
 )
 
 # Every connection thread has its own database connection, which sees only
 # committed rows: no test transaction around these tests.
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def received(server) -> list[str]:
-    """Every recipient the server accepted mail for, in arrival order, one
-    entry per delivery."""
-    return [rcpt for m in server.messages for rcpt in m.rcpt_tos]
-
-
-def duplicates(delivered: list[str]) -> int:
-    return sum(n - 1 for n in Counter(delivered).values())
-
-
-def one_sent_log_per_message() -> bool:
-    per_message = (
-        MessageLog.objects.filter(result=LogResult.SENT)
-        .values("message_pk")
-        .annotate(n=Count("id"))
-    )
-    return {row["n"] for row in per_message} == {1} and len(per_message) == (
-        Message.all_objects.filter(status=MessageStatus.SENT).count()
-    )
 
 
 def overlapping_sessions(server) -> int:
@@ -96,7 +67,7 @@ def test_four_connections_deliver_500_messages_exactly_once(mailserver):
     assert (result.sent, result.deferred, result.failed) == (500, 0, 0)
     assert (result.parallel, result.connections) == (4, 4)
     assert result.stop_reason == "queue empty"
-    delivered = received(mailserver)
+    delivered = deliveries(mailserver)
     assert sorted(delivered) == sorted(recipients)  # none lost, none twice
     assert mailserver.connections == 4
     assert overlapping_sessions(mailserver) == 4
@@ -117,7 +88,7 @@ def test_sixteen_connections_on_one_database_never_find_it_locked(mailserver):
 
     assert result.error is None, result.error
     assert result.sent == 400
-    delivered = received(mailserver)
+    delivered = deliveries(mailserver)
     assert sorted(delivered) == sorted(recipients)
     assert one_sent_log_per_message()
 
@@ -139,7 +110,7 @@ def test_on_sqlite_the_connections_of_a_run_take_turns_to_write(
     result = send_queued(connections=8, batch_size=16)
 
     assert result.error is None, result.error
-    assert sorted(received(mailserver)) == sorted(recipients)
+    assert sorted(deliveries(mailserver)) == sorted(recipients)
     assert one_sent_log_per_message()
 
 
@@ -210,7 +181,7 @@ def test_550_and_451_are_judged_per_message_under_four_connections(
     # The refused recipient gets its own failed row (mailer.sending.partial).
     gone = MessageLog.objects.get(subject="Minutes", result=LogResult.FAILED)
     assert (gone.recipient, gone.smtp_code) == ("gone@example.com", 550)
-    delivered = received(mailserver)
+    delivered = deliveries(mailserver)
     assert sorted(delivered) == sorted(
         [a for a in recipients if a not in rejected + deferred] + ["ann@example.com"]
     )
@@ -240,7 +211,7 @@ def test_high_priority_mail_overtakes_a_newsletter_drained_by_four_connections(
     result = send_queued(connections=4, on_progress=password_reset_midway)
 
     assert result.sent == 2001
-    delivered = received(mailserver)
+    delivered = deliveries(mailserver)
     assert sorted(delivered) == sorted([*recipients, "reset@example.com"])
     position = delivered.index("reset@example.com")
     # Behind it at most what the four connections had claimed when it was
@@ -259,7 +230,7 @@ def test_max_messages_is_exact_across_connections(mailserver):
     result = send_queued(connections=4, max_messages=137, batch_size=20)
 
     assert (result.sent, result.stop_reason) == (137, "message limit")
-    assert len(received(mailserver)) == 137
+    assert len(deliveries(mailserver)) == 137
     assert Message.all_objects.filter(status=MessageStatus.SENT).count() == 137
     assert nothing_claimed()
     assert Message.all_objects.due().count() == 500 - 137
@@ -304,12 +275,12 @@ def test_a_stop_request_lets_each_connection_finish_its_message(mailserver):
 
     assert result.stop_reason == "stop requested"
     assert nothing_claimed()  # every unstarted claim given back
-    assert result.sent == mailserver.count == len(received(mailserver))
+    assert result.sent == mailserver.count == len(deliveries(mailserver))
     assert Message.all_objects.due().count() == 400 - result.sent
     assert set(Message.all_objects.due().values_list("attempts", flat=True)) == {0}
     rest = send_queued(connections=4)
     assert rest.sent + result.sent == 400
-    assert sorted(received(mailserver)) == sorted(recipients)
+    assert sorted(deliveries(mailserver)) == sorted(recipients)
 
 
 def test_an_unreachable_server_stops_every_connection_with_one_error(mailserver):
@@ -331,7 +302,7 @@ def test_an_unreachable_server_stops_every_connection_with_one_error(mailserver)
 
     mailserver.up()
     assert send_queued(connections=4).sent == 50
-    assert sorted(received(mailserver)) == sorted(recipients)
+    assert sorted(deliveries(mailserver)) == sorted(recipients)
 
 
 def test_each_connection_closes_its_database_connection(mailserver):
@@ -410,104 +381,3 @@ def test_progress_is_reported_from_the_callers_thread(mailserver):
     done = [done for _thread, done in reports]
     assert done == sorted(done)
     assert done[-1] == 40
-
-
-# -- other processes: SIGTERM and kill -9 --------------------------------------------
-
-
-@pytest.mark.slow
-def test_sigterm_stops_four_connections_without_loss_or_duplicates(
-    worker_env, smtp_server
-):
-    recipients = addresses(1000, "term")
-    fill_single(recipients)
-    smtp_server.delay(0.005)
-    worker = start(worker_env, "send_mail", "--connections", "4")
-    assert wait_for_mail(smtp_server, 100, worker, timeout=60)
-    assert worker.poll() is None
-    worker.send_signal(signal.SIGTERM)
-    out, err = worker.communicate(timeout=60)
-
-    assert worker.returncode == 0, err
-    first = summary(out)
-    assert first["stopped"] == "stop requested"
-    assert out.rstrip().endswith("; 4 connections")
-    assert nothing_claimed()  # no lease to wait for
-    rest = check_ok(run_command(worker_env, "send_mail", "--connections", "4"))
-
-    report("SIGTERM to send_mail --connections 4", recipients, smtp_server.counts)
-    delivered = received(smtp_server)
-    assert first["sent"] + rest["sent"] == 1000
-    assert sorted(delivered) == sorted(recipients)
-    assert one_sent_log_per_message()
-
-
-@pytest.mark.slow
-def test_a_loop_worker_with_four_connections_takes_new_mail_and_stops_cleanly(
-    worker_env, smtp_server
-):
-    first = addresses(300, "loop-a")
-    fill_single(first)
-    smtp_server.delay(0.002)
-    worker = start(
-        worker_env, "send_mail", "--loop", "--idle-seconds", "0.2", "--connections", "4"
-    )
-    assert wait_for_mail(smtp_server, 300, worker, timeout=60)
-    later = addresses(100, "loop-b")
-    fill_single(later)  # queued while the worker idles
-    assert wait_for_mail(smtp_server, 400, worker, timeout=60)
-    assert worker.poll() is None
-    worker.send_signal(signal.SIGTERM)
-    out, err = worker.communicate(timeout=60)
-
-    assert worker.returncode == 0, err
-    assert "error" not in out
-    assert sorted(received(smtp_server)) == sorted(first + later)
-    assert nothing_claimed()
-    assert one_sent_log_per_message()
-
-
-@pytest.mark.slow
-def test_kill_9_of_a_worker_with_four_connections(worker_env, smtp_server):
-    lease = 2
-    env = {**worker_env, "MAILER_TEST_LEASE_SECONDS": str(lease)}
-    recipients = addresses(2000, "k9")
-    fill_single(recipients[::2])
-    fill_job(recipients[1::2])
-    # Latency per DATA: a kill lands with a message on the wire of each
-    # connection, the case that can give the allowed duplicate per connection.
-    smtp_server.delay(0.005)
-    worker = start(env, "send_mail", "--connections", "4", "--batch-size", "40")
-    assert wait_for_mail(smtp_server, 300, worker, timeout=60)
-    assert worker.poll() is None
-    worker.send_signal(signal.SIGKILL)
-    worker.communicate(timeout=30)
-
-    assert wait_until(nothing_claimed_after_lease, lease + 5, interval=0.2)
-    sent_before = smtp_server.count  # the last in-flight DATA has its reply
-    rest = check_ok(run_command(env, "send_mail", "--connections", "4"))
-
-    report(
-        "kill -9 of send_mail --connections 4",
-        recipients,
-        smtp_server.counts,
-        kills=1,
-        sent_before_kill=sent_before,
-    )
-    delivered = received(smtp_server)
-    assert set(delivered) == set(recipients)  # none lost
-    assert duplicates(delivered) <= 4  # at most the one in flight per connection
-    assert rest["sent"] == 2000 - sent_before + duplicates(delivered)
-    assert not Message.all_objects.exclude(status=MessageStatus.SENT).exists()
-    assert one_sent_log_per_message()
-
-
-def nothing_claimed_after_lease() -> bool:
-    """Every claim of the killed worker is due again (its lease ran out)."""
-    from django.utils import timezone
-
-    return not (
-        Message.all_objects.pending()
-        .filter(claim_token__isnull=False, due_at__gt=timezone.now())
-        .exists()
-    )

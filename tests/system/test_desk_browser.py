@@ -75,11 +75,6 @@ def open_as(browser, live_server):
         context.close()
 
 
-@pytest.fixture
-def editor(db):
-    return User.objects.create_superuser("editor", "editor@example.com", "pw")
-
-
 def newsletter(n: int, **kwargs) -> MessageJob:
     return create_job(
         content=RenderedEmail(

@@ -13,7 +13,6 @@ from mailer.models import Message, MessageStatus
 from tests.faultlib import (
     addresses,
     fill_single,
-    reap_processes,  # noqa: F401 - autouse: kills workers a failed test left
     report,
     start,
     wait_until,

@@ -33,7 +33,6 @@ from tests.faultlib import (
     check_ok,
     fill_single,
     nothing_claimed,
-    reap_processes,  # noqa: F401 - autouse: kills workers a failed test left
     report,
     start,
     summary,

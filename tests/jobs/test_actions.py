@@ -22,19 +22,6 @@ CHANGELIST = "/admin/testapp/story/"
 
 
 @pytest.fixture
-def editor(db):
-    return User.objects.create_superuser(
-        "editor", "editor@example.com", "pw", first_name="Eddie", last_name="Tor"
-    )
-
-
-@pytest.fixture
-def editor_client(client, editor):
-    client.force_login(editor)
-    return client
-
-
-@pytest.fixture
 def readers(db):
     Reader.objects.bulk_create(
         [

@@ -20,7 +20,6 @@ from tests.faultlib import (
     addresses,
     check_ok,
     fill_job,
-    reap_processes,  # noqa: F401 - autouse: kills workers a failed test left
     report,
     start,
     summary,

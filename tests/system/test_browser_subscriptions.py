@@ -3,7 +3,7 @@ example newsroom: signup on the front page -> the confirmation link from the
 email the SMTP server received -> confirmed -> the editor sends to lists ->
 the reader leaves one list and still gets the other.
 
-Reuses the newsroom and browser fixtures of tests/test_browser.py (the
+Reuses the newsroom and browser fixtures of tests/system/conftest.py (the
 example project in child processes, its own SQLite file)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.test_browser import manage, newsroom, page  # noqa: F401 - fixtures
+from tests.system.conftest import manage
 
 pytestmark = pytest.mark.browser
 

@@ -35,19 +35,6 @@ JOBS = "/admin/mailer/messagejob/"
 STORIES = "/admin/testapp/story/"
 
 
-@pytest.fixture
-def editor(db):
-    return User.objects.create_superuser(
-        "editor", "editor@example.com", "pw", first_name="Eddie", last_name="Tor"
-    )
-
-
-@pytest.fixture
-def editor_client(client, editor):
-    client.force_login(editor)
-    return client
-
-
 def staff_with(*codenames: str) -> User:
     user = User.objects.create_user(
         "_".join(codenames) or "nobody", "staff@example.com", "pw", is_staff=True

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 LEGACY = ROOT / "tests" / "legacy"
 DATA = json.loads((LEGACY / "django_mailer_2_3_2.json").read_text())
 PG_URL = os.environ.get("DATABASE_URL", "")

@@ -20,7 +20,6 @@ from tests.faultlib import (
     addresses,
     fill_single,
     nothing_claimed,
-    reap_processes,  # noqa: F401 - autouse: kills workers a failed test left
     start,
     summary,
     wait_until,

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 MANAGE = ROOT / "example_project" / "manage.py"
 #: example_project/newsroom_site/settings.py's TIME_ZONE.
 EXAMPLE_TIME_ZONE = "Europe/London"

@@ -20,20 +20,19 @@ from collections import Counter
 
 import pytest
 from django.db import connection
-from django.db.models import Count
 from django.utils import timezone
 
 from mailer.jobs.services import RenderedEmail, create_job
-from mailer.models import JobStatus, LogResult, Message, MessageLog, MessageStatus
+from mailer.models import JobStatus, Message, MessageStatus
 from tests.conftest import ROOT, run_command
 from tests.faultlib import (
     addresses,
     check_ok,
     emit,
+    every_message_sent_once,
     fill_job,
     fill_single,
     nothing_claimed,
-    reap_processes,  # noqa: F401 - autouse: kills workers a failed test left
     report,
     start,
     summary,
@@ -57,14 +56,6 @@ def drain(env: dict[str, str]) -> dict:
     """Let every lease of a killed worker run out, then send what is left."""
     time.sleep(LEASE_SECONDS + 0.5)
     return check_ok(run_command(env, "send_mail", "--batch-size", BATCH, timeout=300))
-
-
-def one_sent_log_per_message() -> bool:
-    logs = MessageLog.objects.filter(result=LogResult.SENT)
-    per_message = logs.values("message_pk").annotate(n=Count("id"))
-    return {row["n"] for row in per_message} == {1} and logs.count() == (
-        Message.all_objects.count()
-    )
 
 
 # -- 6. kill -9 and SIGTERM during sending -------------------------------------------
@@ -106,7 +97,7 @@ def test_kill_9_at_10_random_moments_loses_nothing(env, smtp_server):
     assert row["duplicates"] <= kills  # at most the one in flight per kill
     assert rest["sent"] == 2000 - during + row["duplicates"]
     assert not Message.all_objects.exclude(status=MessageStatus.SENT).exists()
-    assert one_sent_log_per_message()
+    assert every_message_sent_once()
 
 
 def test_sigterm_at_random_moments_loses_nothing_and_sends_nothing_twice(
@@ -139,7 +130,7 @@ def test_sigterm_at_random_moments_loses_nothing_and_sends_nothing_twice(
     )
     assert sum(stops) + rest["sent"] == 1000
     assert (row["lost"], row["duplicates"]) == (0, 0)
-    assert one_sent_log_per_message()
+    assert every_message_sent_once()
 
 
 def test_sigterm_stops_a_loop_worker_cleanly(env, smtp_server):
@@ -278,7 +269,7 @@ def test_a_broken_database_connection_while_recording_is_retried(
     )
     assert (result.sent, result.error) == (30, None)
     assert (row["delivered"], row["duplicates"], row["lost"]) == (30, 0, 0)
-    assert one_sent_log_per_message()
+    assert every_message_sent_once()
 
 
 def test_a_database_that_stays_away_stops_the_run_with_one_line(

@@ -20,7 +20,7 @@ import pytest
 
 from mailer.testing.smtp import SMTPTestServer
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 MESSAGE = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: Hi\r\n\r\nHello.\r\n"
 

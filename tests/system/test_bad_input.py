@@ -54,12 +54,6 @@ def single(subject="Hi", body="Body", from_email="a@example.com", to=("b@x.com",
 DOOR = [
     # (case, call, error, words in the error)
     (
-        "newline in subject (single)",
-        lambda: single(subject="Hi\nBcc: evil@example.com"),
-        HeaderInjection,
-        "Header 'Subject' contains a line break",
-    ),
-    (
         "newline in subject (job)",
         lambda: job(
             ["a@example.com"],

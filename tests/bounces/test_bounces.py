@@ -36,7 +36,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.django_db
 
-SAMPLES = Path(__file__).parent / "fixtures" / "bounces"
+SAMPLES = Path(__file__).parent.parent / "fixtures" / "bounces"
 READER = "reader@example.org"
 BOUNCES = "bounces@news.example"
 
@@ -481,7 +481,7 @@ def test_end_to_end_one_bounce_through_each_of_imap_maildir_and_stdin(
     import dkim
 
     from mailer.sending.dkim import public_txt
-    from tests.test_dkim import write_key
+    from tests.sending.test_dkim import write_key
 
     settings.MAILER_DKIM_KEY_FILE = write_key(tmp_path / "k.pem", "ed25519")
     settings.MAILER_DKIM_DOMAIN = "news.example"
