@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,17 @@ def point_mail_at(settings, port: int) -> None:
     email backend for locmem; this puts the real configuration back."""
     for name, value in queue_then_smtp("127.0.0.1", port, timeout=10).items():
         setattr(settings, name, value)
+
+
+def by_recipient(messages: Iterable) -> dict:
+    """The server's received messages keyed by envelope recipient, after
+    checking that each recipient received exactly one: a dict built straight
+    from the list would hide a duplicate delivery."""
+    messages = list(messages)
+    counts = Counter(rcpt for m in messages for rcpt in m.rcpt_tos)
+    twice = {rcpt: n for rcpt, n in counts.items() if n != 1}
+    assert not twice, f"received more than once: {twice}"
+    return {rcpt: m for m in messages for rcpt in m.rcpt_tos}
 
 
 @pytest.fixture

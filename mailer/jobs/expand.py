@@ -62,8 +62,9 @@ class ExpandResult:
         )
 
 
-class _Abandon(Exception):
-    """Another process advanced the cursor first; it owns this job now."""
+class ExpansionAbandoned(Exception):
+    """Raised by ``expand_job`` when another process advanced the job's cursor
+    first; that process owns the job now. ``expand_pending_jobs`` moves on."""
 
 
 def expand_job(
@@ -74,7 +75,10 @@ def expand_job(
     should_stop: Callable[[], bool] = lambda: False,
     on_chunk: Callable[[int, int], None] | None = None,
 ) -> tuple[int, int]:
-    """Expand one job from its cursor. Return (queued, skipped)."""
+    """Expand one job from its cursor. Return (queued, skipped).
+
+    :raises ExpansionAbandoned: another process expanded the next chunk first.
+    """
     chunk_size = chunk_size or conf.MAILER_EXPAND_CHUNK_SIZE
     job = MessageJob.objects.get(pk=job_id)
     if job.status not in (JobStatus.PENDING, JobStatus.EXPANDING):
@@ -135,7 +139,7 @@ def expand_job(
                 status=JobStatus.EXPANDING,
             )
             if not advanced:
-                raise _Abandon
+                raise ExpansionAbandoned
             inserter.insert(job, messages, now)
             MessageLog.objects.bulk_create(skips)
         cursor += len(chunk)
@@ -183,7 +187,7 @@ def expand_pending_jobs(
                 should_stop=should_stop,
                 on_chunk=on_chunk,
             )
-        except _Abandon:
+        except ExpansionAbandoned:
             continue
         result.jobs += 1
         result.queued += queued

@@ -15,7 +15,7 @@ happened.
 content with its final ``"."``, and reads the final reply, on the
 ``smtplib.SMTP`` connection the sending backend opened (which did the connect,
 EHLO, STARTTLS and AUTH). The commands of one message are written and their
-replies read here (:func:`_command`, :func:`_reply`: smtplib's
+replies read here (:func:`_command`, :func:`read_reply`: smtplib's
 ``putcmd``/``getreply`` without their per-call overhead, the same rules and
 exceptions), because on a fast relay smtplib's per-command Python (address
 parsing in ``quoteaddr`` above all) costs more than the relay. It answers with
@@ -131,7 +131,7 @@ def _command(smtp: smtplib.SMTP, line: str, deadline: float) -> tuple[int, bytes
         smtp.putcmd(line)
         return smtp.getreply()
     _write(smtp, (line + "\r\n").encode(smtp.command_encoding), deadline)
-    return _reply(smtp, deadline)
+    return read_reply(smtp, deadline)
 
 
 def _write(smtp: smtplib.SMTP, data: bytes, deadline: float) -> None:
@@ -148,10 +148,15 @@ def _write(smtp: smtplib.SMTP, data: bytes, deadline: float) -> None:
         raise smtplib.SMTPServerDisconnected("Server not connected") from error
 
 
-def _reply(smtp: smtplib.SMTP, deadline: float) -> tuple[int, bytes]:
+def read_reply(smtp: smtplib.SMTP, deadline: float) -> tuple[int, bytes]:
     """``smtplib.SMTP.getreply`` (RFC 5321 4.2: a multiline reply's lines
     but the last have "-" after the code), reading at most until
-    ``deadline``."""
+    ``deadline`` (``time.monotonic()`` seconds). Returns (code, text), the
+    text's lines joined by ``\n``.
+
+    :raises smtplib.SMTPServerDisconnected: the relay closed the connection
+        (which is then closed here too, as ``getreply`` does).
+    """
     if smtp.debuglevel > 0:
         _arm(smtp, deadline)
         return smtp.getreply()
@@ -321,7 +326,7 @@ def exchange(
         raise
     # After the final ".": whatever goes wrong now leaves the message in doubt.
     try:
-        code, reply = _reply(smtp, deadline)
+        code, reply = read_reply(smtp, deadline)
     except (smtplib.SMTPServerDisconnected, OSError) as error:
         smtp.close()
         raise InDoubt(error, host=host, seconds=budget) from error

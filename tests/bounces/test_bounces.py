@@ -32,7 +32,7 @@ from mailer.models import (
 )
 from mailer.sending.engine import send_queued
 from mailer.signals import complained
-from tests.conftest import ROOT
+from tests.conftest import ROOT, by_recipient
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +64,7 @@ def send_job(readers: list[str], subject: str = "Issue 7") -> None:
 
 
 def envelope_senders(server) -> dict[str, str]:
-    return {m.rcpt_tos[0]: m.mail_from for m in server.messages}
+    return {a: m.mail_from for a, m in by_recipient(server.messages).items()}
 
 
 @pytest.fixture

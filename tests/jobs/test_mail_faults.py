@@ -33,6 +33,7 @@ from mailer.jobs.personalize import Personalizer
 from mailer.jobs.services import RenderedEmail, create_job, render_email
 from mailer.models import Message, MessageJob
 from mailer.sending.engine import send_queued
+from tests.conftest import by_recipient
 from tests.testapp.admin import StoryAdmin
 from tests.testapp.models import Reader, Story
 
@@ -141,7 +142,7 @@ def test_short_values_keep_the_7bit_and_8bit_fast_path(mailserver):
         ],
     )
 
-    by_reader = {r.rcpt_tos[0]: parse(r.data) for r in received}
+    by_reader = {a: parse(r.data) for a, r in by_recipient(received).items()}
     plain = by_reader["ann@example.com"].get_body(("plain",))
     assert plain["Content-Transfer-Encoding"] == "7bit"
     plain = by_reader["zoe@example.com"].get_body(("plain",))
@@ -411,7 +412,7 @@ def test_values_inserted_as_they_are_reach_each_reader_without_placeholders(
     expand_pending_jobs()
     send_queued()
 
-    by_reader = {r.rcpt_tos[0]: parse(r.data) for r in mailserver.messages}
+    by_reader = {a: parse(r.data) for a, r in by_recipient(mailserver.messages).items()}
     zoe = by_reader["zoe@example.com"]
     assert body(zoe, "plain").startswith("Good morning Zoë & <Co>,\n")
     assert "<p>Good morning Zoë &amp; &lt;Co&gt;,</p>" in body(zoe, "html")

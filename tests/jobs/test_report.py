@@ -27,6 +27,7 @@ from mailer.models import (
     Priority,
 )
 from mailer.sending.engine import send_queued
+from tests.conftest import by_recipient
 from tests.testapp.models import Reader, Story
 
 pytestmark = pytest.mark.django_db
@@ -136,8 +137,8 @@ def test_reader_search_shows_their_attempts_and_the_email_as_sent(
     job = newsletter(2)
     expand_pending_jobs()
     send_queued()
-    received = {m.message["To"]: m.message for m in mailserver.messages}
-    sent = received["Reader 1 <r1@example.com>"]
+    sent = by_recipient(mailserver.messages)["r1@example.com"].message
+    assert sent["To"] == "Reader 1 <r1@example.com>"
 
     page = editor_client.get(f"{JOBS}{job.pk}/change/", {"reader": "R1@example.com"})
 

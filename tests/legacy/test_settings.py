@@ -5,6 +5,7 @@ test server."""
 from __future__ import annotations
 
 import smtplib
+import time
 from io import StringIO
 
 import pytest
@@ -40,10 +41,18 @@ def test_email_throttle_is_seconds_of_pause_between_messages(
     Read as a rate it would send 16 times faster than asked (issue 13)."""
     settings.MAILER_EMAIL_THROTTLE = 0.01
     pauses = []
-    real_pause = engine._pause
-    monkeypatch.setattr(
-        engine, "_pause", lambda s, d: (pauses.append(s), real_pause(s, d))
-    )
+
+    class RecordingTime:
+        """The engine's ``time`` module, remembering each sleep."""
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        def sleep(self, seconds: float) -> None:
+            pauses.append(seconds)
+            time.sleep(seconds)
+
+    monkeypatch.setattr(engine, "time", RecordingTime())
     queue("a@example.com", "b@example.com", "c@example.com")
     result = send_queued()
     assert result.sent == 3 and mailserver.count == 3

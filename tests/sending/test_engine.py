@@ -32,7 +32,7 @@ from mailer.sending import outcomes
 from mailer.sending.claim import claim_batch
 from mailer.sending.engine import retry_deferred, send_queued
 from mailer.sending.smtp import SendingConnection
-from tests.conftest import start_command
+from tests.conftest import by_recipient, start_command
 
 pytestmark = pytest.mark.django_db
 
@@ -498,7 +498,7 @@ def test_newsletter_readers_each_get_their_own_message(mailserver):
 
     assert send_queued().sent == 2
 
-    by_rcpt = {m.rcpt_tos[0]: m for m in mailserver.messages}
+    by_rcpt = by_recipient(mailserver.messages)
     assert sorted(by_rcpt) == ["ann@example.com", "tom@example.com"]
     assert {m.mail_from for m in by_rcpt.values()} == {"news@example.com"}
     tom = by_rcpt["tom@example.com"].message

@@ -54,6 +54,7 @@ def test_single_and_job_mail_go_through_an_esp_backend(esp):
     result = send_queued()
 
     assert result.sent == 2
+    assert sorted(m.to[0] for m in esp) == sorted({m.to[0] for m in esp})  # once each
     by_to = {m.to[0]: m for m in esp}
     single = by_to["a@example.com"]
     assert (single.subject, single.body.rstrip("\n")) == ("Weekly", "Plain text")

@@ -136,11 +136,14 @@ def test_multiline_replies_are_read_whole_and_in_order():
     try:
         relay.sendall(b"250-queued as 1\r\n250-in\r\n250 stored\r\n451 later\r\n")
         deadline = time.monotonic() + 2
-        assert transport._reply(client, deadline) == (250, b"queued as 1\nin\nstored")
-        assert transport._reply(client, deadline) == (451, b"later")
+        assert transport.read_reply(client, deadline) == (
+            250,
+            b"queued as 1\nin\nstored",
+        )
+        assert transport.read_reply(client, deadline) == (451, b"later")
         relay.close()
         with pytest.raises(smtplib.SMTPServerDisconnected):
-            transport._reply(client, deadline)
+            transport.read_reply(client, deadline)
         assert client.sock is None  # closed, as smtplib's getreply does
     finally:
         relay.close()

@@ -29,9 +29,9 @@ IDLE = "600"
 
 @pytest.fixture(autouse=True)
 def forget_written_state():
-    health._written.clear()
+    health.forget_written()
     yield
-    health._written.clear()
+    health.forget_written()
 
 
 def wait_until(condition, timeout: float = 60) -> bool:
