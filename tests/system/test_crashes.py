@@ -40,7 +40,9 @@ from tests.faultlib import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+# The multi-process cases are marked slow one by one; the database-failure
+# cases run in-process in a second or so, in every environment.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 LEASE_SECONDS = 2
 #: Small batches: a worker with a 2 s lease must finish a batch well inside it.
@@ -61,6 +63,7 @@ def drain(env: dict[str, str]) -> dict:
 # -- 6. kill -9 and SIGTERM during sending -------------------------------------------
 
 
+@pytest.mark.slow
 def test_kill_9_at_10_random_moments_loses_nothing(env, smtp_server):
     # Half single emails, half a newsletter's: both ways of building a message.
     recipients = addresses(2000, "k9-")
@@ -100,6 +103,7 @@ def test_kill_9_at_10_random_moments_loses_nothing(env, smtp_server):
     assert every_message_sent_once()
 
 
+@pytest.mark.slow
 def test_sigterm_at_random_moments_loses_nothing_and_sends_nothing_twice(
     env, smtp_server
 ):
@@ -133,6 +137,7 @@ def test_sigterm_at_random_moments_loses_nothing_and_sends_nothing_twice(
     assert every_message_sent_once()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_loop_worker_cleanly(env, smtp_server):
     recipients = addresses(400, "loop")
     fill_single(recipients)
@@ -152,6 +157,7 @@ def test_sigterm_stops_a_loop_worker_cleanly(env, smtp_server):
     assert (row["lost"], row["duplicates"]) == (0, 0)
 
 
+@pytest.mark.slow
 def test_kill_9_of_one_of_four_workers_is_absorbed_by_the_others(env, smtp_server):
     recipients = addresses(2000, "one4")
     fill_single(recipients)
@@ -174,6 +180,7 @@ def test_kill_9_of_one_of_four_workers_is_absorbed_by_the_others(env, smtp_serve
 # -- 7. kill -9 during process_mail_jobs ---------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "stop", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "term"]
 )
@@ -303,6 +310,7 @@ def test_a_database_that_stays_away_stops_the_run_with_one_line(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     connection.vendor != "postgresql",
     reason="restarting the database server is a PostgreSQL case (SQLite has none)",
@@ -389,6 +397,7 @@ def test_postgresql_restarted_mid_run(smtp_server):
     assert row["duplicates"] <= 1
 
 
+@pytest.mark.slow
 def test_claims_of_a_killed_worker_wait_for_their_lease(worker_env, smtp_server):
     """The other half of the rule: nobody takes a live claim. Right after a
     kill, a new run leaves the dead worker's batch alone; once the lease has
