@@ -140,6 +140,22 @@ def run_command(
     )
 
 
+#: pytest-timeout's limit, seconds, for the tests whose work is large by
+#: design (pyproject.toml's ``timeout`` is for the rest).
+TIMEOUTS = {"slow": 900, "browser": 300}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Slow and browser tests get a longer timeout, unless they set one."""
+    for item in items:
+        if item.get_closest_marker("timeout"):
+            continue
+        for marker, seconds in TIMEOUTS.items():
+            if item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.timeout(seconds))
+                break
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """pytest-django removes the SQLite test database but not its WAL files."""
     from django.conf import settings

@@ -23,7 +23,7 @@ import pytest
 
 from tests.system.conftest import SUBSCRIBERS, Newsroom, manage
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.own_database]
 
 # The demo command's issue: its lead story and one further down.
 HEADLINES = [

@@ -14,7 +14,7 @@ import pytest
 
 from tests.system.conftest import manage
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.own_database]
 
 READER = "zoe@reader.example"
 

@@ -18,6 +18,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+# The example's own project on its own SQLite file: the suite's database
+# does not matter, so the PostgreSQL envs skip it.
+pytestmark = pytest.mark.own_database
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 MANAGE = ROOT / "example_project" / "manage.py"
 #: example_project/newsroom_site/settings.py's TIME_ZONE.

@@ -16,6 +16,10 @@ from pathlib import Path
 import django
 import pytest
 
+# A project of its own on its own SQLite file: the suite's database
+# does not matter, so the PostgreSQL envs skip it.
+pytestmark = pytest.mark.own_database
+
 
 def content(part) -> str:
     """A part's text, CRLF line endings made plain and the final line break
