@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,11 +34,39 @@ def point_mail_at(settings, port: int) -> None:
         setattr(settings, name, value)
 
 
+def by_recipient(messages: Iterable) -> dict:
+    """The server's received messages keyed by envelope recipient, after
+    checking that each recipient received exactly one: a dict built straight
+    from the list would hide a duplicate delivery."""
+    messages = list(messages)
+    counts = Counter(rcpt for m in messages for rcpt in m.rcpt_tos)
+    twice = {rcpt: n for rcpt, n in counts.items() if n != 1}
+    assert not twice, f"received more than once: {twice}"
+    return {rcpt: m for m in messages for rcpt in m.rcpt_tos}
+
+
 @pytest.fixture
 def mailserver(settings, smtp_server):
     """The SMTP server, with this process's sending backend pointed at it."""
     point_mail_at(settings, smtp_server.port)
     return smtp_server
+
+
+@pytest.fixture
+def editor(db):
+    """A superuser, the editor of the admin tests (jobs/, system/)."""
+    from django.contrib.auth.models import User
+
+    return User.objects.create_superuser(
+        "editor", "editor@example.com", "pw", first_name="Eddie", last_name="Tor"
+    )
+
+
+@pytest.fixture
+def editor_client(client, editor):
+    """Django's test client, logged in as ``editor``."""
+    client.force_login(editor)
+    return client
 
 
 @pytest.fixture
@@ -69,6 +98,30 @@ def start_command(env: dict[str, str], *args: str) -> subprocess.Popen:
     )
 
 
+_started: list[subprocess.Popen] = []
+
+
+def start(env: dict[str, str], *args: str) -> subprocess.Popen:
+    """``start_command``, remembered so that ``reap_processes`` kills it if
+    the test ends (fails) while it still runs: a ``--loop`` worker left
+    behind would run forever."""
+    process = start_command(env, *args)
+    _started.append(process)
+    return process
+
+
+@pytest.fixture(autouse=True)
+def reap_processes() -> Iterator[None]:
+    """Kill the worker processes a test started with ``start`` and left
+    running (a failed or timed-out test)."""
+    yield
+    while _started:
+        process = _started.pop()
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+
+
 def run_command(
     env: dict[str, str], *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess:
@@ -81,6 +134,22 @@ def run_command(
         text=True,
         timeout=timeout,
     )
+
+
+#: pytest-timeout's limit, seconds, for the tests whose work is large by
+#: design (pyproject.toml's ``timeout`` is for the rest).
+TIMEOUTS = {"slow": 900, "browser": 300}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Slow and browser tests get a longer timeout, unless they set one."""
+    for item in items:
+        if item.get_closest_marker("timeout"):
+            continue
+        for marker, seconds in TIMEOUTS.items():
+            if item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.timeout(seconds))
+                break
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:

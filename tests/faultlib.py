@@ -24,13 +24,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-import pytest
 from django.db import connection
+from django.db.models import Count
 from django.utils import timezone
 
 from mailer.jobs.services import RenderedEmail, create_job
-from mailer.models import JobStatus, Message, MessageJob, MessageStatus, Priority
-from tests.conftest import start_command
+from mailer.models import (
+    JobStatus,
+    LogResult,
+    Message,
+    MessageJob,
+    MessageLog,
+    MessageStatus,
+    Priority,
+)
+from tests.conftest import start  # noqa: F401 - re-exported for the fault tests
 
 #: ``send_mail``'s one summary line.
 SUMMARY = re.compile(
@@ -104,29 +112,6 @@ def emit(fault: str, *, database: str | None = None, **values) -> dict:
         with open(path, "a", encoding="utf-8") as out:
             out.write(json.dumps(row) + "\n")
     return row
-
-
-_started: list[subprocess.Popen] = []
-
-
-def start(env: dict[str, str], *args: str) -> subprocess.Popen:
-    """``conftest.start_command``, remembered so that ``reap_processes``
-    kills it if the test ends (fails) while it still runs: a ``--loop``
-    worker left behind would run forever."""
-    process = start_command(env, *args)
-    _started.append(process)
-    return process
-
-
-@pytest.fixture(autouse=True)
-def reap_processes():
-    """Import into a test module to kill its leftover worker processes."""
-    yield
-    while _started:
-        process = _started.pop()
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
 
 
 def addresses(n: int, prefix: str) -> list[str]:
@@ -234,6 +219,46 @@ def check_ok(done: subprocess.CompletedProcess) -> dict:
 def nothing_claimed() -> bool:
     """No pending message is held by a lease (all claims were given back)."""
     return not Message.all_objects.pending().filter(claim_token__isnull=False).exists()
+
+
+def nothing_claimed_after_lease() -> bool:
+    """Every claim of a killed worker is due again (its lease ran out)."""
+    return not (
+        Message.all_objects.pending()
+        .filter(claim_token__isnull=False, due_at__gt=timezone.now())
+        .exists()
+    )
+
+
+def deliveries(server) -> list[str]:
+    """Every recipient the server accepted mail for, in arrival order, one
+    entry per delivery (a duplicate shows as a second entry)."""
+    return [rcpt for m in server.messages for rcpt in m.rcpt_tos]
+
+
+def duplicates(delivered: list[str]) -> int:
+    """Deliveries beyond the first, over all recipients."""
+    return sum(n - 1 for n in Counter(delivered).values())
+
+
+def one_sent_log_per_message() -> bool:
+    """Each sent message has exactly one "sent" log row, and only sent
+    messages have one."""
+    per_message = (
+        MessageLog.objects.filter(result=LogResult.SENT)
+        .values("message_pk")
+        .annotate(n=Count("id"))
+    )
+    return {row["n"] for row in per_message} == {1} and len(per_message) == (
+        Message.all_objects.filter(status=MessageStatus.SENT).count()
+    )
+
+
+def every_message_sent_once() -> bool:
+    """Every queued message is sent, with exactly one "sent" log row."""
+    if Message.all_objects.exclude(status=MessageStatus.SENT).exists():
+        return False
+    return one_sent_log_per_message()
 
 
 def pending_count() -> int:

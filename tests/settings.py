@@ -2,8 +2,11 @@
 
 import json
 import os
+import tempfile
+from pathlib import Path
 
-from mailer.testing.dburl import database_from_url
+import dj_database_url
+
 from mailer.testing.mailconfig import queue_then_smtp
 
 SECRET_KEY = "tests-only-not-secret"
@@ -20,7 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.sites",
     # The admin's and mailer's CSS and JS, served by the browser tests'
-    # live server (tests/test_desk_browser.py).
+    # live server (tests/system/test_desk_browser.py).
     "django.contrib.staticfiles",
     "chroniker",
     "mailer",
@@ -49,7 +52,32 @@ TEMPLATES = [
         },
     }
 ]
-DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL"), "tests")}
+# DATABASE_URL as dj-database-url reads it (sqlite:////abs/path.sqlite3,
+# postgres://user@host:port/name); tests/postgres.py sets it.
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{Path.cwd() / 'tests.sqlite3'}"
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].update(
+        # WAL lets readers and the one writer work at once; a generous timeout
+        # lets several send_mail workers queue for the write lock instead of
+        # failing with "database is locked".
+        OPTIONS={
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+        },
+        # A file, never ":memory:", so that worker processes started by the
+        # tests see the same test database; one per test run, so that runs
+        # side by side do not share it.
+        TEST={
+            "NAME": os.path.join(
+                tempfile.gettempdir(), f"mailer-test-{os.getpid()}.sqlite3"
+            )
+        },
+    )
 # Worker processes started by a test connect to that test's database.
 if os.environ.get("MAILER_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["MAILER_TEST_DB_NAME"]
@@ -62,15 +90,15 @@ SMTP_PORT = int(os.environ.get("MAILER_TEST_SMTP_PORT", "1"))
 # the fixtures (tests/conftest.py) through override_settings.
 globals().update(queue_then_smtp("127.0.0.1", SMTP_PORT, timeout=10))
 
-# One connection per run unless a test asks for more (tests/test_pool.py):
+# One connection per run unless a test asks for more (tests/sending/test_pool.py):
 # the rest of the suite checks the exact order and counts of one connection.
 MAILER_CONNECTIONS = 1
 MAILER_LEASE_SECONDS = int(os.environ.get("MAILER_TEST_LEASE_SECONDS", "300"))
 MAILER_SITE_URL = "https://news.example.com"
-# Rate limits of worker processes started by a test (tests/test_quotas.py).
+# Rate limits of worker processes started by a test (tests/sending/test_quotas.py).
 if os.environ.get("MAILER_TEST_RATE_LIMITS"):
     MAILER_RATE_LIMITS = json.loads(os.environ["MAILER_TEST_RATE_LIMITS"])
-# No shared relay pause unless a test asks for one (tests/test_relay_trouble.py):
+# No shared relay pause unless a test asks for one (tests/sending/test_relaypause.py):
 # many tests bring a relay down and up again and send at once.
 MAILER_RELAY_BACKOFF_SECONDS = float(os.environ.get("MAILER_TEST_RELAY_BACKOFF", "0"))
 if os.environ.get("MAILER_TEST_MAX_ATTEMPTS"):

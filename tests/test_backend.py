@@ -217,11 +217,6 @@ def test_a_backend_instance_can_have_its_own_priority(mailserver, settings):
             "Invalid address 'desk@'",
         ),
         (
-            EmailMessage(subject="Hi\r\nBcc: x@evil.example", body="b", to=["a@x.com"]),
-            HeaderInjection,
-            "Header 'Subject' contains a line break",
-        ),
-        (
             EmailMessage(
                 subject="Hi", body="b", to=["a@x.com"], headers={"X-Tag": "a\nb"}
             ),
@@ -229,7 +224,7 @@ def test_a_backend_instance_can_have_its_own_priority(mailserver, settings):
             "Header 'X-Tag' contains a line break",
         ),
     ],
-    ids=["to", "cc", "reply-to", "subject", "header"],
+    ids=["to", "cc", "reply-to", "header"],
 )
 def test_bad_input_through_djangos_api_is_refused_and_nothing_is_queued(
     mailserver, email, error, words

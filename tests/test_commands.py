@@ -10,7 +10,6 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
-from django.core import mail
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
@@ -260,44 +259,3 @@ def test_purge_mail_log_refuses_nonsense(history):
     with pytest.raises(CommandError, match="^DAYS must be zero or more$"):
         command("purge_mail_log", "-1")
     assert len(remaining()) == 5
-
-
-# -- the whole story, as a project would run it ------------------------------------
-
-
-def test_a_project_queues_through_django_and_mailer_and_cron_delivers_each_once(
-    transactional_db, mailserver, worker_env
-):
-    mail.send_mail(
-        "Reset your password", "Use https://example.com/r/1/", None, ["ann@example.com"]
-    )
-    mailer.send_html_mail(
-        "Weekly ✓", "Plain", "<p>Rich</p>", "news@example.com", ["bob@example.com"]
-    )
-    mailer.send_mail("Hi", "b", "news@example.com", ["gone@example.com"])
-    mailer.send_mail("Hi", "b", "news@example.com", ["busy@example.com"])
-    mailserver.reject(["gone@example.com"], code=550, reply="5.1.1 No such user")
-    mailserver.defer(["busy@example.com"], code=451, reply="4.7.1 Later", times=1)
-
-    first = run_command(worker_env, "send_mail")
-    assert summary(sent="2", deferred="1", failed="1").fullmatch(first.stdout)
-    retry = run_command(worker_env, "retry_deferred")
-    assert retry.stdout == "1 deferred message(s) queued again\n"
-    second = run_command(worker_env, "send_mail")
-    assert summary(sent="1").fullmatch(second.stdout)
-    third = run_command(worker_env, "send_mail")
-    assert summary(sent="0").fullmatch(third.stdout)
-
-    assert dict(mailserver.counts) == {
-        "ann@example.com": 1,
-        "bob@example.com": 1,
-        "busy@example.com": 1,
-    }
-    by_rcpt = {m.rcpt_tos[0]: m.message for m in mailserver.messages}
-    assert by_rcpt["ann@example.com"]["Subject"] == "Reset your password"
-    assert "https://example.com/r/1/" in by_rcpt["ann@example.com"].get_content()
-    assert by_rcpt["bob@example.com"]["Subject"] == "Weekly ✓"
-    assert "<p>Rich</p>" in by_rcpt["bob@example.com"].get_body(("html",)).get_content()
-    gone = Message.all_objects.get(to_address="gone@example.com")
-    assert (gone.status, gone.attempts) == (MessageStatus.FAILED, 1)
-    assert MessageLog.objects.filter(recipient="gone@example.com").count() == 1

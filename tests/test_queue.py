@@ -75,6 +75,14 @@ def test_a_line_break_in_a_header_is_refused_as_header_injection(kwargs, words):
     assert Message.all_objects.count() == 0
 
 
+def test_a_non_ascii_local_part_is_accepted_but_a_non_ascii_space_is_not():
+    # RFC 6531: sent with SMTPUTF8 (tests/sending/test_extensions.py).
+    enqueue(email(to=["jörg@example.com"]))
+    with pytest.raises(InvalidAddress, match="Invalid address 'j.xa0rg@example.com'"):
+        enqueue(email(to=["j\u00a0rg@example.com"]))
+    assert Message.all_objects.count() == 1
+
+
 def test_an_email_without_recipients_is_refused():
     with pytest.raises(InvalidEmail, match=r"no recipients \(to, cc and bcc"):
         enqueue(email(to=[]))

@@ -1,24 +1,17 @@
-"""Security: who may queue a newsletter and how (permission, POST, CSRF);
-unsubscribe tokens that cannot be forged or moved to another address; a log
-that keeps no bodies; and a configuration that would loop mail forever,
-refused by a system check before any command runs."""
+"""Security: who may queue a newsletter and how (permission, POST, CSRF); a
+log that keeps no bodies; and a configuration that would loop mail forever,
+refused by a system check before any command runs. (Unsubscribe tokens that
+cannot be forged or moved: tests/unsubscribe/test_tokens.py.)"""
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import re
 import subprocess
 import sys
-import zlib
 
-import django
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Permission, User
-from django.core import signing
-from django.core.checks import run_checks
 from django.core.exceptions import PermissionDenied
 from django.test import Client, RequestFactory
 
@@ -28,7 +21,6 @@ from mailer.jobs.expand import expand_pending_jobs
 from mailer.jobs.services import RenderedEmail, cancel_jobs, create_job
 from mailer.models import DontSendEntry, LogResult, Message, MessageJob, MessageLog
 from mailer.sending.engine import send_queued
-from mailer.unsubscribe.tokens import SALT, make_token, read_token
 from tests.conftest import ROOT
 from tests.testapp.admin import StoryAdmin
 from tests.testapp.models import Reader, Story
@@ -118,115 +110,6 @@ def test_a_get_never_runs_the_action(story):
     assert not MessageJob.objects.exists()
 
 
-# -- unsubscribe tokens --------------------------------------------------------------
-
-
-def url(token: str) -> str:
-    return f"/mail/unsubscribe/{token}/"
-
-
-def payload(value) -> str:
-    """``value`` in the signer's payload encoding (compact JSON, base64)."""
-    data = json.dumps(value, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def moved(token: str, value) -> str:
-    """``token``'s signature on a different payload (a value, or a payload
-    string as it is)."""
-    _payload, signature = token.rsplit(":", 1)
-    return f"{value if isinstance(value, str) else payload(value)}:{signature}"
-
-
-def forged_tokens() -> dict[str, str]:
-    ann = make_token("ann@example.com", 7)
-    with_other_key = signing.Signer(key="not-our-secret-key", salt=SALT)
-    return {
-        "random": "eyJhIjoxfQ:0123456789abcdefghijklmnopq",
-        "moved to bob": moved(ann, ["bob@example.com", 7]),
-        "moved to another job": moved(ann, ["ann@example.com", 8]),
-        "moved, compressed": moved(
-            ann,
-            "."
-            + base64.urlsafe_b64encode(zlib.compress(b'["bob@example.com",7]'))
-            .rstrip(b"=")
-            .decode(),
-        ),
-        "other secret key": with_other_key.sign_object(["bob@example.com", 7]),
-        "other salt (another signed value of the site)": signing.Signer().sign_object(
-            ["bob@example.com", 7]
-        ),
-        "signature cut short": ann[:-3],
-        "signature of another address": f"{ann.rsplit(':', 1)[0]}:"
-        + make_token("bob@example.com", 7).rsplit(":", 1)[1],
-        "no signature": payload(["bob@example.com", 7]),
-        "empty payload": ":" + ann.rsplit(":", 1)[1],
-    }
-
-
-@pytest.mark.parametrize("name", list(forged_tokens()))
-def test_a_forged_or_moved_unsubscribe_token_changes_nothing(name):
-    token = forged_tokens()[name]
-    client = Client()
-
-    assert client.post(url(token)).status_code == 404
-    assert client.get(url(token)).status_code == 404
-    with pytest.raises(signing.BadSignature):
-        read_token(token)
-    assert not DontSendEntry.objects.exists()
-
-
-def test_a_validly_signed_token_of_the_wrong_shape_is_refused():
-    for value in ("bob@example.com", ["bob@example.com"], [1, 2], {"a": 1}):
-        token = signing.Signer(salt=SALT).sign_object(value)
-        assert Client().post(url(token)).status_code == 404
-    assert not DontSendEntry.objects.exists()
-
-
-def test_a_real_token_unsubscribes_its_own_address_only_and_only_on_post():
-    token = make_token("Ann@Example.com", 7)
-    client = Client(enforce_csrf_checks=True)  # RFC 8058: no CSRF token needed
-
-    page = client.get(url(token))
-    assert page.status_code == 200 and b"ann@example.com" in page.content
-    assert not DontSendEntry.objects.exists()  # a link preview changes nothing
-
-    assert client.post(url(token), {"List-Unsubscribe": "One-Click"}).status_code == 200
-    assert list(DontSendEntry.objects.values_list("address", flat=True)) == [
-        "ann@example.com"
-    ]
-    assert client.put(url(token)).status_code == 405
-
-
-def test_each_email_carries_its_own_token_and_it_stops_only_that_reader(mailserver):
-    create_job(
-        content=RenderedEmail(subject="News", body_text="Bye: [[mj:unsubscribe_url]]"),
-        recipients=["ann@example.com", "bob@example.com"],
-    )
-    expand_pending_jobs()
-    send_queued()
-    links = {}
-    for received in mailserver.messages:
-        header = received.message["List-Unsubscribe"]
-        (link,) = re.findall(r"<(https://news\.example\.com/[^>]+)>", header)
-        assert link in received.message.get_body(("plain",)).get_content()
-        links[received.rcpt_tos[0]] = link
-    assert links["ann@example.com"] != links["bob@example.com"]
-    ann_token = links["ann@example.com"].rstrip("/").rsplit("/", 1)[1]
-    assert read_token(ann_token).address == "ann@example.com"
-
-    assert Client().post(url(ann_token)).status_code == 200
-
-    mailserver.reset()
-    create_job(
-        content=RenderedEmail(subject="More news", body_text="b"),
-        recipients=["ann@example.com", "bob@example.com"],
-    )
-    expand_pending_jobs()
-    send_queued()
-    assert list(mailserver.counts) == ["bob@example.com"]
-
-
 # -- the log keeps no bodies -----------------------------------------------------------
 
 SECRET = "SECRET-RESET-TOKEN-8d1f0c"
@@ -268,7 +151,7 @@ def test_the_log_keeps_no_bodies_whatever_the_outcome(mailserver):
 
     results = set(MessageLog.objects.values_list("result", flat=True))
     # Every kind of row sending writes (bounce and complaint rows come from
-    # process_bounces: tests/test_bounces.py).
+    # process_bounces: tests/bounces/test_bounces.py).
     later = {LogResult.BOUNCED, LogResult.SOFT_BOUNCED, LogResult.COMPLAINED}
     assert results == set(LogResult.values) - later
     for row in MessageLog.objects.values():
@@ -279,23 +162,6 @@ def test_the_log_keeps_no_bodies_whatever_the_outcome(mailserver):
 
 
 # -- the queue as its own sending backend ----------------------------------------------
-
-
-def loop_configuration(settings) -> None:
-    if django.VERSION >= (6, 1):
-        settings.MAILERS = {
-            **settings.MAILERS,
-            "smtp": {"BACKEND": "mailer.backend.DbBackend"},
-        }
-    else:
-        settings.MAILER_EMAIL_BACKEND = "mailer.backend.DbBackend"
-
-
-def test_the_queue_as_its_own_sending_backend_is_refused_by_mailer_e001(settings):
-    loop_configuration(settings)
-    errors = [e for e in run_checks() if e.id.startswith("mailer.")]
-    assert [e.id for e in errors] == ["mailer.E001"]
-    assert "its own sending backend" in errors[0].msg
 
 
 LOOP_SETTINGS = """
@@ -330,20 +196,6 @@ def test_no_command_runs_with_the_queue_as_its_own_sender(tmp_path):
         assert done.returncode == 1, (command, done.stderr)
         assert "mailer.E001" in done.stderr
         assert "SystemCheckError" in done.stderr or command == "check"
-
-
-@pytest.mark.parametrize(
-    "address, job_id",
-    [("ann@example.com", 7), ("jörg@bücher.example", None), ("x" * 300, 2**40)],
-)
-def test_the_send_loops_token_signer_makes_djangos_token(address, job_id):
-    # The send loop signs with a cached HMAC (TokenSigner); the view verifies
-    # with Django's Signer: every token must be the very same string.
-    from mailer.unsubscribe.tokens import TokenSigner
-
-    fast = TokenSigner().sign_object([address, job_id])
-    assert fast == signing.Signer(salt=SALT).sign_object([address, job_id])
-    assert read_token(fast).address == address
 
 
 def test_the_job_message_id_is_the_salted_hmac_of_its_row():

@@ -12,7 +12,7 @@ def email_edition_readers(obj: object = None) -> list[dict[str, str]]:
     """``[{"email": ..., "name": ...}, ...]`` for ``EmailUpdate(recipients=...)``.
 
     Two ``values_list`` queries and plain dicts, no model instances: 100,000
-    readers take a fraction of a second (``tests/test_example.py`` measures it).
+    readers take a fraction of a second (``tests/system/test_example.py`` measures it).
     ``obj`` is the issue or article being announced; every one goes to the same
     readers here, but a site could pick readers per section.
     """

@@ -78,8 +78,9 @@ class ExpandResult:
         )
 
 
-class _Abandon(Exception):
-    """Another process advanced the cursor first; it owns this job now."""
+class ExpansionAbandoned(Exception):
+    """Raised by ``expand_job`` when another process advanced the job's cursor
+    first; that process owns the job now. ``expand_pending_jobs`` moves on."""
 
 
 def expand_job(
@@ -108,7 +109,7 @@ def expand_job(
     job becomes ``queued``.
 
     :raises mailer.models.MessageJob.DoesNotExist: no job has ``job_id``.
-    :raises _Abandon: (internal) another process advanced the cursor first;
+    :raises ExpansionAbandoned: another process advanced the cursor first;
         :func:`expand_pending_jobs` catches it and moves on.
     """
     chunk_size = chunk_size or conf.MAILER_EXPAND_CHUNK_SIZE
@@ -171,7 +172,7 @@ def expand_job(
                 status=JobStatus.EXPANDING,
             )
             if not advanced:
-                raise _Abandon
+                raise ExpansionAbandoned
             inserter.insert(job, messages, now)
             MessageLog.objects.bulk_create(skips)
         cursor += len(chunk)
@@ -227,7 +228,7 @@ def expand_pending_jobs(
                 should_stop=should_stop,
                 on_chunk=on_chunk,
             )
-        except _Abandon:
+        except ExpansionAbandoned:
             continue
         result.jobs += 1
         result.queued += queued

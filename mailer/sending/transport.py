@@ -15,7 +15,7 @@ happened.
 content with its final ``"."``, and reads the final reply, on the
 ``smtplib.SMTP`` connection the sending backend opened (which did the connect,
 EHLO, STARTTLS and AUTH). The commands of one message are written and their
-replies read here (:func:`_command`, :func:`_reply`: smtplib's
+replies read here (:func:`_command`, :func:`read_reply`: smtplib's
 ``putcmd``/``getreply`` without their per-call overhead, the same rules and
 exceptions), because on a fast relay smtplib's per-command Python (address
 parsing in ``quoteaddr`` above all) costs more than the relay. It answers with
@@ -158,7 +158,7 @@ def _command(smtp: smtplib.SMTP, line: str, deadline: float) -> tuple[int, bytes
         smtp.putcmd(line)
         return smtp.getreply()
     _write(smtp, (line + "\r\n").encode(smtp.command_encoding), deadline)
-    return _reply(smtp, deadline)
+    return read_reply(smtp, deadline)
 
 
 def _write(smtp: smtplib.SMTP, data: bytes, deadline: float) -> None:
@@ -175,10 +175,15 @@ def _write(smtp: smtplib.SMTP, data: bytes, deadline: float) -> None:
         raise smtplib.SMTPServerDisconnected("Server not connected") from error
 
 
-def _reply(smtp: smtplib.SMTP, deadline: float) -> tuple[int, bytes]:
+def read_reply(smtp: smtplib.SMTP, deadline: float) -> tuple[int, bytes]:
     """``smtplib.SMTP.getreply`` (RFC 5321 4.2: a multiline reply's lines
     but the last have "-" after the code), reading at most until
-    ``deadline``."""
+    ``deadline`` (``time.monotonic()`` seconds). Returns (code, text), the
+    text's lines joined by ``\n``.
+
+    :raises smtplib.SMTPServerDisconnected: the relay closed the connection
+        (which is then closed here too, as ``getreply`` does).
+    """
     if smtp.debuglevel > 0:
         _arm(smtp, deadline)
         return smtp.getreply()
@@ -395,7 +400,7 @@ def _final(
     """Read the reply to the final "."; whatever goes wrong now leaves the
     message in doubt."""
     try:
-        code, reply = _reply(smtp, deadline)
+        code, reply = read_reply(smtp, deadline)
     except (smtplib.SMTPServerDisconnected, OSError) as error:
         smtp.close()
         raise InDoubt(error, host=host, seconds=budget) from error
@@ -437,7 +442,7 @@ def _pipelined(
                 f"command and arguments contain prohibited newline characters: {line!r}"
             )
     _write(smtp, ("\r\n".join(lines) + "\r\n").encode(smtp.command_encoding), deadline)
-    code, reply = _reply(smtp, deadline)
+    code, reply = read_reply(smtp, deadline)
     if code != 250:
         if code == 421:
             smtp.close()
@@ -448,7 +453,7 @@ def _pipelined(
     accepted: list[str] = []
     where[0] = RCPT
     for recipient in recipients:
-        code, reply = _reply(smtp, deadline)
+        code, reply = read_reply(smtp, deadline)
         if code in (250, 251):
             accepted.append(recipient)
             continue
@@ -457,7 +462,7 @@ def _pipelined(
             smtp.close()
             raise smtplib.SMTPRecipientsRefused(refused)
     where[0] = DATA
-    code, reply = _reply(smtp, deadline)
+    code, reply = read_reply(smtp, deadline)
     if code == 354 and accepted:
         return accepted, refused
     if code == 354:
@@ -481,7 +486,7 @@ def _drain(smtp: smtplib.SMTP, count: int, deadline: float) -> None:
     meanwhile) closes the connection instead, sending nothing more."""
     try:
         for _ in range(count):
-            code, _reply_text = _reply(smtp, deadline)
+            code, _reply_text = read_reply(smtp, deadline)
     except (smtplib.SMTPException, OSError):
         smtp.close()
         return

@@ -30,6 +30,12 @@ UNREACHABLE = "mail server unreachable"
 _written: dict[str, Any] = {}
 
 
+def forget_written() -> None:
+    """Forget what this process wrote last, so that the next ``record_run``
+    writes whatever it records (a test that rolled the database back)."""
+    _written.clear()
+
+
 def relay() -> str:
     """``host:port`` of the sending backend (``?`` for a backend without
     them, e.g. an ESP's API)."""

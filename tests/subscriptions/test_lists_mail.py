@@ -16,6 +16,7 @@ from mailer.subscriptions.models import (
     Status,
     Subscription,
 )
+from tests.conftest import by_recipient
 
 from .helpers import deliver, link, make_lists
 
@@ -37,11 +38,8 @@ def active(address, *lists, name=""):
 
 def received_by(mailserver):
     """The newsletters received, by reader (confirmation emails left out)."""
-    return {
-        r.rcpt_tos[0]: r.message
-        for r in mailserver.messages
-        if r.message["Subject"] == "Today's news"
-    }
+    news = [r for r in mailserver.messages if r.message["Subject"] == "Today's news"]
+    return {address: r.message for address, r in by_recipient(news).items()}
 
 
 def test_one_email_per_reader_across_lists_each_with_its_own_links(mailserver):
