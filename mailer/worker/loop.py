@@ -84,6 +84,11 @@ class Worker:
         self.idle_seconds = idle_seconds
         self.write = write
         self.send_options = send_options or {}
+        from mailer.jobs.progress import JobFinisher
+
+        #: Marks a job done the moment the batch with its last message is
+        #: recorded, not at the next drain's expansion pass.
+        self.finish_jobs = JobFinisher()
         self.stats = WorkerStats()
         self.stop_requested = False
         self._waiting = False
@@ -161,7 +166,11 @@ class Worker:
             if expanded.jobs:
                 self.write(expanded.summary())
             self.stats.queued_by_expansion += expanded.queued
-            result = send_queued(should_stop=self._stopping, **self.send_options)
+            result = send_queued(
+                should_stop=self._stopping,
+                on_progress=self.finish_jobs,
+                **self.send_options,
+            )
             record_run(result)
         except DatabaseError as error:
             # The database went away; the next run reconnects.

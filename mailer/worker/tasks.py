@@ -193,12 +193,14 @@ def send_mail_task() -> dict[str, Any]:
     at once when a limit left mail due, at the next due time (deferred mail,
     a relay that could not be reached) when the backend can defer tasks.
     Returns the counts (JSON)."""
+    from mailer.jobs.progress import JobFinisher
     from mailer.sending.engine import send_queued
     from mailer.worker.health import record_run
 
     _unmark(SEND)
     _unmark_due_retry()
-    result = send_queued()
+    # JobFinisher: a job is done the moment its last message is recorded.
+    result = send_queued(on_progress=JobFinisher())
     record_run(result)
     now = timezone.now()
     next_due = _next_due()

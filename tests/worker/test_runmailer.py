@@ -303,6 +303,18 @@ def test_a_worker_expands_and_sends_a_confirmed_job_in_one_run(mailserver, lines
 
 
 @pytest.mark.django_db
+def test_a_workers_job_is_done_when_its_last_message_is_recorded(mailserver, lines):
+    from mailer.models import JobStatus, MessageJob
+    from mailer.worker.loop import Worker
+
+    confirm_job(3)
+    Worker(listen=False, write=lines.append).drain()
+    # Done within this drain, not at the next drain's expansion pass.
+    job = MessageJob.objects.get()
+    assert (job.status, job.finished_at is not None) == (JobStatus.DONE, True)
+
+
+@pytest.mark.django_db
 def test_runmailer_refuses_a_nonpositive_idle_time():
     with pytest.raises(CommandError, match="--idle-seconds must be positive"):
         call_command("runmailer", "--idle-seconds", "0")

@@ -110,6 +110,11 @@ def test_the_tasks_expand_and_send_and_free_their_kind_for_the_next_mail(
     result = send_mail_task.call()
     assert (result["sent"], result["error"]) == (3, None)
     assert sorted(mailserver.counts) == addresses
+    # The job is done when its last message is recorded, before any
+    # further expansion task runs.
+    from mailer.models import JobStatus, MessageJob
+
+    assert MessageJob.objects.get().status == JobStatus.DONE
 
     queue()  # the send kind is free again: a new task for new mail
     assert waiting_tasks().count(SEND_TASK) == 2
