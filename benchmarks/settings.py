@@ -5,8 +5,8 @@ the SMTP sink's port from ``MAILER_BENCH_SMTP_PORT``."""
 
 import os
 
-from mailer.testing.dburl import database_from_url
 from mailer.testing.mailconfig import queue_then_smtp
+from tests.databases import database
 
 SECRET_KEY = "benchmarks-only-not-secret"
 DEBUG = False
@@ -42,7 +42,7 @@ TEMPLATES = [
         },
     }
 ]
-DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL"), "bench")}
+DATABASES = {"default": database("bench")}
 
 SMTP_PORT = int(os.environ.get("MAILER_BENCH_SMTP_PORT", "1"))
 globals().update(queue_then_smtp("127.0.0.1", SMTP_PORT, timeout=10))
@@ -54,7 +54,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Durable by default, as a site would run: SQLite in WAL mode as the README
-# recommends, with SQLite's default synchronous=FULL (mailer.testing.dburl's
+# recommends, with SQLite's default synchronous=FULL (tests/databases.py's
 # synchronous=NORMAL, which the tests use, may lose the last commits on power
 # loss). MAILER_BENCH_TUNED=1 (run.py --tuned) keeps NORMAL, reported apart.
 if DATABASES["default"]["ENGINE"].endswith("sqlite3") and not os.environ.get(

@@ -2,12 +2,9 @@
 
 import json
 import os
-import tempfile
-from pathlib import Path
-
-import dj_database_url
 
 from mailer.testing.mailconfig import queue_then_smtp
+from tests.databases import database
 
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -52,32 +49,7 @@ TEMPLATES = [
         },
     }
 ]
-# DATABASE_URL as dj-database-url reads it (sqlite:////abs/path.sqlite3,
-# postgres://user@host:port/name); tests/postgres.py sets it.
-DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{Path.cwd() / 'tests.sqlite3'}"
-    )
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"].update(
-        # WAL lets readers and the one writer work at once; a generous timeout
-        # lets several send_mail workers queue for the write lock instead of
-        # failing with "database is locked".
-        OPTIONS={
-            "timeout": 30,
-            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            "transaction_mode": "IMMEDIATE",
-        },
-        # A file, never ":memory:", so that worker processes started by the
-        # tests see the same test database; one per test run, so that runs
-        # side by side do not share it.
-        TEST={
-            "NAME": os.path.join(
-                tempfile.gettempdir(), f"mailer-test-{os.getpid()}.sqlite3"
-            )
-        },
-    )
+DATABASES = {"default": database("tests")}
 # Worker processes started by a test connect to that test's database.
 if os.environ.get("MAILER_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["MAILER_TEST_DB_NAME"]

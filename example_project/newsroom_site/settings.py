@@ -2,8 +2,9 @@
 
 Environment variables (all optional):
 
-- ``DATABASE_URL``: ``sqlite:////abs/path.sqlite3`` or ``postgres://user@host/db``;
-  default ``example_project/db.sqlite3``.
+- ``DATABASE_URL``: ``sqlite:////abs/path.sqlite3`` or ``postgres://user@host/db``
+  (read by dj-database-url, which is then needed); default
+  ``example_project/db.sqlite3``.
 - ``SMTP_HOST`` / ``SMTP_PORT``: where ``send_mail`` delivers; default
   127.0.0.1:1025, where ``manage.py smtp_sink`` listens.
 - ``MAILER_SITE_URL``: the public address used in email links and one-click
@@ -17,7 +18,6 @@ import os
 from importlib.util import find_spec
 from pathlib import Path
 
-from mailer.testing.dburl import database_from_url
 from mailer.testing.mailconfig import queue_then_smtp
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -89,9 +89,25 @@ TEMPLATES = [
     }
 ]
 WSGI_APPLICATION = "newsroom_site.wsgi.application"
-DATABASES = {
-    "default": database_from_url(os.environ.get("DATABASE_URL"), str(BASE_DIR / "db"))
+# WAL: the web process reads while a worker writes; a generous timeout lets
+# workers queue for SQLite's one write lock.
+SQLITE_OPTIONS = {
+    "timeout": 30,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "transaction_mode": "IMMEDIATE",
 }
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": BASE_DIR / "db.sqlite3",
+    }
+}
+if os.environ.get("DATABASE_URL"):
+    import dj_database_url  # pip install dj-database-url
+
+    DATABASES["default"] = dj_database_url.config()
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "Europe/London"
