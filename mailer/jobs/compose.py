@@ -9,7 +9,7 @@ each recipient's message is those bytes plus a few per-recipient header lines
 and the bodies with the placeholders filled in (see ``personalize.py``).
 Building a full Django ``EmailMultiAlternatives`` per recipient costs about
 1 ms of CPU, several times what sending it to a local server costs; this path
-costs tens of microseconds. ``tests/test_compose.py`` checks that a parser
+costs tens of microseconds. ``tests/jobs/test_compose.py`` checks that a parser
 reads back exactly what Django would have produced.
 
 Transfer encoding: each body part goes out as 7bit (ASCII) or 8bit (UTF-8)
