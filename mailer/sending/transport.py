@@ -350,13 +350,7 @@ def exchange(
                 code, reply = _command(
                     smtp, f"RCPT TO:{quote_address(recipient)}{rcpt_text}", deadline
                 )
-                if code in (250, 251):
-                    accepted.append(recipient)
-                    continue
-                refused[recipient] = (code, reply)
-                if code == 421:
-                    smtp.close()
-                    raise smtplib.SMTPRecipientsRefused(refused)
+                _file_rcpt_reply(smtp, recipient, code, reply, accepted, refused)
             if not accepted:
                 _rset(smtp, deadline)
                 raise smtplib.SMTPRecipientsRefused(refused)
@@ -454,13 +448,7 @@ def _pipelined(
     where[0] = RCPT
     for recipient in recipients:
         code, reply = read_reply(smtp, deadline)
-        if code in (250, 251):
-            accepted.append(recipient)
-            continue
-        refused[recipient] = (code, reply)
-        if code == 421:
-            smtp.close()
-            raise smtplib.SMTPRecipientsRefused(refused)
+        _file_rcpt_reply(smtp, recipient, code, reply, accepted, refused)
     where[0] = DATA
     code, reply = read_reply(smtp, deadline)
     if code == 354 and accepted:
@@ -538,3 +526,24 @@ def _rset(smtp: smtplib.SMTP, deadline: float) -> None:
         smtp.rset()
     except smtplib.SMTPServerDisconnected:
         pass
+
+
+def _file_rcpt_reply(
+    smtp: smtplib.SMTP,
+    recipient: str,
+    code: int,
+    reply: bytes,
+    accepted: list[str],
+    refused: dict[str, tuple[int, bytes]],
+) -> None:
+    """File one RCPT reply (RFC 5321 4.2.5) under ``accepted`` (250, 251) or
+    ``refused``. A 421 closes the connection and raises
+    ``SMTPRecipientsRefused``: the relay is going away, no further reply
+    will come."""
+    if code in (250, 251):
+        accepted.append(recipient)
+        return
+    refused[recipient] = (code, reply)
+    if code == 421:
+        smtp.close()
+        raise smtplib.SMTPRecipientsRefused(refused)
