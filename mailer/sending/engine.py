@@ -773,7 +773,7 @@ def retry_deferred(*, now=None, queryset=None, priority=None) -> int:
 
 
 def _pause(seconds: float, deadline: float | None) -> None:
-    wait_until(seconds, deadline=deadline)
+    wait_until(seconds, deadline=deadline, wait=time.sleep)
 
 
 def release_in_doubt(ids: list[int] | None = None) -> int:
