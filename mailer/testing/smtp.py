@@ -430,6 +430,15 @@ class SMTPTestServer:
         """True between :meth:`start` and :meth:`stop`."""
         return self._controller is not None
 
+    def open_sockets(self) -> list[socket.socket]:
+        """The server's side of the connections open now (``socket.socket``
+        objects, for inspecting their options; do not read or write them)."""
+        return [
+            session.transport.get_extra_info("socket")
+            for session in list(self._live_sessions)
+            if session.transport is not None
+        ]
+
     def __enter__(self) -> SMTPTestServer:
         self.start()
         return self
@@ -769,7 +778,11 @@ class SMTPTestServer:
 
     def _bind(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off
+        # (TCP_NODELAY) only on connections whose socket says TCP. With it on,
+        # a second reply written in a burst (a multi-line EHLO, pipelined
+        # replies) waits for the client's delayed ACK: about 40 ms each.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             # Rebinding the same port right after stop() must work even though
             # the previous sessions' sockets sit in TIME_WAIT.

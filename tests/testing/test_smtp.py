@@ -233,3 +233,17 @@ def test_importing_without_aiosmtpd_explains_what_to_install() -> None:
         timeout=30,
     )
     assert 'pip install "django-mailer-jobs[testing]"' in result.stdout
+
+
+def test_connections_send_each_reply_at_once_without_nagle(
+    server: SMTPTestServer,
+) -> None:
+    """TCP_NODELAY on every accepted connection: with Nagle's algorithm on, a
+    reply written right after another (a multi-line EHLO, the replies to a
+    pipelined group) waits for the client's delayed ACK, about 40 ms each."""
+    import socket
+
+    with smtplib.SMTP("127.0.0.1", server.port) as client:
+        client.ehlo()
+        (sock,) = server.open_sockets()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
