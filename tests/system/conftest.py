@@ -150,3 +150,16 @@ def page():
             yield page
         finally:
             browser.close()
+
+
+def press_yes_im_sure(page) -> None:
+    """Press a confirmation page's "Yes, I'm sure" and wait for the next page.
+
+    The page loads an iframe (the HTML preview) and a stylesheet; a click
+    before the "load" event can be lost, so this waits for it first and then
+    dispatches the click to the button itself."""
+    page.wait_for_load_state("load")
+    with page.expect_navigation():
+        page.locator("input[type=submit][value='Yes, I’m sure']").dispatch_event(
+            "click"
+        )

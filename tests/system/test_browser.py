@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.conftest import SUBSCRIBERS, Newsroom, manage
+from tests.system.conftest import SUBSCRIBERS, Newsroom, manage, press_yes_im_sure
 
 pytestmark = [pytest.mark.browser, pytest.mark.own_database]
 
@@ -107,13 +107,7 @@ def test_editor_sends_an_email_update_and_every_reader_gets_exactly_one(
     # A second click on the same issue is refused unless the editor insists.
     choose_send_email_update(page, newsroom)
     assert "This was emailed before" in page.inner_text(".mailer-warning")
-    # The page loads an iframe and a stylesheet; a click before "load" can
-    # be lost.
-    page.wait_for_load_state("load")
-    with page.expect_navigation():
-        page.locator("input[type=submit][value='Yes, I’m sure']").dispatch_event(
-            "click"
-        )
+    press_yes_im_sure(page)
     assert "Not queued" in page.inner_text(".messagelist")
     assert len(newsroom.query("SELECT id FROM mailer_messagejob")) == 1
 

@@ -27,6 +27,7 @@ from mailer.models import (
     MessageStatus,
 )
 from mailer.sending.engine import send_queued
+from tests.system.conftest import press_yes_im_sure
 from tests.testapp.models import Reader, Story
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -221,13 +222,13 @@ def test_schedule_reschedule_and_the_resend_warning(open_as, live_server, editor
     page.check("input[name=when][value=at]")
     page.fill("input[name=send_at]", "2099-06-01T09:30")
     page.screenshot(path="/tmp/desk-confirm.png", full_page=True)
-    page.click("input[value='Yes, I’m sure']")
+    press_yes_im_sure(page)
     # Without the tick nothing is queued.
     assert "Not queued" in page.locator(".messagelist").inner_text()
     page.check("input[name=confirm_resend]")
     page.check("input[name=when][value=at]")
     page.fill("input[name=send_at]", "2099-06-01T09:30")
-    page.click("input[value='Yes, I’m sure']")
+    press_yes_im_sure(page)
     page.wait_for_selector(".messagelist .success")
     job = MessageJob.objects.exclude(pk=old.pk).get()
     assert job.send_at is not None
