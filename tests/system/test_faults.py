@@ -387,7 +387,10 @@ def test_max_seconds_stops_a_slow_run_near_its_limit_and_releases_at_once(
     # included) did not linger either.
     assert first["stopped"] == "time limit"
     assert 1.8 <= first["seconds"] <= 2.0 + 0.1 + 0.5
-    assert wall < 2.0 + 5
+    # The process exits at once too: Python and Django start in up to a few
+    # seconds on a loaded machine, while lingering for one SMTP timeout
+    # (10 s in these settings) would take it past 2 + 10 s.
+    assert wall < 2.0 + 9
     assert 5 <= first["sent"] <= 21
     # The rest of its batch of 100 is due again at once, not after the lease.
     assert nothing_claimed()
