@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
+from django.core.signals import setting_changed
 
 __all__ = ["DEFAULT_SENDING_BACKEND", "QUEUE_BACKEND", "MailerSettings", "conf"]
 
@@ -19,6 +20,8 @@ QUEUE_BACKEND = "mailer.backend.DbBackend"
 #: See ``MailerSettings.CONNECTIONS`` and the measurement in
 #: ``mailer/sending/pool.py``.
 DEFAULT_CONNECTIONS = 4
+
+_UNSET = object()
 
 
 class MailerSettings:
@@ -29,8 +32,33 @@ class MailerSettings:
     instance :data:`conf`; values are validated by system checks
     (``mailer.checks``), not here."""
 
+    def __init__(self) -> None:
+        #: Names Django's settings do not define. Django's ``LazySettings``
+        #: caches the names a project sets, but reading an unset one goes
+        #: its whole missing-attribute path (an ``AttributeError`` raised and
+        #: caught) every time, and the send loop reads several per message.
+        #: Forgotten on ``setting_changed`` (``override_settings``,
+        #: pytest-django's ``settings`` fixture).
+        self._unset: set[str] = set()
+
     def _get(self, name: str, default: Any) -> Any:
-        return getattr(django_settings, name, default)
+        if name in self._unset:
+            return default
+        value = getattr(django_settings, name, _UNSET)
+        if value is _UNSET:
+            self._unset.add(name)
+            return default
+        return value
+
+    def forget(self, name: str | None = None) -> None:
+        """Read ``name`` (every name when ``None``) from Django's settings
+        again at its next access. Connected to Django's ``setting_changed``
+        signal; call it after changing ``django.conf.settings`` by other
+        means."""
+        if name is None:
+            self._unset.clear()
+        else:
+            self._unset.discard(name)
 
     # -- what actually sends -------------------------------------------------
 
@@ -410,3 +438,10 @@ class MailerSettings:
 
 
 conf = MailerSettings()
+
+
+def _setting_changed(*, setting: str, **kwargs: Any) -> None:
+    conf.forget(setting)
+
+
+setting_changed.connect(_setting_changed, dispatch_uid="mailer.conf")

@@ -371,7 +371,11 @@ class Sender:
                 self._record(message, token, LogResult.FAILED, outcome)
                 continue
             is_job_mail = message.job_id is not None
-            if is_job_mail and normalize(message.to_address) in suppressed:
+            if (
+                is_job_mail
+                and suppressed
+                and normalize(message.to_address) in suppressed
+            ):
                 self._record(message, token, LogResult.SUPPRESSED, None)
                 continue
             try:

@@ -359,6 +359,8 @@ class Gate:
         this message now; the engine defers it (domain) or ends the run
         (global). Sleeps at most ``MAILER_RATE_WAIT_SECONDS`` per wait and
         never past ``deadline`` (a ``time.monotonic()`` value)."""
+        if not (conf.MAILER_RATE_LIMITS or conf.MAILER_DOMAIN_RATE):
+            return None  # no limit configured: nothing to take, no query
         known = self._known_full(recipients)
         if known is not None:
             return known

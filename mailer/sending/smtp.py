@@ -173,7 +173,8 @@ class SendingConnection:
             # EHLO first (within the deadline): what the relay offers decides
             # the MAIL FROM parameters (BODY=8BITMIME, SMTPUTF8) and whether
             # the message is too big for it; the transport adds SIZE= itself.
-            transport.greet(smtp, deadline=deadline, budget=self.timeout)
+            if smtp.ehlo_resp is None and smtp.helo_resp is None:
+                transport.greet(smtp, deadline=deadline, budget=self.timeout)
             options = list(self.mail_options)
             for option in extensions.mail_options(
                 smtp, data, envelope_from, recipients
