@@ -70,6 +70,13 @@ def editor_client(client, editor):
 
 
 @pytest.fixture
+def use_tasks(settings) -> None:
+    """``MAILER_USE_TASKS`` on: queued mail enqueues a task (tests/worker/,
+    and the real ``db_worker`` in tests/system/)."""
+    settings.MAILER_USE_TASKS = True
+
+
+@pytest.fixture
 def worker_env(smtp_server) -> dict[str, str]:
     """Environment for a ``manage.py`` subprocess that must see this test's
     database and send to this test's SMTP server. Use with ``transactional_db``
