@@ -29,7 +29,7 @@ from mailer.models import (
     Priority,
 )
 from mailer.sending.engine import send_queued
-from tests.conftest import by_recipient
+from tests.conftest import by_recipient, newsletter
 from tests.testapp.models import Reader, Story
 
 pytestmark = pytest.mark.django_db
@@ -45,23 +45,6 @@ def staff_with(*codenames: str) -> User:
     for codename in codenames:
         user.user_permissions.add(Permission.objects.get(codename=codename))
     return User.objects.get(pk=user.pk)
-
-
-def newsletter(n: int = 3, *, created_by=None, **kwargs) -> MessageJob:
-    return create_job(
-        content=RenderedEmail(
-            subject="Issue 7: [[mj:name]]",
-            body_text="Hello [[mj:name]]\nUnsubscribe: [[mj:unsubscribe_url]]",
-            body_html="<p>Hello [[mj:name]]</p>",
-        ),
-        recipients=[
-            {"email": f"r{i}@example.com", "name": f"Reader {i}"} for i in range(n)
-        ],
-        from_email="The Daily <news@example.com>",
-        created_by=created_by,
-        list_id="daily",
-        **kwargs,
-    )
 
 
 def post_action(client, action: str, jobs, **extra):
