@@ -1,6 +1,7 @@
 """Fixtures shared by the suite: a real SMTP server on 127.0.0.1, settings
-pointing the sending backend at it, and worker processes running the real
-management commands against the test database."""
+pointing the sending backend at it, the editor and the newsletter of the desk
+tests, and worker processes running the real management commands against the
+test database."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from mailer.testing.mailconfig import queue_then_smtp
+
+if TYPE_CHECKING:
+    from mailer.models import MessageJob
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,6 +72,38 @@ def editor_client(client, editor):
     """Django's test client, logged in as ``editor``."""
     client.force_login(editor)
     return client
+
+
+def newsletter(
+    n: int = 3, *, subject: str = "Issue 7: [[mj:name]]", **kwargs
+) -> MessageJob:
+    """The confirmed job of the editor's desk tests (test_admin_desk.py,
+    system/test_desk_browser.py): ``n`` readers, r0@example.com named
+    "Reader 0" and so on, on the "daily" list, from The Daily. The text and
+    the HTML greet each reader by name; the text carries the unsubscribe
+    link. ``kwargs`` go to ``create_job`` (``created_by``, ``send_at``, ...)."""
+    from mailer.jobs.services import RenderedEmail, create_job
+
+    return create_job(
+        content=RenderedEmail(
+            subject=subject,
+            body_text="Hello [[mj:name]]\nUnsubscribe: [[mj:unsubscribe_url]]",
+            body_html="<p>Hello [[mj:name]]</p>",
+        ),
+        recipients=[
+            {"email": f"r{i}@example.com", "name": f"Reader {i}"} for i in range(n)
+        ],
+        from_email="The Daily <news@example.com>",
+        list_id="daily",
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def use_tasks(settings) -> None:
+    """``MAILER_USE_TASKS`` on: queued mail enqueues a task (tests/worker/,
+    and the real ``db_worker`` in tests/system/)."""
+    settings.MAILER_USE_TASKS = True
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
 """Shared by the fault-injection suite (test_faults, test_crashes, test_workers,
-test_bad_input): filling the queue fast, waiting with a bound, reading the
-send_mail summary, and the one-line report each case prints.
+test_bad_input) and the unit tests that set up the same way (tests/sending):
+filling the queue fast, waiting with a bound, reading the send_mail summary,
+the Message-IDs the server received, making mail in doubt due, and the
+one-line report each case prints.
 
 How a case is scored, from what the SMTP server received:
 
@@ -265,3 +267,19 @@ def pending_count() -> int:
     return Message.all_objects.filter(
         status__in=[MessageStatus.QUEUED, MessageStatus.DEFERRED]
     ).count()
+
+
+def message_ids(server, address: str) -> list[str]:
+    """The Message-ID header of each message ``server`` received for
+    ``address``, in arrival order (one entry per delivery)."""
+    return [
+        str(m.message["Message-ID"]) for m in server.messages if address in m.rcpt_tos
+    ]
+
+
+def make_in_doubt_due() -> None:
+    """The in-doubt delay (20 min by default), skipped: every in-doubt
+    message is due now."""
+    Message.all_objects.filter(status=MessageStatus.IN_DOUBT).update(
+        due_at=Message._meta.get_field("due_at").default()
+    )

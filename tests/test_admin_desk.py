@@ -29,7 +29,7 @@ from mailer.models import (
     Priority,
 )
 from mailer.sending.engine import send_queued
-from tests.conftest import by_recipient
+from tests.conftest import by_recipient, newsletter
 from tests.testapp.models import Reader, Story
 
 pytestmark = pytest.mark.django_db
@@ -45,23 +45,6 @@ def staff_with(*codenames: str) -> User:
     for codename in codenames:
         user.user_permissions.add(Permission.objects.get(codename=codename))
     return User.objects.get(pk=user.pk)
-
-
-def newsletter(n: int = 3, *, created_by=None, **kwargs) -> MessageJob:
-    return create_job(
-        content=RenderedEmail(
-            subject="Issue 7: [[mj:name]]",
-            body_text="Hello [[mj:name]]\nUnsubscribe: [[mj:unsubscribe_url]]",
-            body_html="<p>Hello [[mj:name]]</p>",
-        ),
-        recipients=[
-            {"email": f"r{i}@example.com", "name": f"Reader {i}"} for i in range(n)
-        ],
-        from_email="The Daily <news@example.com>",
-        created_by=created_by,
-        list_id="daily",
-        **kwargs,
-    )
 
 
 def post_action(client, action: str, jobs, **extra):
@@ -580,56 +563,3 @@ def test_the_finisher_waits_for_a_message_queued_again_below_its_cursor():
     assert finisher() == 1
     assert MessageJob.objects.get(pk=job.pk).status == JobStatus.DONE
     assert finisher.cursor == {}
-
-
-# -- the report figure (benchmarks/desk_report.py) --------------------------------
-
-
-@pytest.mark.slow
-def test_the_report_figure_times_the_pages_and_reads_the_log_by_its_index(tmp_path):
-    """The benchmark end to end at toy size (SQLite): every page answered,
-    the table has its rows, and the charts' query reads the report index."""
-    import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    from benchmarks.desk_report import table
-
-    root = Path(__file__).resolve().parent.parent
-    out = tmp_path / "report.json"
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path}/report.sqlite3",
-        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
-        "PYTHONPATH": str(root),
-    }
-    finished = subprocess.run(
-        [sys.executable, "-m", "benchmarks.desk_report", "--database", "sqlite"]
-        + ["--out", str(out), "--quick", "--readers", "300"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=root,
-    )
-
-    assert finished.returncode == 0, finished.stderr
-    results = json.loads(out.read_text())
-    assert set(results["seconds_best"]) == {
-        "report",
-        "reader_search",
-        "progress_json",
-        "job_list",
-        "counts",
-        "charts",
-        "sample_rebuild",
-        "delete_confirmation",
-        "delete",
-    }
-    assert "COVERING INDEX mailer_log_job_report" in results["charts_plan"]
-    text, rows = table({"sqlite": results})
-    assert "Job report, 300 readers" in text
-    assert rows[0]["label"] == "report page GET"
-    assert rows[0]["cells"]["sqlite"]["value"] == results["seconds_best"]["report"]

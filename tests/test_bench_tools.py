@@ -1,7 +1,8 @@
 """The benchmarks' own tools: the fast SMTP sink, the plain-loop sender over N
-connections, the relay table, the durable PostgreSQL settings. Their speed is
-measured by ``benchmarks/run.py``; here only that they do what they say (a
-sink that miscounted or changed the bytes would make every ratio wrong)."""
+connections, the relay table, the durable PostgreSQL settings, the relay and
+desk-report figures end to end at toy size. Their speed is measured by
+``benchmarks/run.py``; here only that they do what they say (a sink that
+miscounted or changed the bytes would make every ratio wrong)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import desk_report
 from benchmarks.procs import FastSink
 from benchmarks.relay import table
 from benchmarks.report import render_table
@@ -259,3 +261,44 @@ def test_relay_figure_drains_the_newsletter_and_reports_every_case(tmp_path):
     drained = cases["send_mail_1"]
     assert (drained["messages"], drained["drained"]) == (60, True)
     assert drained["reported_sent"] == 60
+
+
+@pytest.mark.slow
+def test_the_report_figure_times_the_pages_and_reads_the_log_by_its_index(tmp_path):
+    """The benchmark end to end at toy size (SQLite): every page answered,
+    the table has its rows, and the charts' query reads the report index."""
+    out = tmp_path / "report.json"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/report.sqlite3",
+        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+        "PYTHONPATH": ROOT_ARGS["cwd"],
+    }
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.desk_report", "--database", "sqlite"]
+        + ["--out", str(out), "--quick", "--readers", "300"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        **ROOT_ARGS,
+    )
+
+    assert finished.returncode == 0, finished.stderr
+    results = json.loads(out.read_text())
+    assert set(results["seconds_best"]) == {
+        "report",
+        "reader_search",
+        "progress_json",
+        "job_list",
+        "counts",
+        "charts",
+        "sample_rebuild",
+        "delete_confirmation",
+        "delete",
+    }
+    assert "COVERING INDEX mailer_log_job_report" in results["charts_plan"]
+    text, rows = desk_report.table({"sqlite": results})
+    assert "Job report, 300 readers" in text
+    assert rows[0]["label"] == "report page GET"
+    assert rows[0]["cells"]["sqlite"]["value"] == results["seconds_best"]["report"]

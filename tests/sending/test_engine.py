@@ -1,6 +1,7 @@
 """Sending against a real SMTP server on 127.0.0.1: one reused connection,
 every reply judged and recorded the moment it arrives, limits honoured, and
-high-priority mail overtaking a newsletter that is draining."""
+high-priority mail overtaking a newsletter that is draining (in another
+process: tests/system/test_priority_across_processes.py)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from mailer.sending import outcomes
 from mailer.sending.claim import claim_batch
 from mailer.sending.engine import retry_deferred, send_queued
 from mailer.sending.smtp import SendingConnection
-from tests.conftest import by_recipient, start_command
+from tests.conftest import by_recipient
 
 pytestmark = pytest.mark.django_db
 
@@ -670,35 +671,6 @@ def test_high_priority_mail_overtakes_a_draining_newsletter(mailserver, settings
     position = received_order(mailserver).index("reset@example.com")
     assert queued_at["received"] == 300
     assert queued_at["received"] <= position <= queued_at["received"] + 100
-    assert Message.all_objects.get(to_address="reset@example.com").status == (
-        MessageStatus.SENT
-    )
-
-
-@pytest.mark.slow
-def test_high_priority_mail_overtakes_a_newsletter_another_process_drains(
-    transactional_db, smtp_server, worker_env
-):
-    bulk_newsletter(20_000)
-    worker = start_command(
-        worker_env, "send_mail", "--max-messages", "3000", "--batch-size", "100"
-    )
-    try:
-        assert smtp_server.wait_for(500, timeout=120)
-        mailer.send_mail(
-            "Reset", "link", "site@example.com", ["reset@example.com"], "high"
-        )
-        received_when_queued = smtp_server.count  # read after the commit
-        out, err = worker.communicate(timeout=180)
-    finally:
-        worker.kill()
-        worker.wait()
-
-    assert worker.returncode == 0, err
-    assert out.startswith("sent 3000, deferred 0, failed 0, suppressed 0 in ")
-    position = received_order(smtp_server).index("reset@example.com")
-    # The batch in flight finishes; the very next batch starts with the reset.
-    assert position <= received_when_queued + 100
     assert Message.all_objects.get(to_address="reset@example.com").status == (
         MessageStatus.SENT
     )

@@ -2,7 +2,8 @@
 slower than the timeout, a reset), so it may have the message. Such a message
 is never sent again on the spot, is retried later with the same Message-ID,
 at most MAILER_IN_DOUBT_MAX_RETRIES times, then held; it is never "failed".
-Through the real SMTP server on 127.0.0.1, received bytes parsed."""
+Through the real SMTP server on 127.0.0.1, received bytes parsed. (Five cron
+cycles of real processes against such a relay: tests/system/test_faults.py.)"""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from mailer.models import LogResult, Message, MessageLog, MessageStatus
 from mailer.sending.engine import release_in_doubt, retry_deferred, send_queued
 from mailer.status import queue_status
 from mailer.testing.mailconfig import set_smtp_timeout
+from tests.faultlib import make_in_doubt_due, message_ids
 
 pytestmark = pytest.mark.django_db
 
@@ -42,24 +44,11 @@ def newsletter(*readers: str):
     return job
 
 
-def message_ids(server, address: str) -> list[str]:
-    return [
-        str(m.message["Message-ID"]) for m in server.messages if address in m.rcpt_tos
-    ]
-
-
 def log_rows(address: str) -> list[tuple]:
     return list(
         MessageLog.objects.filter(recipient=address)
         .order_by("id")
         .values_list("result", "attempt", "message_id")
-    )
-
-
-def make_in_doubt_due() -> None:
-    """The in-doubt delay (20 min by default), skipped."""
-    Message.all_objects.filter(status=MessageStatus.IN_DOUBT).update(
-        due_at=Message._meta.get_field("due_at").default()
     )
 
 
@@ -221,41 +210,6 @@ def test_a_dropped_connection_before_the_end_of_data_is_retried_at_once(relay):
 
     assert (result.sent, result.in_doubt) == (3, 0)
     assert set(relay.counts.values()) == {1}
-
-
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_cron_cycles_against_a_slow_final_reply_deliver_at_most_two_copies(
-    worker_env, smtp_server
-):
-    """The issue's case with real processes: the relay stores at "." and
-    answers after the timeout (2 s against 1 s); five cron minutes of
-    send_mail and retry_deferred. Before: 15 copies, and "failed"."""
-    from tests.conftest import run_command
-    from tests.faultlib import check_ok, fill_single, report
-
-    env = {**worker_env, "MAILER_TEST_EMAIL_TIMEOUT": "1"}
-    fill_single(["slow@example.com"])
-    smtp_server.stall_after_data(2.0)
-
-    runs = []
-    for _ in range(5):
-        runs.append(check_ok(run_command(env, "send_mail")))
-        assert run_command(env, "retry_deferred").returncode == 0
-        make_in_doubt_due()
-
-    row = report(
-        "final reply after the timeout, 5 cron cycles",
-        ["slow@example.com"],
-        smtp_server.counts,
-    )
-    assert smtp_server.counts["slow@example.com"] == 2
-    assert row["duplicates"] == 1
-    assert [r["in_doubt"] for r in runs] == [1, 1, 0, 0, 0]
-    assert sum(r["failed"] for r in runs) == 0
-    message = Message.all_objects.get()
-    assert message.status == MessageStatus.IN_DOUBT_HELD
-    assert len(set(message_ids(smtp_server, "slow@example.com"))) == 1
 
 
 @pytest.mark.parametrize("command", ["rcpt", "data"])

@@ -1,10 +1,10 @@
 """Provider limits: global caps shared by every worker (counted in the
 database), pacing per recipient domain, and a full window deferring mail,
-never failing it."""
+never failing it. (Three ``send_mail`` processes sharing a cap:
+tests/system/test_quotas_across_workers.py.)"""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from datetime import timedelta
@@ -16,12 +16,7 @@ from mailer.dbclock import for_field
 from mailer.models import LogResult, Message, MessageLog, MessageStatus, RateWindow
 from mailer.sending import quotas
 from mailer.sending.engine import send_queued
-from tests.faultlib import (
-    addresses,
-    check_ok,
-    fill_single,
-    start,
-)
+from tests.faultlib import addresses, fill_single
 
 pytestmark = pytest.mark.django_db
 
@@ -180,46 +175,6 @@ def test_a_per_second_cap_makes_the_worker_wait_and_send_everything(
         RateWindow.objects.filter(scope="global:second").values_list("count", flat=True)
     )
     assert sum(counts) == 10 and max(counts) <= 4 and len(counts) >= 3
-
-
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_a_global_cap_per_second_holds_across_three_workers(worker_env, smtp_server):
-    """R messages per second over three ``send_mail`` processes, counted from
-    the server's own receive times. A message whose slot was taken at the end
-    of one second can arrive early in the next, so a receive-second may hold
-    a little more than R; over the whole run the rate cannot exceed R."""
-    rate, total = 8, 64
-    stamps: list[float] = []
-    smtp_server.on_message = lambda received: stamps.append(time.time())
-    fill_single(addresses(total, "three"))
-    env = {**worker_env, "MAILER_TEST_RATE_LIMITS": json.dumps({"second": rate})}
-
-    workers = [start(env, "send_mail", "--batch-size", "5") for _ in range(3)]
-    outputs = [w.communicate(timeout=120) for w in workers]
-
-    sent = [check_ok(w_done) for w_done in map(_done, workers, outputs)]
-    assert sum(s["sent"] for s in sent) == total
-    assert min(s["sent"] for s in sent) > 0  # all three took part
-    assert sorted(smtp_server.counts.values()) == [1] * total
-    per_second = Counter(int(t) for t in stamps)
-    assert max(per_second.values()) <= rate + rate // 2, per_second
-    # 64 messages at 8 per second span at least 8 distinct seconds.
-    assert len(per_second) >= total // rate, per_second
-    # The first and last of 8 distinct seconds are at least 7 apart, so the
-    # run spans more than 6 s (the first message may come late in its
-    # second, the last early in its own).
-    assert max(stamps) - min(stamps) > total / rate - 2
-    windows = RateWindow.objects.filter(scope="global:second")
-    assert max(windows.values_list("count", flat=True)) == rate
-    print(f"\nper receive-second: {sorted(per_second.items())}")
-
-
-def _done(process, output):
-    import subprocess
-
-    out, err = output
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
 def test_mail_deferred_for_a_full_domain_is_spread_over_later_windows(

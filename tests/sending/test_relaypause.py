@@ -1,7 +1,8 @@
 """The relay's own temporary trouble (452 4.3.1 while its disk is full, 421,
 a refused connection) pauses every worker without burning attempts; an
 ordinary 4xx about one message is retried for days, and a job may expire
-first."""
+first. (A ``send_mail --loop`` process sleeping through the pause:
+tests/system/test_faults.py.)"""
 
 from __future__ import annotations
 
@@ -323,36 +324,6 @@ def test_a_job_expiry_that_cannot_work_is_refused(expiry, message, settings):
     with pytest.raises(InvalidEmail, match=message):
         _job(**expiry)
     assert not MessageJob.objects.exists()
-
-
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_a_looping_worker_sleeps_through_the_pause_instead_of_polling(
-    worker_env, smtp_server
-):
-    """``send_mail --loop --idle-seconds 0.2`` against a full relay: one
-    line for the trouble, then it sleeps until the pause ends (30 s), not
-    waking every 0.2 s to print that the relay is still paused."""
-    import signal
-
-    from tests.faultlib import start, wait_until
-
-    fill_single(addresses(5, "loop"))
-    smtp_server.relay_trouble()
-    env = {**worker_env, "MAILER_TEST_RELAY_BACKOFF": "30"}
-    worker = start(env, "send_mail", "--loop", "--idle-seconds", "0.2")
-    try:
-        assert wait_until(lambda: RelayPause.objects.exists(), timeout=30)
-        # Fifteen idle periods: a polling worker would have printed a line each.
-        assert not wait_until(lambda: worker.poll() is not None, timeout=3)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        out, err = worker.communicate(timeout=30)
-    lines = [line for line in out.splitlines() if line.startswith("sent ")]
-    assert len(lines) == 1, out
-    assert "stopped: relay trouble" in lines[0]
-    assert smtp_server.connections == 1
-    assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}
 
 
 def test_runmailer_sleeps_through_a_relay_pause(settings, mailserver):

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.system.conftest import manage
+from tests.system.conftest import manage, press_yes_im_sure
 
 pytestmark = [pytest.mark.browser, pytest.mark.own_database]
 
@@ -36,7 +36,7 @@ def newsletters_to_reader(smtp_server) -> list:
     ]
 
 
-def send_issue_to_lists(page, newsroom, lists: list[str], resend: bool) -> None:  # noqa: F811
+def send_issue_to_lists(page, newsroom, lists: list[str], resend: bool) -> None:
     page.goto(f"{newsroom.url}/admin/newsroom/issue/")
     page.locator("input[name=_selected_action]").first.check()
     page.select_option("select[name=action]", "send_email_update")
@@ -46,15 +46,15 @@ def send_issue_to_lists(page, newsroom, lists: list[str], resend: bool) -> None:
         page.get_by_label(name).check()
     if resend:
         page.check("input[name=confirm_resend]")
-    page.click("input[type=submit][value='Yes, I’m sure']")
+    press_yes_im_sure(page)
     assert "Email update queued for 1 recipient." in page.inner_text(".messagelist")
     manage(newsroom.env, "process_mail_jobs")
     manage(newsroom.env, "send_mail")
 
 
 def test_signup_confirm_newsletter_and_leaving_one_list_keeps_the_other(
-    newsroom,  # noqa: F811
-    page,  # noqa: F811
+    newsroom,
+    page,
     smtp_server,
 ):
     # The subscribe box on the front page, without JavaScript.

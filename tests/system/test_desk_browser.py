@@ -17,7 +17,6 @@ from django.test import Client
 from django.utils import timezone
 
 from mailer.jobs.expand import expand_pending_jobs
-from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import (
     JobStatus,
     LogResult,
@@ -27,6 +26,7 @@ from mailer.models import (
     MessageStatus,
 )
 from mailer.sending.engine import send_queued
+from tests.conftest import newsletter
 from tests.system.conftest import press_yes_im_sure
 from tests.testapp.models import Reader, Story
 
@@ -81,22 +81,6 @@ def open_as(browser, live_server):
     yield opener
     for context in contexts:
         context.close()
-
-
-def newsletter(n: int, **kwargs) -> MessageJob:
-    return create_job(
-        content=RenderedEmail(
-            subject="Issue 7",
-            body_text="Hello [[mj:name]]",
-            body_html="<h1>Issue 7</h1><p>Hello [[mj:name]]</p>",
-        ),
-        recipients=[
-            {"email": f"r{i}@example.com", "name": f"Reader {i}"} for i in range(n)
-        ],
-        from_email="The Daily <news@example.com>",
-        list_id="daily",
-        **kwargs,
-    )
 
 
 def act_on_jobs(page, live_server, action: str) -> None:
@@ -268,7 +252,7 @@ def test_send_only_editor_and_view_only_user(open_as, live_server, editor):
 
 def test_the_archive_page(open_as, live_server, editor, mailserver, settings):
     settings.MAILER_SITE_URL = live_server.url
-    job = newsletter(2)
+    job = newsletter(2, subject="Issue 7")
     expand_pending_jobs()
     send_queued()
     page = open_as(editor)

@@ -1,6 +1,8 @@
 """Server-side faults, played by the SMTP test server against real
 ``send_mail`` processes: permanent and temporary rejections, dropped
-connections and 421s, a server that is down, a server that is slow.
+connections and 421s, a server that is down, a server that is slow (also
+after the final "." of DATA: mail in doubt over five cron cycles), a relay
+in trouble that a looping worker sleeps through.
 
 Every case ends with the same bookkeeping (see ``tests/faultlib.py``): what
 the server received, per recipient, against what was queued: delivered,
@@ -9,6 +11,7 @@ duplicates, lost.
 
 from __future__ import annotations
 
+import signal
 import time
 from datetime import timedelta
 
@@ -24,6 +27,7 @@ from mailer.models import (
     Message,
     MessageLog,
     MessageStatus,
+    RelayPause,
     SuppressionReason,
 )
 from mailer.sending.engine import retry_deferred, send_queued
@@ -32,6 +36,8 @@ from tests.faultlib import (
     addresses,
     check_ok,
     fill_single,
+    make_in_doubt_due,
+    message_ids,
     nothing_claimed,
     report,
     start,
@@ -401,3 +407,59 @@ def test_max_seconds_stops_a_slow_run_near_its_limit_and_releases_at_once(
     row = report("slow server, --max-seconds 2", queued, smtp_server.counts)
     assert first["sent"] + rest["sent"] == 400
     assert (row["delivered"], row["duplicates"], row["lost"]) == (400, 0, 0)
+
+
+@pytest.mark.slow
+def test_cron_cycles_against_a_slow_final_reply_deliver_at_most_two_copies(
+    worker_env, smtp_server
+):
+    """The issue's case with real processes: the relay stores at "." and
+    answers after the timeout (2 s against 1 s); five cron minutes of
+    send_mail and retry_deferred. Before: 15 copies, and "failed"."""
+    env = {**worker_env, "MAILER_TEST_EMAIL_TIMEOUT": "1"}
+    fill_single(["slow@example.com"])
+    smtp_server.stall_after_data(2.0)
+
+    runs = []
+    for _ in range(5):
+        runs.append(check_ok(run_command(env, "send_mail")))
+        assert run_command(env, "retry_deferred").returncode == 0
+        make_in_doubt_due()
+
+    row = report(
+        "final reply after the timeout, 5 cron cycles",
+        ["slow@example.com"],
+        smtp_server.counts,
+    )
+    assert smtp_server.counts["slow@example.com"] == 2
+    assert row["duplicates"] == 1
+    assert [r["in_doubt"] for r in runs] == [1, 1, 0, 0, 0]
+    assert sum(r["failed"] for r in runs) == 0
+    message = Message.all_objects.get()
+    assert message.status == MessageStatus.IN_DOUBT_HELD
+    assert len(set(message_ids(smtp_server, "slow@example.com"))) == 1
+
+
+@pytest.mark.slow
+def test_a_looping_worker_sleeps_through_the_pause_instead_of_polling(
+    worker_env, smtp_server
+):
+    """``send_mail --loop --idle-seconds 0.2`` against a full relay: one
+    line for the trouble, then it sleeps until the pause ends (30 s), not
+    waking every 0.2 s to print that the relay is still paused."""
+    fill_single(addresses(5, "loop"))
+    smtp_server.relay_trouble()
+    env = {**worker_env, "MAILER_TEST_RELAY_BACKOFF": "30"}
+    worker = start(env, "send_mail", "--loop", "--idle-seconds", "0.2")
+    try:
+        assert wait_until(lambda: RelayPause.objects.exists(), timeout=30)
+        # Fifteen idle periods: a polling worker would have printed a line each.
+        assert not wait_until(lambda: worker.poll() is not None, timeout=3)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    lines = [line for line in out.splitlines() if line.startswith("sent ")]
+    assert len(lines) == 1, out
+    assert "stopped: relay trouble" in lines[0]
+    assert smtp_server.connections == 1
+    assert set(Message.all_objects.values_list("attempts", flat=True)) == {0}

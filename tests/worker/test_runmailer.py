@@ -1,30 +1,19 @@
-"""``runmailer`` and ``runmailer_pg`` as real processes against the real SMTP
-server, and ``mailer_status`` as a health check."""
+"""The worker loop in this process (how long it waits, what it sends in one
+drain) and ``mailer_status`` as a health check. (``runmailer``,
+``runmailer_pg`` and ``send_mail --loop`` as real processes:
+tests/system/test_long_running_workers.py.)"""
 
 from __future__ import annotations
 
 import json
-import signal
-import time
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, transaction
 
 import mailer
-from mailer.jobs.services import RenderedEmail, create_job
-from mailer.models import WorkerState
 from mailer.worker import health
-from tests.conftest import start_command
-
-on_postgres = pytest.mark.skipif(
-    connection.vendor != "postgresql", reason="LISTEN/NOTIFY is PostgreSQL's"
-)
-
-#: Longer than any bounded wait below: mail that arrives was woken for, not
-#: picked up by the idle sleep.
-IDLE = "600"
+from tests.worker.helpers import confirm_job, queue_reset
 
 
 @pytest.fixture(autouse=True)
@@ -32,132 +21,6 @@ def forget_written_state():
     health.forget_written()
     yield
     health.forget_written()
-
-
-def wait_until(condition, timeout: float = 60) -> bool:
-    """Poll ``condition`` (bounded) until true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return bool(condition())
-
-
-def idle_worker(env, *args: str):
-    """Start a worker and wait until it has drained once (it records the
-    run), so what is queued next must wake it."""
-    worker = start_command(env, *args, "--idle-seconds", IDLE)
-    if not wait_until(lambda: WorkerState.objects.filter(key="run:last").exists()):
-        worker.kill()
-        out, err = worker.communicate(timeout=30)
-        pytest.fail(f"the worker never ran: {out}{err}")
-    return worker
-
-
-def stop(worker) -> tuple[int, str, str]:
-    worker.send_signal(signal.SIGTERM)
-    try:
-        out, err = worker.communicate(timeout=30)
-    finally:
-        worker.kill()
-        worker.wait()
-    return worker.returncode, out, err
-
-
-def queue_reset(address: str = "reader@example.com") -> None:
-    mailer.send_mail(
-        "Reset your password", "Body", "news@example.com", [address], priority="high"
-    )
-
-
-def confirm_job(n: int) -> list[str]:
-    addresses = [f"reader{i}@example.com" for i in range(n)]
-    create_job(
-        content=RenderedEmail(subject="Issue 7", body_text="Hello {{ name }}"),
-        recipients=addresses,
-    )
-    return addresses
-
-
-def listener_pids() -> list[int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE query = 'LISTEN mailer' "
-            "AND pid <> pg_backend_pid()"
-        )
-        return [row[0] for row in cursor.fetchall()]
-
-
-# -- the workers ---------------------------------------------------------------
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("command", ["runmailer", "runmailer_pg"])
-def test_a_worker_delivers_single_mail_and_a_job_and_stops_on_sigterm(
-    command, transactional_db, smtp_server, worker_env
-):
-    if command == "runmailer_pg" and connection.vendor != "postgresql":
-        pytest.skip("runmailer_pg needs PostgreSQL")
-    worker = idle_worker(worker_env, command)
-    try:
-        queue_reset()
-        assert smtp_server.wait_for(1, timeout=60)
-        addresses = confirm_job(3)
-        assert smtp_server.wait_for(4, timeout=60)
-    finally:
-        returncode, out, err = stop(worker)
-
-    assert (returncode, err) == (0, ""), out
-    assert out.startswith("Mail worker started (")
-    assert "Mail worker stopped: 4 sent in " in out
-    assert sorted(smtp_server.counts) == sorted(["reader@example.com", *addresses])
-    assert set(smtp_server.counts.values()) == {1}
-    subjects = [m.message["Subject"] for m in smtp_server.messages]
-    assert subjects == ["Reset your password", "Issue 7", "Issue 7", "Issue 7"]
-
-
-@pytest.mark.slow
-@on_postgres
-def test_runmailer_pg_delivers_after_its_listen_connection_is_cut(
-    transactional_db, smtp_server, worker_env
-):
-    worker = idle_worker(worker_env, "runmailer_pg")
-    try:
-        assert wait_until(lambda: len(listener_pids()) == 1)
-        [first] = listener_pids()
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [first])
-        # Committed while the worker may still be disconnected: its
-        # notification reaches nobody, the drain after reconnecting finds it.
-        queue_reset()
-        assert smtp_server.wait_for(1, timeout=60)
-        assert wait_until(lambda: len(listener_pids()) == 1)
-        assert listener_pids() != [first]
-        queue_reset("second@example.com")
-        assert smtp_server.wait_for(2, timeout=60)
-    finally:
-        returncode, out, err = stop(worker)
-    assert returncode == 0, out + err
-    assert sorted(smtp_server.counts) == ["reader@example.com", "second@example.com"]
-
-
-@pytest.mark.slow
-@on_postgres
-def test_runmailer_pg_sends_nothing_for_a_rolled_back_transaction(
-    transactional_db, smtp_server, worker_env
-):
-    worker = idle_worker(worker_env, "runmailer_pg")
-    try:
-        with pytest.raises(RuntimeError), transaction.atomic():
-            queue_reset("rolled-back@example.com")
-            raise RuntimeError("the view failed")
-        queue_reset("committed@example.com")
-        assert smtp_server.wait_for(1, timeout=60)
-    finally:
-        returncode, out, err = stop(worker)
-    assert returncode == 0, out + err
-    assert list(smtp_server.counts) == ["committed@example.com"]
 
 
 # -- mailer_status as a health check -------------------------------------------
@@ -215,28 +78,6 @@ def test_status_fails_while_the_last_run_could_not_reach_the_relay(mailserver):
     call_command("send_mail", stdout=StringIO())
     assert "Last run:" in status()
     assert json.loads(status("--json"))["healthy"] is True
-
-
-@pytest.mark.slow
-def test_sigterm_finishes_the_message_in_flight_and_gives_back_the_rest(
-    transactional_db, smtp_server, worker_env
-):
-    from mailer.models import Message, MessageStatus
-
-    for i in range(60):
-        queue_reset(f"r{i}@example.com")
-    worker = start_command(worker_env, "runmailer", "--throttle", "20")
-    try:
-        assert smtp_server.wait_for(5, timeout=60)
-    finally:
-        returncode, out, err = stop(worker)
-
-    assert (returncode, err) == (0, ""), out
-    assert "stopped: stop requested" in out
-    sent = Message.all_objects.filter(status=MessageStatus.SENT).count()
-    assert sent == smtp_server.count < 60
-    assert f"Mail worker stopped: {sent} sent in " in out
-    assert not Message.all_objects.filter(claim_token__isnull=False).exists()
 
 
 # -- how long an idle worker waits (in-process) -------------------------------------
@@ -318,20 +159,6 @@ def test_a_workers_job_is_done_when_its_last_message_is_recorded(mailserver, lin
 def test_runmailer_refuses_a_nonpositive_idle_time():
     with pytest.raises(CommandError, match="--idle-seconds must be positive"):
         call_command("runmailer", "--idle-seconds", "0")
-
-
-@pytest.mark.slow
-def test_send_mail_loop_is_woken_by_new_mail_before_its_idle_sleep_ends(
-    transactional_db, smtp_server, worker_env
-):
-    worker = start_command(worker_env, "send_mail", "--loop", "--idle-seconds", IDLE)
-    try:
-        assert wait_until(lambda: WorkerState.objects.filter(key="run:last").exists())
-        queue_reset()
-        assert smtp_server.wait_for(1, timeout=60)
-    finally:
-        returncode, out, err = stop(worker)
-    assert (returncode, err) == (0, ""), out
 
 
 @pytest.mark.django_db

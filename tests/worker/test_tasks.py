@@ -1,9 +1,10 @@
-"""Django's tasks framework: queuing enqueues one task on commit, and a real
-``db_worker`` process (django-tasks-db) delivers single mail and jobs."""
+"""Django's tasks framework: queuing enqueues one task on commit, and the
+tasks run in this process expand and send. (A real ``db_worker`` process
+(django-tasks-db) delivering single mail and jobs:
+tests/system/test_long_running_workers.py.)"""
 
 from __future__ import annotations
 
-import signal
 import time
 
 import pytest
@@ -11,37 +12,17 @@ from django.db import transaction
 
 pytest.importorskip("django_tasks_db")
 
-import mailer  # noqa: E402
-from mailer.jobs.services import RenderedEmail, create_job  # noqa: E402
 from mailer.models import Message, MessageStatus, WorkerState  # noqa: E402
-from tests.conftest import start_command  # noqa: E402
+from tests.worker.helpers import confirm_job, queue  # noqa: E402
 
 SEND_TASK = "mailer.worker.tasks.send_mail_task"
 EXPAND_TASK = "mailer.worker.tasks.expand_jobs_task"
-
-
-@pytest.fixture
-def use_tasks(settings):
-    settings.MAILER_USE_TASKS = True
 
 
 def waiting_tasks() -> list[str]:
     from django_tasks_db.models import DBTaskResult
 
     return sorted(DBTaskResult.objects.ready().values_list("task_path", flat=True))
-
-
-def queue(address: str = "reader@example.com", **kwargs) -> None:
-    mailer.send_mail("Reset", "Body", "news@example.com", [address], **kwargs)
-
-
-def confirm_job(n: int) -> list[str]:
-    addresses = [f"reader{i}@example.com" for i in range(n)]
-    create_job(
-        content=RenderedEmail(subject="Issue 7", body_text="Hello"),
-        recipients=addresses,
-    )
-    return addresses
 
 
 # -- enqueuing -----------------------------------------------------------------
@@ -147,35 +128,6 @@ def test_deferred_mail_schedules_a_task_for_its_retry(use_tasks, mailserver):
     later = DBTaskResult.objects.exclude(run_after=get_date_max()).get()
     assert later.task_path == SEND_TASK
     assert later.run_after == message.due_at
-
-
-# -- a real db_worker ----------------------------------------------------------
-
-
-@pytest.fixture
-def db_worker(transactional_db, worker_env, use_tasks):
-    env = {**worker_env, "MAILER_TEST_USE_TASKS": "1"}
-    worker = start_command(
-        env, "db_worker", "--interval", "0.1", "--no-startup-delay", "--no-reload"
-    )
-    yield worker
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.communicate(timeout=30)
-    finally:
-        worker.kill()
-        worker.wait()
-
-
-@pytest.mark.slow
-def test_db_worker_delivers_single_mail_and_a_job(db_worker, smtp_server):
-    queue()
-    assert smtp_server.wait_for(1, timeout=60)
-    addresses = confirm_job(4)
-    assert smtp_server.wait_for(5, timeout=60)
-    assert sorted(smtp_server.counts) == sorted(["reader@example.com", *addresses])
-    assert set(smtp_server.counts.values()) == {1}
-    assert db_worker.poll() is None
 
 
 # -- system checks ----------------------------------------------------------------
