@@ -409,8 +409,16 @@ class MessageLog(models.Model):
     """One row per attempt (or per skip). Never holds a body by default."""
 
     message_pk = models.BigIntegerField(_("message"), null=True, db_index=True)
+    # No index of its own: ``mailer_log_job_report`` starts with ``job``, so it
+    # serves every lookup by job (and SET NULL when a job is deleted); a
+    # second index would be one more page written with every outcome.
     job = models.ForeignKey(
-        MessageJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        MessageJob,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     recipient = models.CharField(_("recipient"), max_length=320, db_index=True)
     subject = models.CharField(_("subject"), max_length=255, blank=True)
