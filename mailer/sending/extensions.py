@@ -159,7 +159,6 @@ def mail_options(
       address cannot be written in plain SMTP at all.
     """
     connection.ehlo_or_helo_if_needed()
-    relay = f"{getattr(connection, '_host', '') or 'the relay'}"
     options: list[str] = []
     if connection.does_esmtp and connection.has_extn("size"):
         advertised = (connection.esmtp_features.get("size") or "").strip()
@@ -167,7 +166,7 @@ def mail_options(
         if limit and len(data) > limit:
             raise ExtensionRefused(
                 f"the email is {len(data):,} bytes, over the {limit:,} bytes "
-                f"{relay} accepts (its EHLO SIZE)"
+                f"{_relay(connection)} accepts (its EHLO SIZE)"
             )
     if not data.isascii() and connection.has_extn("8bitmime"):
         options.append("BODY=8BITMIME")
@@ -179,7 +178,12 @@ def mail_options(
             )
             raise ExtensionRefused(
                 f"{names}: a non-ASCII local part needs SMTPUTF8 (RFC 6531), "
-                f"which {relay} does not offer"
+                f"which {_relay(connection)} does not offer"
             )
         options.append("SMTPUTF8")
     return options
+
+
+def _relay(connection: smtplib.SMTP) -> str:
+    """The relay's host name for an error message."""
+    return getattr(connection, "_host", "") or "the relay"

@@ -175,12 +175,13 @@ class SendingConnection:
             # the message is too big for it; the transport adds SIZE= itself.
             if smtp.ehlo_resp is None and smtp.helo_resp is None:
                 transport.greet(smtp, deadline=deadline, budget=self.timeout)
-            options = list(self.mail_options)
-            for option in extensions.mail_options(
-                smtp, data, envelope_from, recipients
-            ):
-                if option.upper() not in (o.upper() for o in options):
-                    options.append(option)
+            options = extensions.mail_options(smtp, data, envelope_from, recipients)
+            if self.mail_options:
+                # The backend's own parameters first, ours where they are new.
+                given = [*self.mail_options]
+                options = given + [
+                    o for o in options if o.upper() not in {g.upper() for g in given}
+                ]
             done = transport.exchange(
                 smtp,
                 envelope_from,
