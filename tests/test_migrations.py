@@ -37,3 +37,26 @@ def test_the_migration_can_be_reversed():
     out = StringIO()
     call_command("sqlmigrate", "mailer", "0001", "--backwards", stdout=out)
     assert 'DROP TABLE "mailer_message"' in out.getvalue()
+
+
+def _log_indexes() -> dict[str, list[str]]:
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(
+            cursor, "mailer_messagelog"
+        )
+    return {name: c["columns"] for name, c in constraints.items() if c["index"]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_log_is_found_by_job_through_the_report_index_alone():
+    """0007 drops MessageLog.job's own index (the report's index starts with
+    job) by name, without rebuilding the table; going back makes one again."""
+    indexes = _log_indexes()
+    assert indexes["mailer_log_job_report"] == ["job_id", "result", "created_at"]
+    assert ["job_id"] not in indexes.values()
+    try:
+        call_command("migrate", "mailer", "0006", verbosity=0)
+        assert ["job_id"] in _log_indexes().values()
+    finally:
+        call_command("migrate", "mailer", verbosity=0)
+    assert ["job_id"] not in _log_indexes().values()
