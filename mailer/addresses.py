@@ -86,11 +86,20 @@ def addr_spec(address: str) -> str:
     if has_line_break(address):
         # Not a header yet, but an address this text can never be.
         raise InvalidAddress(f"Invalid address {address!r}: contains a line break")
+    _name, spec = split_mailbox(address)
+    local, _, domain = spec.rpartition("@")
+    if domain.startswith("["):
+        # RFC 5321 4.1.3 allows a host's IP address as the domain, but no
+        # reader of a newsletter has one, Python 3.13's strict parser refuses
+        # it while 3.11 and 3.12 accept it, and mail to bare IP addresses is
+        # a spam-trap pattern: refused the same way on every version.
+        raise InvalidAddress(
+            f"Invalid address {address!r}: an address literal (an IP address "
+            "in brackets) is not accepted; use the domain name"
+        )
     parsed = getaddresses([address])
     if len(parsed) != 1 or not parsed[0][1]:
         raise InvalidAddress(f"Invalid address {address!r}: not a single address")
-    _name, spec = split_mailbox(address)
-    local, _, domain = spec.rpartition("@")
     # RFC 6531 lets a local part hold any non-ASCII UTF-8 character where an
     # ASCII letter may stand; Django's validator knows ASCII only, so it
     # checks the address with each such character standing in as "a". Such
