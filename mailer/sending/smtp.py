@@ -179,9 +179,8 @@ class SendingConnection:
             if self.mail_options:
                 # The backend's own parameters first, ours where they are new.
                 given = [*self.mail_options]
-                options = given + [
-                    o for o in options if o.upper() not in {g.upper() for g in given}
-                ]
+                taken = {g.upper() for g in given}
+                options = given + [o for o in options if o.upper() not in taken]
             done = transport.exchange(
                 smtp,
                 envelope_from,
