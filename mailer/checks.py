@@ -352,7 +352,10 @@ def duration() -> Validator:
             if value < timedelta(0):
                 raise ValueError(f"{value!r} is negative")
             return
-        number(0, unit="seconds")(value)
+        try:
+            number(0, unit="seconds")(value)
+        except ValueError as error:
+            raise ValueError(f"{error}; or give a timedelta") from None
 
     return validate
 
@@ -833,11 +836,33 @@ def check_django_mailer_settings(app_configs: Any = None, **kwargs: Any) -> list
 
 
 def check_bounces_and_dkim(app_configs: Any = None, **kwargs: Any) -> list:
-    """The DKIM key loads, with a domain and a valid selector (issue 18;
-    ``mailer.E030``). The bounce address's form is the table's
-    (``mailer.E031``)."""
-    if not _fine("MAILER_DKIM_KEY_FILE", "MAILER_DKIM_SELECTOR", "MAILER_DKIM_DOMAIN"):
-        return []
-    from mailer.sending.dkim import check_settings
+    """The DKIM key loads, with a domain and a valid selector, and the
+    ``[dkim]`` extra is installed (issue 18; ``mailer.E030``). With a bounce
+    setting set, the ``[bounces]`` extra is installed (``mailer.W031``). The
+    bounce address's form is the table's (``mailer.E031``)."""
+    messages: list[CheckMessage] = []
+    if _fine("MAILER_DKIM_KEY_FILE", "MAILER_DKIM_SELECTOR", "MAILER_DKIM_DOMAIN"):
+        from mailer.sending.dkim import check_settings
 
-    return [Error(problem, id="mailer.E030") for problem in check_settings()]
+        messages += [Error(problem, id="mailer.E030") for problem in check_settings()]
+    bounces = ("MAILER_BOUNCE_ADDRESS", "MAILER_BOUNCE_IMAP", "MAILER_BOUNCE_MAILDIR")
+    if _fine(*bounces) and any(getattr(conf, name) for name in bounces):
+        from django.core.exceptions import ImproperlyConfigured
+
+        from mailer.bounces.parse import require
+
+        try:
+            require()
+        except ImproperlyConfigured as error:
+            # A warning, not an error: mail still goes out (VERP needs no
+            # library); only process_bounces stops, naming the extra.
+            messages.append(
+                Warning(
+                    f"A bounce setting is set, but process_bounces cannot run: "
+                    f"{error}.",
+                    hint="Install the extra, or remove MAILER_BOUNCE_ADDRESS, "
+                    "MAILER_BOUNCE_IMAP and MAILER_BOUNCE_MAILDIR.",
+                    id="mailer.W031",
+                )
+            )
+    return messages

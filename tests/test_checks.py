@@ -202,6 +202,16 @@ def test_a_bad_value_is_reported_by_its_settings_id(configured, name, value, che
     assert error.hint
 
 
+def test_a_duration_that_is_no_number_names_both_forms(configured):
+    """MAILER_RESEND_GUARD takes seconds or a timedelta: the error says so."""
+    configured.MAILER_RESEND_GUARD = "1 hour"
+
+    (error,) = mailer_messages()
+
+    assert error.id == "mailer.E231"
+    assert "seconds" in error.msg and "timedelta" in error.msg
+
+
 @pytest.mark.parametrize("name", [row[0] for row in BAD_VALUES])
 def test_the_default_passes(configured, name):
     if hasattr(configured, name):

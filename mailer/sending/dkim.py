@@ -8,6 +8,11 @@ practice (M3AAWG, RFC 8058 for the unsubscribe pair): From, To, Subject,
 Date, Message-ID, List-Unsubscribe, List-Unsubscribe-Post, of those present;
 From is also "oversigned" (named once more than present) so nobody can add
 a second From under the signature.
+
+dkimpy and cryptography come with the ``[dkim]`` extra (pip install
+"django-mailer-jobs[dkim]"); without them, signing and the system check say
+so (``ImproperlyConfigured``, ``mailer.E030``) instead of failing on the
+import.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import os
 import re
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
+
+from django.core.exceptions import ImproperlyConfigured
 
 from mailer.conf import conf
 
@@ -26,6 +33,7 @@ __all__ = [
     "enabled",
     "load_key",
     "public_txt",
+    "require",
     "sign",
 ]
 
@@ -58,13 +66,32 @@ class SigningKey:
 _cache: dict[tuple[str, float], SigningKey] = {}
 
 
+def require() -> None:
+    """Check that the ``[dkim]`` extra's libraries import.
+
+    :raises ImproperlyConfigured: dkimpy or cryptography is not installed;
+        the message names the extra to install.
+    """
+    try:
+        import cryptography  # noqa: F401
+        import dkim  # noqa: F401
+    except ImportError as error:
+        raise ImproperlyConfigured(
+            "DKIM signing (MAILER_DKIM_KEY_FILE) needs dkimpy and cryptography, "
+            f"which are not installed ({error}): "
+            'pip install "django-mailer-jobs[dkim]"'
+        ) from error
+
+
 def load_key(path: str) -> SigningKey:
     """Load and check a PEM private key.
 
     :raises DkimKeyError: missing file, not a private key, RSA under 2048 bits
         (RFC 8301 3.2 requires 1024 and recommends 2048; mailbox providers
         want 2048), or another key type.
+    :raises ImproperlyConfigured: the ``[dkim]`` extra is not installed.
     """
+    require()
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
@@ -119,7 +146,10 @@ def sign(data: bytes) -> bytes:
     :raises DkimKeyError: the key cannot be loaded, or no
         ``MAILER_DKIM_DOMAIN`` (the engine stops its run on either: every
         message would fail alike).
+    :raises ImproperlyConfigured: the ``[dkim]`` extra is not installed (the
+        engine stops its run on it too).
     """
+    require()
     import dkim
 
     key = load_key(conf.MAILER_DKIM_KEY_FILE)
@@ -148,7 +178,11 @@ def sign(data: bytes) -> bytes:
 
 def public_txt(path: str) -> bytes:
     """The DNS TXT record (``v=DKIM1; k=...; p=...``) for the key at
-    ``path``, for publishing at ``<selector>._domainkey.<domain>``."""
+    ``path``, for publishing at ``<selector>._domainkey.<domain>``.
+
+    :raises ImproperlyConfigured: the ``[dkim]`` extra is not installed.
+    """
+    require()
     import base64
 
     from cryptography.hazmat.primitives import serialization
@@ -177,7 +211,11 @@ def check_settings() -> list[str]:
         return []
     problems = []
     try:
+        # The key is read with cryptography: without the extra, that it is
+        # missing is the one thing to say about the key.
         load_key(conf.MAILER_DKIM_KEY_FILE)
+    except ImproperlyConfigured as error:
+        problems.append(f"{error}.")
     except DkimKeyError as error:
         problems.append(f"MAILER_DKIM_KEY_FILE: {error}.")
     if not conf.MAILER_DKIM_DOMAIN:
@@ -185,11 +223,5 @@ def check_settings() -> list[str]:
     if not _SELECTOR.fullmatch(conf.MAILER_DKIM_SELECTOR or ""):
         problems.append(
             f"MAILER_DKIM_SELECTOR {conf.MAILER_DKIM_SELECTOR!r} is invalid."
-        )
-    try:
-        import dkim  # noqa: F401
-    except ImportError:
-        problems.append(
-            "dkimpy is not installed (pip install django-mailer-jobs[dkim])."
         )
     return problems

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import (
     DatabaseError,
     InterfaceError,
@@ -380,10 +381,15 @@ class Sender:
                 continue
             try:
                 envelope_from, recipients, data, message_id = self._build(message)
-            except DkimKeyError as error:
-                # Signing is configured but the key is gone or bad: every
-                # message would fail alike, so the run stops, mail kept.
-                raise _Stop("DKIM key", f"DKIM: {error}") from error
+            except (DkimKeyError, ImproperlyConfigured) as error:
+                # Signing is configured but the key is gone or bad, or its
+                # libraries (the [dkim] extra) are not installed: every
+                # message would fail alike, so the run stops and gives its
+                # claims back, mail kept, no attempt used.
+                self.result.released += release(token, [m.id for m in batch[index:]])
+                if isinstance(error, DkimKeyError):
+                    raise _Stop("DKIM key", f"DKIM: {error}") from error
+                raise _Stop("improperly configured", str(error)) from error
             except Exception as error:  # noqa: BLE001 - any build error fails one message
                 outcome = Outcome(
                     Verdict.FAILED, None, f"cannot build message: {error}"

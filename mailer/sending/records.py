@@ -145,11 +145,17 @@ class OutcomeWriter:
         return self._driver
 
     def _new_cursor(self, raw) -> tuple:
-        if self.vendor == "postgresql" and type(raw).__module__.startswith("psycopg."):
-            # psycopg 3: a cursor binding parameters on the server, so the
-            # statement is prepared once per connection (``prepare=True``)
-            # and each message sends only its values, instead of Django's
-            # client-side cursor quoting every value into the SQL text.
+        # psycopg 3's connection class is psycopg.Connection (module
+        # "psycopg"); psycopg2's has no server-side binding.
+        if self.vendor == "postgresql" and type(raw).__module__.split(".")[0] == (
+            "psycopg"
+        ):
+            # A cursor binding values on the server: each message sends the
+            # statement with $n placeholders and its values apart, instead of
+            # Django's client-side cursor quoting every value into the SQL
+            # text. ``prepare=True`` prepares it once per connection where the
+            # project enabled prepared statements (Django's OPTIONS
+            # "prepare_threshold"; off by default, for PgBouncer's sake).
             import psycopg
 
             return psycopg.Cursor(raw), {"prepare": True}

@@ -401,6 +401,16 @@ def _final(
     if code != 250:
         if code == 421:
             smtp.close()
+        else:
+            # The transaction is over (RFC 5321 4.1.1.4), but a server that
+            # failed inside (aiosmtpd after a handler error) may keep it
+            # open and answer the next MAIL FROM "503 nested MAIL command";
+            # smtplib's sendmail() resets here too. A server that does not
+            # answer the RSET is left for the next message to reconnect.
+            try:
+                _rset(smtp, deadline)
+            except (smtplib.SMTPException, OSError):
+                smtp.close()
         raise smtplib.SMTPDataError(code, reply)
     return Exchange(accepted=accepted, refused=refused, code=code, reply=reply)
 

@@ -21,10 +21,11 @@ thread), so plain synchronous code can talk to it::
         assert smtp.messages[0].message["Subject"] == "Hello"
 
 For a local sink in a process of its own (nothing scripted, just "accept
-and show"), aiosmtpd's own command line does the job; it is what the example
-project's ``manage.py smtp_sink`` runs::
+and show"), aiosmtpd's own command line does the job. The example project's
+``manage.py smtp_sink`` runs it with a handler that prints one line per
+email; aiosmtpd's ``Debugging`` handler prints each email in full::
 
-    python -m aiosmtpd -n -l 127.0.0.1:1025 -c aiosmtpd.handlers.Debugging
+    python -m aiosmtpd -n -u -l 127.0.0.1:1025 -c aiosmtpd.handlers.Debugging
 
 aiosmtpd is an optional dependency (the ``testing`` extra), so it is imported
 only here and never from ``mailer.testing``.
@@ -281,6 +282,11 @@ class _Handler:
         refusal = self.owner._data_refusal()
         if refusal is not None:
             return refusal
+        if self.owner._crashes_at_data():
+            # aiosmtpd answers "500 Error: (RuntimeError) ..." and, unlike
+            # after a refusal, leaves the transaction open: a client that
+            # does not reset gets "503 nested MAIL command" next.
+            raise RuntimeError("the mailbox cannot be written")
         hang_up = self.owner._accept(server, envelope)
         # The message is stored at the final "."; what the client hears now
         # is up to the behaviours below.
@@ -617,6 +623,16 @@ class SMTPTestServer:
         with self._cond:
             self._reset = _AfterData(None, times)
 
+    def crash_at_data(self, *, times: int | None = 1) -> None:
+        """Fail while storing the message at its final "." (a mailbox that
+        cannot be written): aiosmtpd answers 500 and keeps the transaction
+        open, as some servers do after an internal error. ``times=N``: the
+        next N messages; ``None``: until :meth:`accept_all`."""
+        if times is not None and times < 0:
+            raise ValueError("times must be None or >= 0")
+        with self._cond:
+            self._crash_at_data = _AfterData(None, times)
+
     def silent(self, on: bool = True) -> None:
         """Accept TCP connections but never send the 220 greeting (a relay
         hung, or a firewall that swallows the conversation). Sessions that
@@ -773,6 +789,7 @@ class SMTPTestServer:
         self._delay_greeting = True
         self._stall: _AfterData | None = None
         self._reset: _AfterData | None = None
+        self._crash_at_data: _AfterData | None = None
         self._silent = False
         self._hang_up_at: tuple[str, list[int | None]] | None = None
 
@@ -860,6 +877,18 @@ class SMTPTestServer:
             return
         if delay > 0:
             await asyncio.sleep(delay)
+
+    def _crashes_at_data(self) -> bool:
+        with self._cond:
+            rule = self._crash_at_data
+            if rule is None:
+                return False
+            if rule.remaining is None:
+                return True
+            if rule.remaining > 0:
+                rule.remaining -= 1
+                return True
+            return False
 
     def _after_data(self) -> _AfterData | str | None:
         """What to do once a message is stored: "reset", a stall, or None."""

@@ -30,10 +30,11 @@ from mailer.jobs.actions import EmailUpdate
 from mailer.jobs.compose import ADDRESS_HEADERS, JobTemplate, normalize_newlines
 from mailer.jobs.expand import expand_pending_jobs
 from mailer.jobs.personalize import Personalizer
-from mailer.jobs.services import RenderedEmail, create_job, render_email
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import Message, MessageJob
 from mailer.sending.engine import send_queued
 from tests.conftest import by_recipient
+from tests.jobs.helpers import render_story
 from tests.testapp.admin import StoryAdmin
 from tests.testapp.models import Reader, Story
 
@@ -348,15 +349,6 @@ def test_bad_address_headers_are_refused_when_the_job_is_created(headers, words)
 # -- 3. per-recipient values used other than as they are ----------------------
 
 
-def render(text_template=None, html_template=None):
-    return render_email(
-        subject="Morning",
-        text_template=text_template,
-        html_template=html_template,
-        obj=Story(headline="Bridge reopens"),
-    )
-
-
 @pytest.mark.parametrize(
     "templates, words",
     [
@@ -393,7 +385,7 @@ def test_a_filter_or_tag_on_a_recipient_value_is_refused_naming_the_line(
     templates, words
 ):
     with pytest.raises(TemplateProblem) as refused:
-        render(**templates)
+        render_story(**templates)
     assert words in str(refused.value)
     assert "inserted as they are, e.g. {{ recipient.name }}" in str(refused.value)
 
@@ -401,7 +393,7 @@ def test_a_filter_or_tag_on_a_recipient_value_is_refused_naming_the_line(
 def test_values_inserted_as_they_are_reach_each_reader_without_placeholders(
     mailserver,
 ):
-    content = render("testapp/faults/plain.txt", "testapp/faults/plain.html")
+    content = render_story("testapp/faults/plain.txt", "testapp/faults/plain.html")
     create_job(
         content=content,
         recipients=[
@@ -488,7 +480,7 @@ def test_the_admin_action_shows_the_refusal_and_queues_nothing(client, monkeypat
         )
         shown = [str(m) for m in get_messages(response.wsgi_request)]
         assert shown[-1].startswith(
-            "Nothing was queued: The text template 'testapp/faults/name_upper.txt' "
+            "Nothing was queued. The text template 'testapp/faults/name_upper.txt' "
             "uses a per-recipient value in a way that cannot be personalised, "
             "line 1: {{ recipient.name|upper }}."
         )
@@ -510,14 +502,14 @@ def test_a_tag_that_renames_a_recipient_value_is_refused_too():
     with pytest.raises(
         TemplateProblem, match=r"line 1: \{% with who=recipient.name %\}"
     ):
-        render("testapp/faults/with.txt")
+        render_story("testapp/faults/with.txt")
 
 
 def test_a_template_that_renders_differently_each_time_is_not_refused():
     """``{% now %}`` to the microsecond makes every render differ; only the
     damaged-placeholder check can judge such a template, and it finds nothing
     wrong here."""
-    content = render("testapp/faults/clock.txt")
+    content = render_story("testapp/faults/clock.txt")
     assert content.body_text.startswith("Good morning [[mj:name]],\nRendered at ")
 
 

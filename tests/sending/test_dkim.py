@@ -18,6 +18,7 @@ from mailer.jobs.expand import expand_pending_jobs
 from mailer.jobs.services import RenderedEmail, create_job
 from mailer.sending.dkim import load_key, public_txt
 from mailer.sending.engine import send_queued
+from tests.without import run, settings_env
 
 pytestmark = pytest.mark.django_db
 
@@ -173,7 +174,69 @@ def test_a_key_that_vanishes_stops_the_run_and_keeps_the_mail(mailserver, signin
     assert result.stop_reason == "DKIM key"
     assert result.error.startswith("DKIM: cannot read ")
     assert result.failed == 0
+    assert result.released == 1
     assert mailserver.messages == []
     message = Message.all_objects.get()
     assert message.status == MessageStatus.QUEUED
     assert message.attempts == 0
+    assert message.claim_token is None
+
+
+# -- without the [dkim] extra -------------------------------------------------------
+# A subprocess that cannot import dkimpy or cryptography (tests/without.py), as
+# on a site that set MAILER_DKIM_KEY_FILE but did not install the extra.
+
+DKIM_EXTRA = 'pip install "django-mailer-jobs[dkim]"'
+
+
+def not_installed(module: str) -> str:
+    return (
+        "DKIM signing (MAILER_DKIM_KEY_FILE) needs dkimpy and cryptography, "
+        f"which are not installed (No module named '{module}'): "
+        f"{DKIM_EXTRA}"
+    )
+
+
+@pytest.mark.parametrize("missing", ["dkim", "cryptography"])
+def test_the_check_names_the_dkim_extra_when_it_is_not_installed(tmp_path, missing):
+    env = settings_env(
+        tmp_path,
+        MAILER_DKIM_KEY_FILE=write_key(tmp_path / "dkim.pem", "ed25519"),
+        MAILER_DKIM_DOMAIN=DOMAIN,
+    )
+    done = run(env, missing, "check")
+    assert done.returncode == 1
+    assert f"(mailer.E030) {not_installed(missing)}.\n" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sending_without_the_dkim_extra_stops_the_run_and_keeps_the_mail(
+    mailserver, worker_env, settings, tmp_path
+):
+    from mailer.models import Message, MessageStatus
+
+    key = write_key(tmp_path / "dkim.pem", "ed25519")
+    env = settings_env(
+        tmp_path, worker_env, MAILER_DKIM_KEY_FILE=key, MAILER_DKIM_DOMAIN=DOMAIN
+    )
+    mailer.send_mail("Reset", "Your link\n", "site@news.example", ["ann@example.com"])
+    # The system check stops send_mail (as every command) before it starts...
+    checked = run(env, "dkim", "send_mail")
+    assert checked.returncode == 1
+    assert f"(mailer.E030) {not_installed('dkim')}." in checked.stderr
+    # ...and past the check, the run stops at the first message, naming the
+    # extra: exit status 2 for cron, nothing sent, no attempt used.
+    done = run(env, "dkim", "send_mail", "--skip-checks")
+    assert done.returncode == 2
+    assert "stopped: improperly configured" in done.stdout
+    assert done.stderr == f"CommandError: {not_installed('dkim')}\n"
+    assert mailserver.messages == []
+    message = Message.all_objects.get()
+    assert (message.status, message.attempts) == (MessageStatus.QUEUED, 0)
+    # Its claim was given back: with the extra, the mail goes out, signed.
+    settings.MAILER_DKIM_KEY_FILE = key
+    settings.MAILER_DKIM_DOMAIN = DOMAIN
+    assert send_queued().sent == 1
+    [received] = mailserver.messages
+    assert b"DKIM-Signature: " in received.data

@@ -241,6 +241,25 @@ def test_refusals_in_a_pipeline_leave_the_connection_ready(smtp, smtp_server):
     assert smtp_server.connections == 1
 
 
+def test_a_refused_final_dot_resets_a_server_that_kept_the_transaction(
+    smtp, smtp_server
+):
+    """A server that fails inside while storing the message answers 500 and
+    keeps the transaction open (aiosmtpd after a handler error): without an
+    RSET the next message on the connection gets "503 nested MAIL command"
+    and an innocent reader fails for good."""
+    smtp_server.crash_at_data(times=1)
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        send(smtp, ["ann@example.com"])
+    assert refused.value.smtp_code == 500
+
+    send(smtp, ["bob@example.com"])  # same connection, a clean transaction
+
+    [received] = smtp_server.messages
+    assert received.rcpt_tos == ["bob@example.com"]
+    assert smtp_server.connections == 1
+
+
 @pytest.mark.parametrize("command", ["mail", "rcpt", "data"])
 def test_a_reset_mid_pipeline_is_before_the_final_dot(smtp, smtp_server, command):
     smtp_server.hang_up_at(command)
