@@ -27,8 +27,11 @@ def finish(
     stays null.
 
     :raises mailer.sending.dkim.DkimKeyError: signing is configured but the key is
-        unusable; the engine fails this message like any build error (the
-        system check reports the key before that).
+        unusable; the engine stops its run, mail kept (the system check
+        reports the key before that).
+    :raises django.core.exceptions.ImproperlyConfigured: signing is
+        configured without the ``[dkim]`` extra; the engine stops its run
+        the same way (the system check reports it as ``mailer.E030``).
     """
     if conf.MAILER_BOUNCE_ADDRESS and envelope_from != "" and message.pk is not None:
         envelope_from = verp.envelope_sender(message.pk)

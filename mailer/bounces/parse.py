@@ -8,6 +8,11 @@ forms, ...) go to flufl.bounce, a maintained library of detectors for them
 (GNU Mailman's), which answers with the failed addresses as temporary or
 permanent. Complaints are ARF reports (RFC 5965, ``multipart/report;
 report-type=feedback-report``).
+
+flufl.bounce comes with the ``[bounces]`` extra (pip install
+"django-mailer-jobs[bounces]"); :func:`require` says so when it is missing
+(``process_bounces`` stops on it, and the system check ``mailer.W031`` warns
+once a bounce setting is set).
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from dataclasses import dataclass, field
 from email.message import Message as EmailMessage
 from email.utils import getaddresses
 
+from django.core.exceptions import ImproperlyConfigured
+
 from mailer.bounces import verp
 
-__all__ = ["HARD", "SOFT", "COMPLAINT", "Failure", "Report", "parse"]
+__all__ = ["HARD", "SOFT", "COMPLAINT", "Failure", "Report", "parse", "require"]
 
 HARD = "hard"
 SOFT = "soft"
@@ -66,9 +73,28 @@ class Report:
     readable: bool = True
 
 
+def require() -> None:
+    """Check that flufl.bounce, the ``[bounces]`` extra, imports.
+
+    :raises ImproperlyConfigured: it is not installed; the message names the
+        extra to install.
+    """
+    try:
+        import flufl.bounce  # noqa: F401
+    except ImportError as error:
+        raise ImproperlyConfigured(
+            "Reading bounces needs flufl.bounce, which is not installed "
+            f'({error}): pip install "django-mailer-jobs[bounces]"'
+        ) from error
+
+
 def parse(data: bytes) -> Report:
     """Parse one bounce mail (RFC 5322 bytes). Never raises for bad input: a
-    mail nobody can read comes back with ``readable=False``."""
+    mail nobody can read comes back with ``readable=False``.
+
+    :raises ImproperlyConfigured: a report in no standard form needs
+        flufl.bounce, which is not installed (see :func:`require`).
+    """
     try:
         msg = email.message_from_bytes(data, policy=email.policy.compat32)
     except Exception:  # noqa: BLE001 - bad mail is reported, not fatal
@@ -158,6 +184,7 @@ def _complaint(msg: EmailMessage) -> list[Failure]:
 
 
 def _flufl(msg: EmailMessage) -> list[Failure]:
+    require()
     from flufl.bounce import all_failures
 
     try:

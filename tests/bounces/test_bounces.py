@@ -33,6 +33,7 @@ from mailer.models import (
 from mailer.sending.engine import send_queued
 from mailer.signals import complained
 from tests.conftest import ROOT, by_recipient
+from tests.without import run, settings_env
 
 pytestmark = pytest.mark.django_db
 
@@ -352,6 +353,71 @@ def test_the_pipe_alias_reads_one_bounce_from_real_stdin(
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode().startswith("1 processed: 1 hard bounces")
     assert DontSendEntry.objects.get().address == "ann@example.com"
+
+
+# -- without the [bounces] extra ------------------------------------------------------
+# A subprocess that cannot import flufl.bounce (tests/without.py), as on a site
+# that set a bounce setting but did not install the extra.
+
+NO_FLUFL = (
+    "Reading bounces needs flufl.bounce, which is not installed "
+    "(No module named 'flufl'): "
+    'pip install "django-mailer-jobs[bounces]"'
+)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("MAILER_BOUNCE_ADDRESS", BOUNCES),
+        ("MAILER_BOUNCE_MAILDIR", "/var/mail/bounces"),
+        ("MAILER_BOUNCE_IMAP", {"host": "imap.example", "user": "u", "password": "p"}),
+    ],
+)
+def test_the_check_warns_of_the_missing_extra_once_a_bounce_setting_is_set(
+    tmp_path, name, value
+):
+    done = run(settings_env(tmp_path, **{name: value}), "flufl", "check")
+    # A warning: mail still goes out (VERP needs no library).
+    assert done.returncode == 0
+    assert (
+        "(mailer.W031) A bounce setting is set, but process_bounces cannot run: "
+        f"{NO_FLUFL}.\n"
+    ) in done.stderr
+
+
+def test_without_a_bounce_setting_the_missing_extra_goes_unmentioned(tmp_path):
+    done = run(settings_env(tmp_path), "flufl", "check")
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == "System check identified no issues (0 silenced).\n"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("source", ["-", "--maildir"])
+def test_process_bounces_without_the_extra_stops_naming_it_and_reads_nothing(
+    mailserver, verp_on, worker_env, tmp_path, source
+):
+    send_job(["ann@example.com"])
+    data = dsn_for(mailserver, "ann@example.com", "exim-4/dsn-550-user-unknown.eml")
+    env = settings_env(tmp_path, worker_env, MAILER_BOUNCE_ADDRESS=BOUNCES)
+    box = mailbox.Maildir(tmp_path / "Maildir", create=True)
+    key = box.add(data)
+    if source == "-":
+        done = run(env, "flufl", "process_bounces", "-", input=data)
+        # EX_TEMPFAIL: the MTA keeps the mail and tries again later.
+        assert done.returncode == 75
+    else:
+        done = run(
+            env, "flufl", "process_bounces", "--maildir", str(tmp_path / "Maildir")
+        )
+        assert done.returncode == 1
+    assert done.stderr.endswith(f"\nCommandError: {NO_FLUFL}\n")
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    assert not DontSendEntry.objects.exists()
+    # Left as it came: unread, in new/.
+    kept = mailbox.Maildir(tmp_path / "Maildir", create=False).get_message(key)
+    assert (kept.get_subdir(), kept.get_flags()) == ("new", "")
 
 
 # -- IMAP (a real Dovecot) ----------------------------------------------------------

@@ -10,9 +10,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from mailer.bounces import readers
+from mailer.bounces import parse, readers
 from mailer.bounces.process import ProcessResult, process_bytes
 from mailer.conf import conf
 
@@ -45,6 +46,14 @@ class Command(BaseCommand):
         maildir: str | None = None,
         **options: Any,
     ) -> None:
+        try:
+            parse.require()
+        except ImproperlyConfigured as error:
+            # Before any mail is read: a pipe's mail is kept by the MTA
+            # (75, EX_TEMPFAIL) and tried again once the extra is installed.
+            raise CommandError(
+                str(error), returncode=75 if source == "-" else 1
+            ) from error
         result = ProcessResult()
 
         def handle(data: bytes, name: str) -> bool:
