@@ -23,11 +23,12 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator, capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from mailer.jobs.actions import list_names
 from mailer.jobs.report import (
     OUTCOMES,
     job_report,
@@ -55,6 +56,7 @@ from mailer.models import (
     MessageLog,
     MessageStatus,
 )
+from mailer.numbers import grouped
 
 __all__ = [
     "DueFilter",
@@ -197,13 +199,58 @@ class MessageAdmin(admin.ModelAdmin):
         self.message_user(
             request,
             ngettext(
-                "%(count)d message queued again.",
-                "%(count)d messages queued again.",
+                "%(count)s message queued again.",
+                "%(count)s messages queued again.",
                 count,
             )
-            % {"count": count},
+            % {"count": grouped(count)},
             messages.SUCCESS,
         )
+
+
+#: The progress bar's segments, in order: (status name, label).
+BAR_SEGMENTS = [
+    ("sent", _("sent")),
+    ("failed", _("failed")),
+    ("suppressed", _("suppressed")),
+    ("cancelled", _("cancelled")),
+]
+
+
+def progress_bar(counts: dict[str, int], total: int) -> str:
+    """A job's progress as a bar of proportionate segments (sent, failed,
+    suppressed, cancelled: a job that failed does not look finished), then
+    "N sent · M failed". ``counts`` is :func:`job_progress`'s
+    ``{status name: messages}``, ``total`` the confirmed readers; widths are
+    percentages of ``total`` (at least 1% for a count above zero, so one
+    failure in 100,000 still shows)."""
+    total = max(total, 1)
+    segments = []
+    for key, label in BAR_SEGMENTS:
+        count = counts.get(key, 0)
+        if count:
+            width = max(1.0, round(100 * count / total, 1))
+            segments.append((key, f"{width:g}", f"{grouped(count)} {label}"))
+    done = sum(counts.get(key, 0) for key, _label in BAR_SEGMENTS)
+    percent = min(100, round(100 * done / total))
+    summary = ", ".join(text for _key, _width, text in segments) or _("nothing yet")
+    failed = counts.get("failed", 0)
+    return format_html(
+        '<span class="mailer-bar" role="img" aria-label="{}" title="{}% done: {}">'
+        "{}</span> {} sent · "
+        '<span class="{}">{} failed</span>',
+        summary,
+        percent,
+        summary,
+        format_html_join(
+            "",
+            '<span class="mailer-bar-{}" style="width: {}%"></span>',
+            ((key, width) for key, width, _text in segments),
+        ),
+        grouped(counts.get("sent", 0)),
+        "mailer-failed-count" if failed else "mailer-none-failed",
+        grouped(failed),
+    )
 
 
 def job_link(job: MessageJob | None) -> str:
@@ -306,7 +353,7 @@ class MessageJobAdmin(admin.ModelAdmin):
         "short_subject",
         "status_display",
         "progress",
-        "recipient_count",
+        "recipient_total",
         "created_by",
         "created_at",
         "send_at",
@@ -380,20 +427,15 @@ class MessageJobAdmin(admin.ModelAdmin):
         target = job.announced_object
         return Truncator(str(target)).chars(50) if target is not None else "-"
 
+    # Not named "recipients": the model's field of that name (the snapshot)
+    # would win and be loaded for every row.
+    @admin.display(description=_("recipients"), ordering="recipient_count")
+    def recipient_total(self, job: MessageJob) -> str:
+        return grouped(job.recipient_count)
+
     @admin.display(description=_("progress"))
     def progress(self, job: MessageJob) -> str:
-        counts = job_progress(job)
-        total = max(job.recipient_count, 1)
-        done = counts["sent"] + counts["failed"] + counts["suppressed"]
-        percent = min(100, round(100 * done / total))
-        return format_html(
-            '<progress value="{}" max="100" title="{}%"></progress> '
-            "{} sent · {} failed",
-            percent,
-            percent,
-            counts["sent"],
-            counts["failed"],
-        )
+        return progress_bar(job_progress(job), job.recipient_count)
 
     # -- the report -----------------------------------------------------------
 
@@ -460,6 +502,7 @@ class MessageJobAdmin(admin.ModelAdmin):
             "media": self.media,
             "has_view_permission": True,
             "job_actions": self._job_actions(request, job, report),
+            "list_names": list_names(job) if job.list_id else [],
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             **(extra_context or {}),
         }
@@ -672,7 +715,10 @@ def _local(value: datetime) -> datetime:
 class JobAction:
     """One job action (:meth:`MessageJobAdmin._run` runs them all).
 
-    ``name`` picks the confirmation template
+    ``name`` is the admin action's name (the ``MessageJobAdmin`` method
+    that runs it): the confirmation form posts it back as ``action``, so any
+    other name makes "Yes, I'm sure" run no action. It also picks the
+    confirmation template
     ``admin/<app>/<model>/<name>_confirmation.html`` (a site overrides one
     action's page there), falling back to
     ``MessageJobAdmin.action_confirmation_template``. ``select`` narrows the
@@ -696,7 +742,7 @@ class JobAction:
 
 def _counted(singular: str, plural: str) -> Callable[[int], str]:
     """``done`` for an action whose result is a count of jobs or messages."""
-    return lambda count: ngettext(singular, plural, count) % {"count": count}
+    return lambda count: ngettext(singular, plural, count) % {"count": grouped(count)}
 
 
 PAUSE = JobAction(
@@ -710,7 +756,7 @@ PAUSE = JobAction(
         "Emails a worker is sending right now still go."
     ),
     apply=lambda jobs, _value: pause_jobs(jobs),
-    done=_counted("%(count)d job paused.", "%(count)d jobs paused."),
+    done=_counted("%(count)s job paused.", "%(count)s jobs paused."),
     history=lambda _value: "Paused",
 )
 
@@ -720,7 +766,7 @@ RESUME = JobAction(
     select=lambda jobs: jobs.filter(status=JobStatus.PAUSED),
     warning=lambda jobs: _("Their pending emails are due again at once."),
     apply=lambda jobs, _value: resume_jobs(jobs),
-    done=_counted("%(count)d job resumed.", "%(count)d jobs resumed."),
+    done=_counted("%(count)s job resumed.", "%(count)s jobs resumed."),
     history=lambda _value: "Resumed",
 )
 
@@ -731,16 +777,16 @@ def _cancel_warning(jobs: QuerySet) -> str:
         "%(count)s pending email will not be sent.",
         "%(count)s pending emails will not be sent.",
         pending,
-    ) % {"count": f"{pending:,}"}
+    ) % {"count": grouped(pending)}
 
 
 def _cancelled(result: tuple[int, int]) -> str:
     count, removed = result
     return ngettext(
-        "%(count)d job cancelled; %(removed)d pending messages removed.",
-        "%(count)d jobs cancelled; %(removed)d pending messages removed.",
+        "%(count)s job cancelled; %(removed)s pending messages removed.",
+        "%(count)s jobs cancelled; %(removed)s pending messages removed.",
         count,
-    ) % {"count": count, "removed": removed}
+    ) % {"count": grouped(count), "removed": grouped(removed)}
 
 
 CANCEL = JobAction(
@@ -767,7 +813,7 @@ RESCHEDULE = JobAction(
     warning=lambda jobs: _("Jobs that have not started go out at the time you choose."),
     form=parse_send_at,
     apply=reschedule_jobs,
-    done=_counted("%(count)d job rescheduled.", "%(count)d jobs rescheduled."),
+    done=_counted("%(count)s job rescheduled.", "%(count)s jobs rescheduled."),
     history=_rescheduled_to,
 )
 
@@ -780,18 +826,18 @@ def _retry_warning(jobs: QuerySet) -> str:
         "%(count)s failed email will be tried again.",
         "%(count)s failed emails will be tried again.",
         failed,
-    ) % {"count": f"{failed:,}"}
+    ) % {"count": grouped(failed)}
 
 
 RETRY_FAILED = JobAction(
-    name="retry_failed",
+    name="retry_failed_messages",
     title=_("Retry failed messages"),
     select=lambda jobs: jobs,
     warning=_retry_warning,
     apply=lambda jobs, _value: retry_failed(jobs),
     done=_counted(
-        "%(count)d failed message queued again.",
-        "%(count)d failed messages queued again.",
+        "%(count)s failed message queued again.",
+        "%(count)s failed messages queued again.",
     ),
     history=lambda _value: "Retried failed messages",
 )

@@ -233,7 +233,10 @@ class MessageJob(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.subject} ({self.get_status_display()})"
+        # The subject alone: this text is kept where the status changes
+        # under it (LogEntry.object_repr, the admin's "Recent actions",
+        # written when the job is confirmed), so it holds nothing transient.
+        return self.subject
 
     @property
     def is_scheduled(self) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from html.parser import HTMLParser
 from io import StringIO
 
 import pytest
@@ -105,9 +106,50 @@ def test_the_report_shows_outcomes_chart_failures_and_a_sample(
     assert sent_chart.count("<rect") == 1  # one minute with sends
     assert "Outcomes over time" in html and 'data-result="sent"' in html
     assert "5.1.1 mailbox unavailable" in html and ">550<" in html
-    assert "<iframe sandbox" in html
+    # The sample's links open in a new tab, not inside the sandboxed frame.
+    assert '<iframe sandbox="allow-popups allow-popups-to-escape-sandbox"' in html
+    assert 'srcdoc="&lt;base target=&quot;_blank&quot;&gt;' in html
     assert "Hello Reader 0" in html  # the sample reader's own values
     assert "report.js" in html and "mailer/admin.css" in html
+
+
+def the_list(html: str) -> tuple[str, str]:
+    """The report's list fact: (its label, its value), tags stripped."""
+    found = re.search(r"<dt>([^<]*)</dt><dd data-list>(.*?)</dd>", html, re.S)
+    assert found, "no list on the report"
+    return found[1], re.sub(r"<[^>]*>", "", found[2])
+
+
+def test_the_report_names_the_list_or_labels_the_bare_list_id(editor_client):
+    from mailer.subscriptions.models import ListMailing, MailingList
+
+    job = newsletter(2)  # List-Id label "daily"
+    report = f"{JOBS}{job.pk}/change/"
+    assert the_list(editor_client.get(report).content.decode()) == (
+        "List-Id",
+        "daily",
+    )
+    daily = MailingList.objects.create(
+        name="Daily Headlines", slug="daily", list_id="daily"
+    )
+    assert the_list(editor_client.get(report).content.decode()) == (
+        "List",
+        "Daily Headlines (List-Id daily)",
+    )
+    # Two lists with the label: which one is not known, the label stays.
+    MailingList.objects.create(name="Daily (old)", slug="daily-old", list_id="daily")
+    assert the_list(editor_client.get(report).content.decode())[0] == "List-Id"
+    # A job sent to lists names them, whatever their labels.
+    weekend = MailingList.objects.create(
+        name="Weekend", slug="weekend", list_id="weekend"
+    )
+    ListMailing.objects.bulk_create(
+        [ListMailing(job=job, mailing_list=m) for m in (daily, weekend)]
+    )
+    assert the_list(editor_client.get(report).content.decode()) == (
+        "List",
+        "Daily Headlines, Weekend (List-Id daily)",
+    )
 
 
 def test_progress_json_counts_by_outcome(editor_client):
@@ -202,8 +244,215 @@ def test_retry_failed_needs_confirmation(editor_client):
     confirm = post_action(editor_client, "retry_failed_messages", [job])
     assert b"2 failed emails will be tried again." in confirm.content
     assert not Message.objects.exists()
-    post_action(editor_client, "retry_failed_messages", [job], post="yes")
+
+    done = editor_client.post(JOBS, confirmation_form(confirm), follow=True)
+
     assert Message.objects.count() == 2
+    assert "2 failed messages queued again." in done.content.decode()
+
+
+class _FormFields(HTMLParser):
+    """The fields a browser posts from the form holding the submit button
+    whose value is ``button``: named inputs (hidden ones too), checked
+    checkboxes and radios, textareas, selects' selected options, and that
+    button itself; other submit buttons are left out."""
+
+    def __init__(self, button: str) -> None:
+        super().__init__()
+        self.button = button
+        self.forms: list[list[tuple[str, str]]] = []
+        self.pressed: list[bool] = []
+        self.inside = False
+        self.textarea: str | None = None
+        self.select: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = {k: (v if v is not None else "") for k, v in attrs}
+        if tag == "form":
+            self.inside = True
+            self.forms.append([])
+            self.pressed.append(False)
+            return
+        if not self.inside:
+            return
+        fields = self.forms[-1]
+        name = a.get("name")
+        kind = a.get("type", "text").lower()
+        if tag == "input" and kind == "submit":
+            if a.get("value") == self.button:
+                self.pressed[-1] = True
+                if name:
+                    fields.append((name, a["value"]))
+        elif tag == "input" and name and "disabled" not in a:
+            if kind in ("checkbox", "radio") and "checked" not in a:
+                return
+            default = "on" if kind in ("checkbox", "radio") else ""
+            fields.append((name, a.get("value", default)))
+        elif tag == "textarea" and name:
+            self.textarea = name
+            fields.append((name, ""))
+        elif tag == "select" and name:
+            self.select = name
+        elif tag == "option" and self.select and "selected" in a:
+            fields.append((self.select, a.get("value", "")))
+
+    def handle_data(self, data: str) -> None:
+        if self.textarea is not None:
+            name, value = self.forms[-1][-1]
+            self.forms[-1][-1] = (name, value + data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self.inside = False
+        elif tag == "textarea":
+            self.textarea = None
+        elif tag == "select":
+            self.select = None
+
+
+def confirmation_form(
+    response, button: str = "Yes, I’m sure", **changes: str
+) -> dict[str, list[str]]:
+    """What pressing ``button`` on the page ``response`` posts, read from the
+    page's own HTML (not from what the test expects the page to say), with
+    ``changes`` as the editor's typing (a field's new value). Raises
+    ``AssertionError`` when the page has no form with that button."""
+    parser = _FormFields(button)
+    parser.feed(response.content.decode())
+    pairs = zip(parser.forms, parser.pressed, strict=True)
+    chosen = [fields for fields, pressed in pairs if pressed]
+    assert len(chosen) == 1, f"no single form with a {button!r} button"
+    data: dict[str, list[str]] = {}
+    for name, value in chosen[0]:
+        data.setdefault(name, []).append(value)
+    for name, value in changes.items():
+        data[name] = [value]
+    return data
+
+
+def _failed_job() -> MessageJob:
+    job = newsletter(2)
+    expand_pending_jobs()
+    Message.all_objects.filter(job=job).update(status=MessageStatus.FAILED, due_at=None)
+    return job
+
+
+def _queued_job() -> MessageJob:
+    job = newsletter(2)
+    expand_pending_jobs()
+    return job
+
+
+def _paused_job() -> MessageJob:
+    from mailer.jobs.services import pause_jobs
+
+    job = _queued_job()
+    pause_jobs(MessageJob.objects.filter(pk=job.pk))
+    return job
+
+
+LATER = "2099-06-02T10:00"
+
+#: (changelist, action, the selected object's set-up, the editor's typing on
+#: the confirmation page, the effect "Yes, I'm sure" has).
+DESK_ACTIONS = [
+    (
+        JOBS,
+        "pause",
+        _queued_job,
+        {},
+        lambda obj: MessageJob.objects.get(pk=obj.pk).status == JobStatus.PAUSED,
+    ),
+    (
+        JOBS,
+        "resume",
+        _paused_job,
+        {},
+        lambda obj: MessageJob.objects.get(pk=obj.pk).status == JobStatus.QUEUED,
+    ),
+    (
+        JOBS,
+        "cancel",
+        lambda: newsletter(2),
+        {},
+        lambda obj: MessageJob.objects.get(pk=obj.pk).status == JobStatus.CANCELLED,
+    ),
+    (
+        JOBS,
+        "reschedule",
+        lambda: newsletter(2, send_at=timezone.now() + timedelta(days=1)),
+        {"when": "at", "send_at": LATER},
+        lambda obj: (
+            timezone.localtime(MessageJob.objects.get(pk=obj.pk).send_at)
+            .isoformat()
+            .startswith(LATER)
+        ),
+    ),
+    (
+        JOBS,
+        "retry_failed_messages",
+        _failed_job,
+        {},
+        lambda obj: Message.objects.filter(job=obj).count() == 2,
+    ),
+    (
+        JOBS,
+        "delete_selected",
+        lambda: newsletter(2),
+        {},
+        lambda obj: not MessageJob.objects.filter(pk=obj.pk).exists(),
+    ),
+    (
+        STORIES,
+        "send_email_update",
+        lambda: (
+            Reader.objects.create(email="ann@example.com"),
+            Story.objects.create(headline="Bridge"),
+        )[1],
+        {},
+        lambda obj: MessageJob.objects.filter(object_id=str(obj.pk)).exists(),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("changelist", "action", "make", "typing", "done"),
+    DESK_ACTIONS,
+    ids=[row[1] for row in DESK_ACTIONS],
+)
+def test_every_confirmation_page_does_what_it_asks_when_its_own_form_is_posted(
+    editor_client, changelist, action, make, typing, done
+):
+    """The first step as the changelist's action menu posts it; the second
+    exactly as the confirmation page's form posts it (its hidden fields, not
+    the action's name as the test knows it)."""
+    obj = make()
+    confirm = editor_client.post(
+        changelist, {"action": action, "_selected_action": [obj.pk]}
+    )
+    assert confirm.status_code == 200
+    assert not done(obj)
+
+    posted = editor_client.post(
+        changelist, confirmation_form(confirm, **typing), follow=True
+    )
+
+    assert posted.status_code == 200
+    assert "No action selected." not in posted.content.decode()
+    assert done(obj)
+
+
+def test_the_reports_buttons_lead_to_confirmation_pages_that_act(editor_client):
+    """Each button on the report posts its own form to the job list; the
+    page it leads to confirms, and its form does what the button said."""
+    job = _failed_job()
+    report = editor_client.get(f"{JOBS}{job.pk}/change/")
+    confirm = editor_client.post(JOBS, confirmation_form(report, "Retry failed"))
+    assert b"2 failed emails will be tried again." in confirm.content
+
+    editor_client.post(JOBS, confirmation_form(confirm))
+
+    assert Message.objects.filter(job=job).count() == 2
 
 
 def test_deleting_a_big_job_lists_no_messages(editor_client):
@@ -416,6 +665,47 @@ def test_the_sites_changelist_gets_an_emailed_column(editor_client):
     assert re.search(r'class="field-emailed">[^<]*, 1 reader<', row)
 
 
+def test_the_emailed_column_counts_confirmed_readers_until_the_job_is_expanded(
+    editor_client,
+):
+    from django.utils.formats import date_format
+
+    for i in range(3):
+        Reader.objects.create(email=f"r{i}@example.com")
+    story = Story.objects.create(headline="Bridge")
+    later = Story.objects.create(headline="Rain")
+    confirm = editor_client.post(
+        STORIES, {"action": "send_email_update", "_selected_action": [story.pk]}
+    )
+    editor_client.post(STORIES, confirmation_form(confirm))
+    confirm = editor_client.post(
+        STORIES, {"action": "send_email_update", "_selected_action": [later.pk]}
+    )
+    editor_client.post(
+        STORIES, confirmation_form(confirm, when="at", send_at="2099-06-01T09:30")
+    )
+    # The admin's own long form ("Dec. 1, 2026, 11:28 a.m."), not the short
+    # US "12/01/2026 11:28 a.m.".
+    when, rain = (
+        date_format(timezone.localtime(job.created_at), "DATETIME_FORMAT")
+        for job in MessageJob.objects.order_by("pk")
+    )
+    assert not re.search(r"\d+/\d+/\d{4}", when)
+
+    html = editor_client.get(STORIES).content.decode()
+
+    assert cell(html, "field-emailed") == f"{rain}, 3 readers, scheduled"
+    assert cell(html.split("Bridge", 1)[1], "field-emailed") == (
+        f"{when}, 3 readers, queued"
+    )
+    expand_pending_jobs()
+    Message.all_objects.filter(to_address="r0@example.com").update(
+        status=MessageStatus.SENT, due_at=None
+    )
+    html = editor_client.get(STORIES).content.decode()
+    assert cell(html.split("Bridge", 1)[1], "field-emailed") == f"{when}, 1 reader"
+
+
 # -- status you can trust ---------------------------------------------------------
 
 
@@ -456,6 +746,33 @@ def test_the_archive_page_shows_the_email_without_personal_values(client, mailse
     assert client.get(forged).status_code == 404
     listing = client.get("/mail/archive/daily/").content.decode()
     assert path in listing
+
+
+def test_the_archive_page_leaves_segments_out(client, mailserver):
+    """Neutral values are empty, so a segment on a reader's value (their
+    preferences link) is not on the public page."""
+    job = create_job(
+        content=RenderedEmail(
+            subject="Issue[[mj?plan]] for [[mj:plan]][[/mj?plan]]",
+            body_text="Hi [[mj:name]]\n[[mj?preferences_url]]Prefs: "
+            "[[mj:preferences_url]]\n[[/mj?preferences_url]]Bye\n",
+            body_html="<p>Hi</p>[[mj?preferences_url]]<a>Prefs</a>"
+            "[[/mj?preferences_url]]<p>Bye</p>",
+        ),
+        recipients=[{"email": "a@example.com", "preferences_url": "https://p/1"}],
+    )
+    expand_pending_jobs()
+    send_queued()
+    from mailer.jobs.archive import archive_url
+
+    page = client.get(archive_url(job.pk).removeprefix("https://news.example.com"))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert (
+        'title="Issue" srcdoc="&lt;base target=&quot;_top&quot;&gt;'
+        '&lt;p&gt;Hi&lt;/p&gt;&lt;p&gt;Bye&lt;/p&gt;"'
+    ) in html
+    assert "Prefs" not in html and "mj?" not in html
 
 
 def test_templates_link_to_the_archive(mailserver):
@@ -563,3 +880,200 @@ def test_the_finisher_waits_for_a_message_queued_again_below_its_cursor():
     assert finisher() == 1
     assert MessageJob.objects.get(pk=job.pk).status == JobStatus.DONE
     assert finisher.cursor == {}
+
+
+# -- one way to write a count ---------------------------------------------------
+
+
+def cell(html: str, css_class: str) -> str:
+    """The text of the first ``<td class="{css_class}">`` of ``html``, tags
+    stripped."""
+    found = re.search(rf'<td class="{css_class}"[^>]*>(.*?)</td>', html, re.S)
+    assert found, f"no {css_class} cell"
+    return re.sub(r"<[^>]*>", "", found.group(1)).strip()
+
+
+def bar_widths(html: str, job: MessageJob) -> dict[str, str]:
+    """The job list's progress bar segments for ``job``'s row: ``{outcome:
+    width}``, e.g. ``{"sent": "75%"}``."""
+    row = re.search(
+        rf'value="{job.pk}".*?<td class="field-progress">(.*?)</td>', html, re.S
+    )
+    assert row, f"no row for job {job.pk}"
+    return dict(
+        re.findall(r'class="mailer-bar-(\w+)" style="width: ([\d.]+%)"', row[1])
+    )
+
+
+def test_a_failed_job_does_not_look_finished_in_the_job_list(editor_client):
+    failed = newsletter(20, subject="All failed")
+    sent = newsletter(20, subject="All sent")
+    mixed = newsletter(20, subject="Some failed")
+    expand_pending_jobs()
+    Message.all_objects.filter(job=failed).update(
+        status=MessageStatus.FAILED, due_at=None
+    )
+    Message.all_objects.filter(job=sent).update(status=MessageStatus.SENT, due_at=None)
+    five = Message.all_objects.filter(job=mixed).order_by("id")[:5]
+    Message.all_objects.filter(pk__in=list(five.values_list("pk", flat=True))).update(
+        status=MessageStatus.FAILED, due_at=None
+    )
+    Message.all_objects.filter(job=mixed, status=MessageStatus.QUEUED).update(
+        status=MessageStatus.SENT, due_at=None
+    )
+
+    html = editor_client.get(JOBS).content.decode()
+
+    assert bar_widths(html, failed) == {"failed": "100%"}
+    assert bar_widths(html, sent) == {"sent": "100%"}
+    assert bar_widths(html, mixed) == {"sent": "75%", "failed": "25%"}
+    row = cell(html.split(f'value="{failed.pk}"', 1)[1], "field-progress")
+    assert row == "0 sent · 20 failed"
+    assert 'title="100% done: 20 failed"' in html
+    assert 'class="mailer-failed-count">20 failed<' in html
+
+
+def test_every_count_on_the_desk_is_written_grouped(editor_client):
+    from django.contrib.messages import get_messages
+
+    Reader.objects.bulk_create(
+        [Reader(email=f"r{i}@example.com", name=f"R{i}") for i in range(5000)]
+    )
+    story = Story.objects.create(headline="Bridge reopens")
+    chosen = {"action": "send_email_update", "_selected_action": [story.pk]}
+
+    confirm = editor_client.post(STORIES, chosen).content.decode()
+    assert "for 5,000 recipients" in confirm
+    assert '<dd class="mailer-count">5,000</dd>' in confirm
+
+    done = editor_client.post(STORIES, {**chosen, "post": "yes"})
+    flashed = [str(m) for m in get_messages(done.wsgi_request)]
+    assert flashed[0].startswith("Email update queued for 5,000 recipients.")
+    job = MessageJob.objects.get()
+    report = editor_client.get(f"{JOBS}{job.pk}/change/").content.decode()
+    assert 'data-count="recipients">5,000<' in report
+    assert 'data-count="unexpanded">5,000<' in report
+    shown = editor_client.get(f"{JOBS}{job.pk}/progress.json").json()["shown"]
+    assert (shown["recipients"], shown["unexpanded"]) == ("5,000", "5,000")
+
+    expand_pending_jobs()
+    cancel = post_action(editor_client, "cancel", [job]).content.decode()
+    assert "5,000 pending emails will not be sent." in cancel
+    assert "Bridge reopens</a> (queued, 5,000 readers)" in cancel
+    Message.all_objects.filter(job=job).update(status=MessageStatus.SENT)
+    jobs = editor_client.get(JOBS).content.decode()
+    assert cell(jobs, "field-recipient_total") == "5,000"
+    assert "5,000 sent · 0 failed" in cell(jobs, "field-progress")
+    report = editor_client.get(f"{JOBS}{job.pk}/change/").content.decode()
+    assert 'data-count="sent">5,000<' in report
+    assert "peak 5,000 per minute" not in report  # no log rows: no chart
+    assert cell(editor_client.get(STORIES).content.decode(), "field-emailed").endswith(
+        ", 5,000 readers"
+    )
+
+
+# -- a refusal keeps the editor's choices ------------------------------------------
+
+
+def test_a_refusal_shows_the_page_again_with_the_editors_choices(editor_client):
+    from django.contrib.messages import get_messages
+
+    from tests.subscriptions.helpers import make_lists
+
+    daily, breaking = make_lists()  # no one subscribed: 0 active readers each
+    Reader.objects.create(email="ann@example.com", name="Ann")
+    story = Story.objects.create(headline="Bridge reopens")
+    chosen = {"action": "send_email_update", "_selected_action": [story.pk]}
+    # Emailed once before (followed: its message is shown and gone).
+    editor_client.post(STORIES, {**chosen, "post": "yes"}, follow=True)
+    choices = {**chosen, "post": "yes", "confirm_resend": "1", "when": "at"}
+
+    for send_at, mailer_list, reason in [
+        ("2099-06-01T09:30", daily, "There are no recipients to send this email to."),
+        ("2001-06-01T09:30", breaking, "The time to send at is in the past."),
+    ]:
+        page = editor_client.post(
+            STORIES, {**choices, "send_at": send_at, "mailer_lists": [mailer_list.pk]}
+        )
+
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert 'name="confirm_resend" value="1" checked>' in html
+        assert 'name="when" value="at" checked>' in html
+        assert f'name="send_at" value="{send_at}">' in html
+        assert f'name="mailer_lists" value="{mailer_list.pk}" checked>' in html
+        shown = [str(m) for m in get_messages(page.wsgi_request)]
+        assert shown == [f"Nothing was queued. {reason}"]
+        assert f"Nothing was queued. {reason}</li>" in html
+    assert MessageJob.objects.count() == 1
+
+
+# -- from the success message to the report -------------------------------------
+
+
+def test_the_success_message_links_to_the_new_jobs_report(editor_client):
+    Reader.objects.create(email="ann@example.com", name="Ann")
+    story = Story.objects.create(headline="Bridge reopens")
+
+    page = editor_client.post(
+        STORIES,
+        {"action": "send_email_update", "_selected_action": [story.pk], "post": "yes"},
+        follow=True,
+    )
+
+    job = MessageJob.objects.get()
+    report = f"{JOBS}{job.pk}/change/"
+    success = page.content.decode().split('class="success"', 1)[1].split("</li>")[0]
+    assert success == (
+        f'>Email update queued for 1 recipient. <a href="{report}">See its report.</a>'
+    )
+    assert editor_client.get(report).context["job"] == job
+
+
+# -- recent actions stay true ----------------------------------------------------
+
+
+def test_recent_actions_name_a_finished_job_without_a_stale_status(editor_client):
+    Reader.objects.create(email="ann@example.com", name="Ann")
+    story = Story.objects.create(headline="Bridge reopens")
+    editor_client.post(
+        STORIES,
+        {"action": "send_email_update", "_selected_action": [story.pk], "post": "yes"},
+    )
+    job = MessageJob.objects.get()
+    MessageJob.objects.filter(pk=job.pk).update(status=JobStatus.DONE)
+
+    entry = LogEntry.objects.get(
+        object_id=str(job.pk), content_type__model="messagejob"
+    )
+    assert entry.object_repr == "Breaking: Bridge reopens"
+    recent = editor_client.get("/admin/").content.decode()
+    assert "Breaking: Bridge reopens" in recent
+    assert "(pending)" not in recent
+
+
+# -- worker status in words ------------------------------------------------------
+
+
+def test_the_worker_status_and_earlier_updates_read_naturally(editor_client):
+    from mailer.models import WorkerState
+
+    Reader.objects.create(email="ann@example.com", name="Ann")
+    story = Story.objects.create(headline="Bridge reopens")
+    chosen = {"action": "send_email_update", "_selected_action": [story.pk]}
+    editor_client.post(STORIES, {**chosen, "post": "yes"}, follow=True)
+
+    for seconds_ago, said in [
+        (0, "A mail worker ran less than a minute ago, so it should arrive"),
+        (90, "A mail worker ran 1\xa0minute ago, so it should arrive"),
+        (180, "The last mail worker ran 3\xa0minutes ago: it goes out when"),
+    ]:
+        at = timezone.now() - timedelta(seconds=seconds_ago)
+        WorkerState.objects.update_or_create(
+            key="run:last", defaults={"value": {"at": at.isoformat(), "ok": True}}
+        )
+        page = editor_client.post(STORIES, chosen).content.decode()
+        assert said in page
+        assert " 0\xa0minutes" not in page
+    # The update confirmed a moment ago, in the "emailed before" table.
+    assert "(less than a minute ago)" in page

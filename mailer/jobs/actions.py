@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
@@ -37,6 +37,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
 from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
@@ -52,11 +53,13 @@ from mailer.jobs.services import (
     render_email,
     snapshot_recipients,
 )
+from mailer.numbers import grouped
 
 __all__ = [
     "EmailUpdate",
     "EmailUpdateAdminMixin",
     "email_update_action",
+    "list_names",
     "register_audience",
 ]
 
@@ -83,10 +86,25 @@ def register_audience(audience: Any) -> None:
     ``None`` when it was not chosen: the update's own recipients go),
     ``job_options(request)`` (extra ``create_job`` arguments, e.g.
     ``list_id``) and ``job_created(job, request)`` (called for each job made
-    for it). ``mailer.subscriptions.audience.ListAudience`` is one.
+    for it). Optionally ``list_names(job)``: the human names of the lists a
+    job went to (the report shows them instead of the bare ``List-Id``
+    label). ``mailer.subscriptions.audience.ListAudience`` is one.
     """
     if not any(type(a) is type(audience) for a in AUDIENCES):
         AUDIENCES.append(audience)
+
+
+def list_names(job: Any) -> list[str]:
+    """The human names of the lists ``job`` (a ``MessageJob``) went to, from
+    the first registered audience that knows them (``list_names(job)``, e.g.
+    ``mailer.subscriptions``' lists); empty when none does, and the report
+    then shows the job's ``List-Id`` label as it is."""
+    for audience in AUDIENCES:
+        namer = getattr(audience, "list_names", None)
+        names = namer(job) if namer is not None else None
+        if names:
+            return list(names)
+    return []
 
 
 @dataclass
@@ -152,12 +170,16 @@ class EmailUpdateAdminMixin:
 
     @admin.display(description=_lazy("emailed"))
     def emailed(self, obj: models.Model) -> str:
-        """ "<date>, N readers" for the newest job that announced ``obj``
-        (cancelled ones too: they may have reached many), or "-". Two
-        indexed queries per row."""
+        """The newest job that announced ``obj`` (cancelled ones too: they
+        may have reached many), when it was confirmed (the admin's
+        localized ``DATETIME_FORMAT``) and its readers: "<date>, 5,000
+        readers, queued" (or "scheduled", "paused") while its messages are
+        not all made yet, so a job confirmed a moment ago does not read as
+        reaching nobody; then "<date>, N readers", the readers reached
+        (sent). "-" when no job announced it. Two indexed queries per row."""
         from django.contrib.contenttypes.models import ContentType
 
-        from mailer.models import Message, MessageJob, MessageStatus
+        from mailer.models import JobStatus, Message, MessageJob, MessageStatus
 
         job = (
             MessageJob.objects.filter(
@@ -165,18 +187,42 @@ class EmailUpdateAdminMixin:
                 object_id=str(obj.pk),
             )
             .order_by("-created_at")
-            .values("pk", "created_at", "status")
+            .values(
+                "pk",
+                "created_at",
+                "status",
+                "send_at",
+                "recipient_count",
+                "expanded_count",
+            )
             .first()
         )
         if job is None:
             return "-"
+        when = date_format(_local(job["created_at"]), "DATETIME_FORMAT")
+        waiting = job["status"] in (JobStatus.PENDING, JobStatus.EXPANDING) or (
+            job["status"] == JobStatus.PAUSED
+            and job["expanded_count"] < job["recipient_count"]
+        )
+        if waiting:
+            count = job["recipient_count"]
+            if job["status"] == JobStatus.PAUSED:
+                state = _("paused")
+            elif job["send_at"] is not None and job["send_at"] > timezone.now():
+                state = _("scheduled")
+            else:
+                state = _("queued")
+            return ngettext(
+                "%(when)s, %(count)s reader, %(state)s",
+                "%(when)s, %(count)s readers, %(state)s",
+                count,
+            ) % {"when": when, "count": grouped(count), "state": state}
         reached = Message.all_objects.filter(
             job_id=job["pk"], status=MessageStatus.SENT
         ).count()
-        when = date_format(_local(job["created_at"]), "SHORT_DATETIME_FORMAT")
         return ngettext(
             "%(when)s, %(count)s reader", "%(when)s, %(count)s readers", reached
-        ) % {"when": when, "count": f"{reached:,}"}
+        ) % {"when": when, "count": grouped(reached)}
 
 
 def _action(description: str) -> Callable:
@@ -197,6 +243,11 @@ class EarlierJob:
     job: Any
     reached: int
 
+    @property
+    def ago(self) -> str:
+        """When it was confirmed, in words ("less than a minute ago")."""
+        return _ago(self.job.created_at)
+
 
 @dataclass
 class _Preview:
@@ -206,8 +257,18 @@ class _Preview:
     preview_html: str
     preview_text: str
     preview_subject: str
+    #: The fields of the content's segments ({% ifrecipient %}), in order.
+    segments: list[str]
     earlier: list[EarlierJob]
     recent_job: Any
+
+    @property
+    def framed_html(self) -> str:
+        """``preview_html`` for the confirmation page's sandboxed frame: its
+        links open in a new tab, and the editor keeps the page."""
+        from mailer.jobs.views import links_open_in_the_page
+
+        return links_open_in_the_page(self.preview_html, "_blank")
 
 
 def earlier_jobs(obj: models.Model) -> list[EarlierJob]:
@@ -255,13 +316,21 @@ def _prepare(config: EmailUpdate, obj: models.Model, request: HttpRequest) -> _P
     values = _editor_values(
         request, links.url(request.user.email or "editor@example.com", None)
     )
+    # The preview is the editor's own message, as the test email is: a
+    # segment on a value the editor lacks (a list's preferences_url) is left
+    # out, and the page names the segments so the editor knows they exist.
+    html = Personalizer(content.body_html, escape=True)
+    text = Personalizer(content.body_text)
+    subject = Personalizer(content.subject)
+    segments = dict.fromkeys((*subject.conditions, *text.conditions, *html.conditions))
     return _Preview(
         obj=obj,
         content=content,
         recipients=snapshot_recipients(config.recipients(obj)),
-        preview_html=Personalizer(content.body_html, escape=True).render(values),
-        preview_text=Personalizer(content.body_text).render(values),
-        preview_subject=Personalizer(content.subject).render(values),
+        preview_html=html.render(values),
+        preview_text=text.render(values),
+        preview_subject=subject.render(values),
+        segments=list(segments),
         earlier=earlier_jobs(obj),
         recent_job=recent_job_for(obj),
     )
@@ -321,31 +390,38 @@ def send_test(config: EmailUpdate, preview: _Preview, request: HttpRequest) -> s
 def arrival_text() -> str:
     """When a queued email goes out, truthfully: soon if a worker has run in
     the last two minutes, otherwise at the next ``send_mail`` run."""
-    from datetime import timedelta
-
     from mailer.worker.health import last_run
 
     run = last_run()
     at = None
     if run and run.get("at"):
         try:
-            from datetime import datetime
-
             at = datetime.fromisoformat(str(run["at"]))
             if timezone.is_naive(at):
                 at = timezone.make_aware(at, timezone.get_default_timezone())
         except ValueError:
             at = None
     if at is not None and timezone.now() - at < timedelta(minutes=2):
-        return _(
-            "A mail worker ran %(ago)s ago, so it should arrive within a minute."
-        ) % {"ago": timesince(at)}
+        return _("A mail worker ran %(ago)s, so it should arrive within a minute.") % {
+            "ago": _ago(at)
+        }
     if at is not None:
         return _(
-            "No mail worker has run since %(ago)s ago: it goes out when "
-            "send_mail next runs."
-        ) % {"ago": timesince(at)}
+            "The last mail worker ran %(ago)s: it goes out when send_mail next runs."
+        ) % {"ago": _ago(at)}
     return _("No mail worker has run yet: it goes out when send_mail first runs.")
+
+
+def _ago(moment: datetime) -> str:
+    """How long ago ``moment`` (aware, or naive local time) was, in words:
+    "less than a minute ago" under a minute (``timesince`` alone says "0
+    minutes"), else ``timesince``'s "3 minutes ago", "1 hour, 5 minutes
+    ago". A moment ahead of this host's clock (another host's) counts as
+    just now."""
+    now = timezone.now() if timezone.is_aware(moment) else datetime.now()
+    if now - moment < timedelta(minutes=1):
+        return _("less than a minute ago")
+    return _("%(time)s ago") % {"time": timesince(moment, now)}
 
 
 def email_update_action(
@@ -358,11 +434,8 @@ def email_update_action(
     try:
         previews = [_prepare(config, obj, request) for obj in queryset]
     except TemplateProblem as error:
-        modeladmin.message_user(
-            request,
-            _("Nothing was queued: %(error)s") % {"error": error},
-            messages.ERROR,
-        )
+        # No page to show again: the email itself cannot be rendered.
+        modeladmin.message_user(request, _refusal(error), messages.ERROR)
         return None
     if request.POST.get("send_test"):
         return _test_branch(modeladmin, request, config, previews)
@@ -388,28 +461,47 @@ def _test_branch(modeladmin, request, config, previews) -> HttpResponse:
     return _confirmation_page(modeladmin, request, config, previews)
 
 
+def _refusal(error: Exception | str) -> str:
+    """What the editor reads when the action queues nothing: "Nothing was
+    queued." and then ``error`` (its text, from ``mailer.exceptions`` or the
+    form) as a sentence of its own, ending with a full stop."""
+    reason = str(error).strip()
+    if reason and reason[-1] not in ".!?":
+        reason += "."
+    return _("Nothing was queued. %(reason)s") % {"reason": reason}
+
+
+def _refuse(modeladmin, request, config, previews, error) -> HttpResponse:
+    """The confirmation page again, with the editor's choices as posted
+    (send now or at, the resend tick, the lists) and why nothing was
+    queued."""
+    modeladmin.message_user(request, _refusal(error), messages.ERROR)
+    return _confirmation_page(modeladmin, request, config, previews)
+
+
 def _confirm_branch(modeladmin, request, config, previews) -> HttpResponse | None:
     """ "Yes, I'm sure": one job per object, unless an object was emailed
-    before and the resend box is not ticked, or the time is not valid."""
+    before and the resend box is not ticked, the time is not valid or there
+    is nobody to send to; then the page again, choices kept."""
     from mailer.admin import parse_send_at
 
     emailed = [p for p in previews if p.earlier]
     if emailed and not request.POST.get("confirm_resend"):
-        modeladmin.message_user(
+        return _refuse(
+            modeladmin,
             request,
+            config,
+            previews,
             _(
-                "Not queued: %(objects)s had an email update before. Tick "
+                "%(objects)s had an email update before: tick "
                 "“Send again anyway” to resend."
             )
             % {"objects": ", ".join(str(p.obj) for p in emailed)},
-            messages.ERROR,
         )
-        return _confirmation_page(modeladmin, request, config, previews)
     try:
         send_at = parse_send_at(request.POST)
     except ValueError as error:
-        modeladmin.message_user(request, str(error), messages.ERROR)
-        return _confirmation_page(modeladmin, request, config, previews)
+        return _refuse(modeladmin, request, config, previews, error)
     total = 0
     # An audience chosen on the page (a registered one, e.g. mailer.subscriptions'
     # lists) replaces the site's recipients; read once, a snapshot, for all
@@ -422,6 +514,7 @@ def _confirm_branch(modeladmin, request, config, previews) -> HttpResponse | Non
         ),
         None,
     )
+    made = []
     try:
         with transaction.atomic():
             for preview in previews:
@@ -443,25 +536,63 @@ def _confirm_branch(modeladmin, request, config, previews) -> HttpResponse | Non
                 if chosen is not None:
                     chosen[0].job_created(job, request)
                 _log_job(request, job, preview.obj, send_at)
+                made.append((job, preview.obj))
                 total += len(recipients)
     except InvalidEmail as error:
-        modeladmin.message_user(
-            request,
-            _("Nothing was queued: %(error)s") % {"error": error},
-            messages.ERROR,
-        )
-        return None
-    text = ngettext(
-        "Email update queued for %(count)s recipient.",
-        "Email update queued for %(count)s recipients.",
-        total,
-    ) % {"count": f"{total:,}"}
+        # E.g. a list with no active reader: the transaction is rolled back.
+        return _refuse(modeladmin, request, config, previews, error)
+    if len(made) == 1:
+        text = ngettext(
+            "Email update queued for %(count)s recipient.",
+            "Email update queued for %(count)s recipients.",
+            total,
+        ) % {"count": grouped(total)}
+    else:
+        # One email per object and reader: two objects to the same 5,000
+        # readers are 10,000 emails, not 10,000 recipients.
+        text = ngettext(
+            "%(n)s email update queued: %(total)s emails in all.",
+            "%(n)s email updates queued: %(total)s emails in all.",
+            len(made),
+        ) % {"n": grouped(len(made)), "total": grouped(total)}
     if send_at is not None:
         text += " " + _("It goes out at %(when)s.") % {
             "when": date_format(_local(send_at), "DATETIME_FORMAT")
         }
+    links = _report_links(modeladmin, made)
+    if links:
+        text = format_html("{} {}", text, links)
     modeladmin.message_user(request, text, messages.SUCCESS)
     return None
+
+
+def _report_links(
+    modeladmin: admin.ModelAdmin, made: list[tuple[Any, models.Model]]
+) -> str:
+    """Links to the new jobs' reports (their admin change page), for the
+    success message: "See its report." for one job, "Reports: <object>,
+    <object>." for several; empty when the admin site has no job admin."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        urls = [
+            reverse(
+                "admin:mailer_messagejob_change",
+                args=[job.pk],
+                current_app=modeladmin.admin_site.name,
+            )
+            for job, _obj in made
+        ]
+    except NoReverseMatch:
+        return ""
+    if len(made) == 1:
+        return format_html('<a href="{}">{}</a>', urls[0], _("See its report."))
+    links = format_html_join(
+        ", ",
+        '<a href="{}">{}</a>',
+        ((url, obj) for url, (_job, obj) in zip(urls, made, strict=True)),
+    )
+    return format_html("{} {}.", _("Reports:"), links)
 
 
 def _log_job(request: HttpRequest, job: Any, obj: models.Model, send_at) -> None:
@@ -470,9 +601,11 @@ def _log_job(request: HttpRequest, job: Any, obj: models.Model, send_at) -> None
     from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 
     when = f" at {send_at.isoformat()}" if send_at else ""
+    # English, like Django's own change messages, so English grouping too.
+    readers = f"{job.recipient_count:,}"
     for target, flag, text in (
-        (job, ADDITION, f"Confirmed for {job.recipient_count} readers{when}"),
-        (obj, CHANGE, f"Email update to {job.recipient_count} readers{when}"),
+        (job, ADDITION, f"Confirmed for {readers} readers{when}"),
+        (obj, CHANGE, f"Email update to {readers} readers{when}"),
     ):
         LogEntry.objects.log_actions(
             user_id=request.user.pk,
@@ -488,6 +621,50 @@ def _guard_text() -> str:
 
     minutes = int(conf.MAILER_RESEND_GUARD.total_seconds() // 60)
     return ngettext("%(n)d minute", "%(n)d minutes", minutes) % {"n": minutes}
+
+
+def _readers(count: int) -> str:
+    return ngettext("%(count)s recipient", "%(count)s recipients", count) % {
+        "count": grouped(count)
+    }
+
+
+def summary(opts: Any, counts: list[int]) -> str:
+    """The confirmation page's first line: what "Yes, I'm sure" queues, one
+    email update per object, ``counts`` its recipients per object. Names
+    the objects by the model's ``verbose_name`` / ``verbose_name_plural``
+    ("about this issue", "about each of these 2 issues") and counts emails,
+    not people: two issues to the same 5,000 readers are 10,000 emails, not
+    10,000 recipients."""
+    if len(counts) == 1:
+        return _(
+            "This will queue an email update about this %(object)s for %(readers)s:"
+        ) % {
+            "object": opts.verbose_name,
+            "readers": _readers(counts[0]),
+        }
+    low, high = min(counts), max(counts)
+    each = (
+        _readers(low)
+        if low == high
+        else _("%(low)s to %(high)s")
+        % {
+            "low": grouped(low),
+            "high": _readers(high),
+        }
+    )
+    return ngettext(
+        "This will queue %(n)s email update, one about each of these "
+        "%(n)s %(objects)s, for %(each)s each (%(total)s emails in all):",
+        "This will queue %(n)s email updates, one about each of these "
+        "%(n)s %(objects)s, for %(each)s each (%(total)s emails in all):",
+        len(counts),
+    ) % {
+        "n": grouped(len(counts)),
+        "objects": opts.verbose_name_plural,
+        "each": each,
+        "total": grouped(sum(counts)),
+    }
 
 
 def _confirmation_page(
@@ -507,12 +684,14 @@ def _confirmation_page(
         "app_label": opts.app_label,
         "previews": previews,
         "total_recipients": sum(len(p.recipients) for p in previews),
+        "summary": summary(opts, [len(p.recipients) for p in previews]),
         "from_email": config.from_email or settings.DEFAULT_FROM_EMAIL,
         "any_recent": any(p.recent_job for p in previews),
         "any_earlier": any(p.earlier for p in previews),
         "guard": _guard_text(),
         "when": request.POST.get("when", "now"),
         "send_at_value": request.POST.get("send_at", ""),
+        "confirm_resend": bool(request.POST.get("confirm_resend")),
         "time_zone": settings.TIME_ZONE,
         "arrival": arrival_text(),
         "now": timezone.now(),

@@ -45,7 +45,7 @@ from django.utils.encoding import punycode
 from mailer.addresses import envelope_address
 from mailer.door import check_header
 from mailer.exceptions import InvalidAddress
-from mailer.jobs.personalize import Personalizer
+from mailer.jobs.personalize import MAX_VARIANTS, Personalizer
 
 __all__ = [
     "ADDRESS_HEADERS",
@@ -219,8 +219,8 @@ def _max_line(text: str) -> int:
     return max((len(line.encode("utf-8")) for line in text.split(CRLF)), default=0)
 
 
-class _Part:
-    """One body part: its template, and what bounds its line lengths.
+class _Layout:
+    """One text of a body part, and what bounds its line lengths.
 
     ``fixed`` is the most octets of template text on a line that holds a
     placeholder, ``slots`` the most placeholders on one line; a recipient's
@@ -232,27 +232,15 @@ class _Part:
     alone and measured (``lines``: fixed octets, placeholders, the line).
     """
 
-    __slots__ = (
-        "personalizer",
-        "content_type",
-        "template_needs_qp",
-        "fixed",
-        "slots",
-        "growth",
-        "lines",
-    )
+    __slots__ = ("personalizer", "template_needs_qp", "fixed", "slots", "lines")
 
-    def __init__(self, text: str, content_type: str, *, escape: bool) -> None:
-        text = normalize_newlines(text)
-        if not text.endswith(CRLF):
-            text += CRLF
-        self.personalizer = Personalizer(text, escape=escape)
-        self.content_type = content_type
-        self.growth = HTML_GROWTH if escape else TEXT_GROWTH
+    def __init__(self, personalizer: Personalizer) -> None:
+        self.personalizer = personalizer
+        escape = personalizer.escape
         static_longest = fixed = slots = 0
         self.lines: list[tuple[int, int, Personalizer]] = []
-        for line in text.split(CRLF):
-            personalizer = Personalizer(line, escape=escape)
+        for line in personalizer.text.split(CRLF):
+            personalizer = Personalizer(line, escape=escape, segments=False)
             pieces = personalizer.pieces
             octets = sum(len(piece.encode("utf-8")) for piece in pieces[::2])
             static_longest = max(static_longest, octets)
@@ -263,26 +251,63 @@ class _Part:
         self.template_needs_qp = static_longest > MAX_LINE
         self.fixed, self.slots = fixed, slots
 
-    def may_exceed(self, longest: int) -> bool:
-        """Whether some line may pass 998 octets when no value is longer than
-        ``longest`` characters."""
-        return self.fixed + self.slots * self.growth * longest > MAX_LINE
 
-    def exceeds(self, values: Mapping[str, Any], longest: int) -> bool:
-        """Whether a line passes 998 octets with these values: each line that
-        may is rendered alone and measured."""
+class _Part:
+    """One body part: its template, and the :class:`_Layout` of each text it
+    can become. Without segments that is one, made here; with segments,
+    one per combination of kept and dropped segments, made on first use (a
+    dropped segment can join two lines into one, so each is measured as the
+    text it is)."""
+
+    __slots__ = ("personalizer", "content_type", "growth", "layout", "layouts")
+
+    def __init__(self, text: str, content_type: str, *, escape: bool) -> None:
+        text = normalize_newlines(text)
+        if not text.endswith(CRLF):
+            text += CRLF
+        self.personalizer = Personalizer(text, escape=escape)
+        self.content_type = content_type
+        self.growth = HTML_GROWTH if escape else TEXT_GROWTH
+        self.layouts: dict[tuple[bool, ...], _Layout] = {}
+        self.layout = (
+            None if self.personalizer.conditions else _Layout(self.personalizer)
+        )
+
+    def layout_for(self, values: Mapping[str, Any]) -> _Layout:
+        """The layout of the text these values make (segments kept or
+        dropped)."""
+        layout = self.layout
+        if layout is not None:
+            return layout
+        key = self.personalizer.key(values)
+        layout = self.layouts.get(key)
+        if layout is None:
+            layout = _Layout(self.personalizer.variant(key))
+            if len(self.layouts) < MAX_VARIANTS:
+                self.layouts[key] = layout
+        return layout
+
+    def may_exceed(self, layout: _Layout, longest: int) -> bool:
+        """Whether some line of ``layout`` may pass 998 octets when no value
+        is longer than ``longest`` characters."""
+        return layout.fixed + layout.slots * self.growth * longest > MAX_LINE
+
+    def exceeds(self, layout: _Layout, values: Mapping[str, Any], longest: int) -> bool:
+        """Whether a line of ``layout`` passes 998 octets with these values:
+        each line that may is rendered alone and measured."""
         growth = self.growth
-        for fixed, slots, line in self.lines:
+        for fixed, slots, line in layout.lines:
             if fixed + slots * growth * longest > MAX_LINE:
                 if _max_line(line.render(values)) > MAX_LINE:
                     return True
         return False
 
     def encode(self, values: Mapping[str, Any], longest: int) -> bytes:
-        text = self.personalizer.render(values)
+        layout = self.layout or self.layout_for(values)
+        text = layout.personalizer.render(values)
         data = text.encode("utf-8")
-        if self.template_needs_qp or (
-            self.may_exceed(longest) and self.exceeds(values, longest)
+        if layout.template_needs_qp or (
+            self.may_exceed(layout, longest) and self.exceeds(layout, values, longest)
         ):
             cte = "quoted-printable"
             data = binascii.b2a_qp(data, istext=True)

@@ -23,6 +23,7 @@ from django.utils.safestring import SafeString
 
 from mailer.jobs.services import job_progress
 from mailer.models import JobStatus, LogResult, Message, MessageJob, MessageLog
+from mailer.numbers import grouped
 
 __all__ = [
     "OUTCOMES",
@@ -79,15 +80,22 @@ class JobReport:
         return self.job.status in (JobStatus.DONE, JobStatus.CANCELLED)
 
     def as_json(self) -> dict:
-        """The report as JSON-ready values, for the job page's live counts."""
-        return {
-            "status": self.job.status,
-            "status_display": self.job.display_status,
-            "finished": self.finished,
+        """The report as JSON-ready values, for the job page's live counts:
+        each count as a number, and under ``"shown"`` as the page writes it
+        (:func:`mailer.numbers.grouped`, "5,000"), so the live counts read
+        as the server's whatever the browser's own locale."""
+        counts = {
             "recipients": self.job.recipient_count,
             "expanded": self.job.expanded_count,
             "unexpanded": self.unexpanded,
             **self.counts,
+        }
+        return {
+            "status": self.job.status,
+            "status_display": self.job.display_status,
+            "finished": self.finished,
+            **counts,
+            "shown": {key: grouped(n) for key, n in counts.items()},
             # Drawn on the server like the page's; report.js swaps them in.
             "charts": {
                 "sent_per_minute": self.charts.sent_per_minute,
@@ -214,7 +222,7 @@ def sent_per_minute_svg(
         chart,
         rows[0][0].strftime("%Y-%m-%d %H:%M"),
         rows[-1][0].strftime("%H:%M"),
-        f"{peak:,}",
+        grouped(peak),
     )
 
 
@@ -287,7 +295,7 @@ def _bar_chart(
                 f"{floor - n * scale:.1f}",
                 left - 6,
                 f"{floor - n * scale + 4:.1f}",
-                f"{n:,}",
+                grouped(n),
             )
         )
     step = plot_w / len(columns)
@@ -315,7 +323,7 @@ def _bar_chart(
                     n,
                     start.strftime(stamp),
                     name,
-                    n,
+                    grouped(n),
                 )
             )
     # The time axis: the first, middle and last column's start.
@@ -503,6 +511,14 @@ class Rebuilt:
     text: str
     html: str
     raw: str
+
+    @property
+    def framed_html(self) -> str:
+        """``html`` for the report's sandboxed frame: its links open in a
+        new tab (:func:`mailer.jobs.views.links_open_in_the_page`)."""
+        from mailer.jobs.views import links_open_in_the_page
+
+        return links_open_in_the_page(self.html, "_blank")
 
 
 def rebuild(message: Message) -> Rebuilt:

@@ -30,8 +30,13 @@ from mailer.door import check_headers, check_size
 from mailer.exceptions import InvalidEmail, TemplateProblem
 from mailer.jobs.compose import mailboxes, static_header
 from mailer.jobs.htmltext import html_to_text
-from mailer.jobs.personalize import RecipientPlaceholders, find_mangled
-from mailer.jobs.templatecheck import USE_AS_IS, check_recipient_use
+from mailer.jobs.personalize import (
+    RecipientPlaceholders,
+    find_broken_segment,
+    find_mangled,
+    mangled_kind,
+)
+from mailer.jobs.templatecheck import SEGMENTS_PAIR, USE_AS_IS, check_recipient_use
 from mailer.models import (
     PENDING_STATUSES,
     JobStatus,
@@ -142,10 +147,12 @@ def render_email(
 def check_placeholders(
     content: RenderedEmail, error_class: type[InvalidEmail] = InvalidEmail
 ) -> None:
-    """Refuse content holding a damaged placeholder (``[[MJ:NAME]]``, an
-    escaped or partial one; see ``personalize.find_mangled``): every reader
-    would receive it as it is. Raises ``error_class`` naming the part and
-    the line."""
+    """Refuse content holding a damaged placeholder or segment marker
+    (``[[MJ:NAME]]``, an escaped or partial one; see
+    ``personalize.find_mangled``): every reader would receive it as it is;
+    and segment markers that do not pair up (``find_broken_segment``), which
+    could not be sent at all. Raises ``error_class`` naming the part and the
+    line."""
     for part, value in (
         ("subject", content.subject),
         ("text body", content.body_text),
@@ -156,8 +163,14 @@ def check_placeholders(
         if found is not None:
             number, line = found
             raise error_class(
-                f"The {part} holds a damaged per-recipient placeholder, line "
-                f"{number}: {line}. {USE_AS_IS}"
+                f"The {part} holds a damaged per-recipient {mangled_kind(line)}, "
+                f"line {number}: {line}. {USE_AS_IS}"
+            )
+        broken = find_broken_segment(value)
+        if broken is not None:
+            raise error_class(
+                f"The {part} holds a broken per-recipient segment, line "
+                f"{broken.number}: {broken.line}. {broken.reason}. {SEGMENTS_PAIR}"
             )
 
 

@@ -7,6 +7,11 @@ on the placeholder: ``{{ recipient.name|upper }}`` sends every reader
 would cost milliseconds per message where filling placeholders costs
 microseconds, so such templates are refused, with a message that names the
 template and the line, when the editor picks the action (``render_email``).
+
+The one condition that works is ``{% ifrecipient field %}`` (``{% load
+mailer_recipient %}``): it renders a segment kept or dropped per reader at
+send time, and the comparison below sees it do what readers get. Markers
+that do not pair up are refused, naming the line of the output.
 """
 
 from __future__ import annotations
@@ -18,15 +23,25 @@ from typing import Any
 from django.template.loader import get_template, render_to_string
 
 from mailer.exceptions import TemplateProblem
-from mailer.jobs.personalize import Personalizer, RecipientSample, sample_value
+from mailer.jobs.personalize import (
+    Personalizer,
+    RecipientSample,
+    SegmentProblem,
+    sample_value,
+)
 
-__all__ = ["USE_AS_IS", "check_recipient_use"]
+__all__ = ["SEGMENTS_PAIR", "USE_AS_IS", "check_recipient_use"]
 
 USE_AS_IS = (
     "Per-recipient values can only be inserted as they are, e.g. "
     "{{ recipient.name }}: filters, conditions and loops on recipient values "
     "are not supported (they would act on the placeholder, not on each reader's "
-    "value)."
+    "value). To show a part only to readers who have a value, use "
+    "{% load mailer_recipient %}{% ifrecipient name %}...{% endifrecipient %}."
+)
+SEGMENTS_PAIR = (
+    "Each {% ifrecipient %} segment must be closed by its {% endifrecipient %} "
+    "in the same output, and must not be cut or changed by a filter."
 )
 
 
@@ -47,12 +62,20 @@ def check_recipient_use(
     difference is a use this app cannot personalise. Costs two more renders
     of the template per object, once, in the editor's request. Raises
     :class:`TemplateProblem` naming the template and the line."""
-    personalizer = Personalizer(rendered, escape=escape)
+    try:
+        personalizer = Personalizer(rendered, escape=escape)
+    except SegmentProblem as problem:
+        raise TemplateProblem(
+            f"The {kind} template {template_name!r} holds a broken per-recipient "
+            f"segment; line {problem.number} of its output reads: {problem.line}. "
+            f"{problem.reason}. {SEGMENTS_PAIR}"
+        ) from None
+    fields = (*personalizer.fields, *personalizer.conditions)
     for empty in (False, True):
         direct = render_to_string(
             template_name, {**ctx, "recipient": RecipientSample(empty=empty)}
         )
-        values = {f: sample_value(f, empty=empty) for f in personalizer.fields}
+        values = {f: sample_value(f, empty=empty) for f in fields}
         filled = personalizer.render(values)
         if direct == filled:
             continue

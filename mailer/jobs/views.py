@@ -3,12 +3,35 @@ list's past emails, both public and read-only."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.http import Http404
 from django.views.generic import ListView, TemplateView
 
-__all__ = ["ArchiveEmailView", "ArchiveListView"]
+__all__ = ["ArchiveEmailView", "ArchiveListView", "links_open_in_the_page"]
+
+
+_HEAD = re.compile(r"<head(?:\s[^>]*)?>", re.IGNORECASE)
+
+
+def links_open_in_the_page(html: str, target: str = "_top") -> str:
+    """``html`` (str) with ``<base target="...">`` at the start of its head
+    (or of the document), so that its links leave the sandboxed frame it is
+    shown in: a link followed inside the frame would load the site there,
+    which refuses to be framed (``X-Frame-Options: DENY``).
+
+    ``target``: ``"_top"`` (the archive page; its frame's sandbox allows
+    navigating the page on a reader's click only,
+    ``allow-top-navigation-by-user-activation``, never scripts) or
+    ``"_blank"`` (the admin's previews, whose frames allow popups: a link
+    opens in a new tab and the editor keeps the page).
+    """
+    base = f'<base target="{target}">'
+    head = _HEAD.search(html)
+    if head is None:
+        return base + html
+    return html[: head.end()] + base + html[head.end() :]
 
 
 class ArchiveEmailView(TemplateView):
@@ -39,7 +62,9 @@ class ArchiveEmailView(TemplateView):
             **super().get_context_data(**kwargs),
             "job": job,
             "subject": Personalizer(job.subject).render(values),
-            "html": Personalizer(job.body_html, escape=True).render(values),
+            "html": links_open_in_the_page(
+                Personalizer(job.body_html, escape=True).render(values)
+            ),
             "text": Personalizer(job.body_text).render(values),
         }
 

@@ -155,6 +155,25 @@ class ListAudience:
     def job_options(self, request: Any) -> dict[str, Any]:
         return {"list_id": self.chosen(request)[0].list_id}
 
+    def list_names(self, job: MessageJob) -> list[str]:
+        """The names of the lists ``job`` went to (its ``ListMailing`` rows);
+        for a job sent otherwise, the name of the one list whose ``List-Id``
+        label is the job's (the same ``List-Id`` header: mail programs file
+        them together), else none."""
+        names = list(
+            MailingList.objects.filter(mailings__job=job)
+            .order_by("pk")
+            .values_list("name", flat=True)
+        )
+        if names or not job.list_id:
+            return names
+        same = list(
+            MailingList.objects.filter(list_id=job.list_id).values_list(
+                "name", flat=True
+            )[:2]
+        )
+        return same if len(same) == 1 else []
+
     def job_created(self, job: MessageJob, request: Any) -> None:
         ListMailing.objects.bulk_create(
             [ListMailing(job=job, mailing_list=m) for m in self.chosen(request)]

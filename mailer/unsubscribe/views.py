@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from mailer.suppression import is_suppressed
 from mailer.suppression import unsubscribe as record_unsubscribe
 from mailer.unsubscribe.tokens import read_token
 
@@ -23,7 +24,9 @@ __all__ = ["unsubscribe"]
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
-    """GET: the confirmation page (``mailer/unsubscribe_confirm.html``);
+    """GET: the confirmation page (``mailer/unsubscribe_confirm.html``), or
+    the done page with ``already`` set when the address is on the
+    don't-send list already;
     POST: put the token's address on the don't-send list
     (``mailer.suppression.unsubscribe``) and show
     ``mailer/unsubscribe_done.html``. Both templates get ``address`` and
@@ -37,6 +40,12 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         raise Http404("This unsubscribe link is not valid.") from None
     context = {"address": unsubscribe_request.address, "token": token}
     if request.method == "GET":
+        if is_suppressed(unsubscribe_request.address):
+            # A link used before (or an address blocked for another reason):
+            # nothing to confirm.
+            return render(
+                request, "mailer/unsubscribe_done.html", {**context, "already": True}
+            )
         return render(request, "mailer/unsubscribe_confirm.html", context)
     record_unsubscribe(unsubscribe_request.address, job_id=unsubscribe_request.job_id)
     return render(request, "mailer/unsubscribe_done.html", context)

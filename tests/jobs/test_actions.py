@@ -3,6 +3,7 @@ queues. The request never sends mail and never writes per-recipient rows."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -77,6 +78,37 @@ def test_confirmation_page_shows_what_will_be_sent(editor_client, readers):
     assert not Message.all_objects.exists()
 
 
+def test_the_preview_is_the_editors_email_and_names_its_segments(
+    editor_client, readers, monkeypatch
+):
+    """The editor has no ``preferences_url``: their preview, like their test
+    email, leaves that segment out, and the page says it exists."""
+    from mailer.jobs.actions import EmailUpdate
+
+    monkeypatch.setattr(
+        StoryAdmin,
+        "email_update",
+        EmailUpdate(
+            subject="Morning",
+            text_template="testapp/segments/issue.txt",
+            html_template="testapp/segments/issue.html",
+            recipients=lambda story: Reader.objects.values("email", "name"),
+        ),
+    )
+    story = Story.objects.create(headline="Bridge reopens")
+
+    page = act(editor_client, [story]).content.decode()
+
+    assert (
+        '<p class="mailer-segments">Some parts are shown only to readers who have '
+        "a value for: preferences_url."
+    ) in page
+    text = re.search(r'<pre class="mailer-text">(.*?)</pre>', page, re.S).group(1)
+    assert text.startswith("Hello Eddie Tor,\n\nBridge reopens\nUnsubscribe: ")
+    assert "newsletters" not in text and "mj?" not in page
+    assert not MessageJob.objects.exists()
+
+
 def test_confirming_queues_one_job_per_object_and_sends_nothing(
     editor_client, readers, mailserver
 ):
@@ -85,8 +117,15 @@ def test_confirming_queues_one_job_per_object_and_sends_nothing(
     response = act(editor_client, stories, post="yes")
 
     assert response.status_code == 302
-    assert flash(response) == ["Email update queued for 6 recipients."]
     jobs = MessageJob.objects.order_by("id")
+    links = ", ".join(
+        f'<a href="/admin/mailer/messagejob/{job.pk}/change/">'
+        f"{job.announced_object}</a>"
+        for job in jobs
+    )
+    assert flash(response) == [
+        f"2 email updates queued: 6 emails in all. Reports: {links}."
+    ]
     assert {job.announced_object for job in jobs} == set(stories)
     assert [job.recipient_count for job in jobs] == [3, 3]
     assert {job.created_by.username for job in jobs} == {"editor"}
@@ -179,7 +218,7 @@ def test_a_template_error_is_shown_and_nothing_is_queued(
         response = act(editor_client, [story], **extra)
         assert response.status_code == 302
         message = flash(response)[-1]
-        assert message.startswith("Nothing was queued: Email template has an error")
+        assert message.startswith("Nothing was queued. Email template has an error")
     assert not MessageJob.objects.exists()
     assert not Message.all_objects.exists()
 
@@ -196,7 +235,7 @@ def test_a_missing_template_is_shown_and_nothing_is_queued(
     response = act(editor_client, [story], post="yes")
 
     assert flash(response) == [
-        "Nothing was queued: Email template not found: testapp/nope.html"
+        "Nothing was queued. Email template not found: testapp/nope.html."
     ]
     assert not MessageJob.objects.exists()
 
@@ -204,7 +243,42 @@ def test_a_missing_template_is_shown_and_nothing_is_queued(
 def test_nobody_to_send_to_is_a_clear_error(editor_client, db):
     story = Story.objects.create(headline="Bridge reopens")
     response = act(editor_client, [story], post="yes")
+    assert response.status_code == 200  # the confirmation page again
     assert flash(response) == [
-        "Nothing was queued: There are no recipients to send this email to"
+        "Nothing was queued. There are no recipients to send this email to."
     ]
     assert not MessageJob.objects.exists()
+
+
+def summary_line(page) -> str:
+    """The confirmation page's first line, spaces collapsed."""
+    found = re.search(r'<p id="mailer-summary">(.*?)</p>', page.content.decode(), re.S)
+    assert found, "no summary line"
+    return " ".join(found.group(1).split())
+
+
+def test_the_confirmation_page_names_the_objects_and_counts_emails_not_people(
+    editor_client, readers
+):
+    stories = [Story.objects.create(headline=f"Story {i}") for i in range(2)]
+
+    one = summary_line(act(editor_client, stories[:1]))
+    two = summary_line(act(editor_client, stories))
+
+    assert one == "This will queue an email update about this story for 3 recipients:"
+    assert two == (
+        "This will queue 2 email updates, one about each of these 2 stories, "
+        "for 3 recipients each (6 emails in all):"
+    )
+
+
+def test_the_summary_gives_the_range_when_objects_have_different_readers():
+    from mailer.jobs.actions import summary
+
+    assert summary(Story._meta, [1, 5_000, 20]) == (
+        "This will queue 3 email updates, one about each of these 3 stories, "
+        "for 1 to 5,000 recipients each (5,021 emails in all):"
+    )
+    assert summary(Story._meta, [1]) == (
+        "This will queue an email update about this story for 1 recipient:"
+    )

@@ -73,6 +73,17 @@ def test_editor_sends_an_email_update_and_every_reader_gets_exactly_one(
     preview_text = preview.inner_text()
     assert all(headline in preview_text for headline in HEADLINES)
     assert "Good morning Ed Itor" in preview_text  # as the editor
+    # A link in the preview opens in a new tab: the editor keeps the page
+    # (inside the frame the site would refuse to load, X-Frame-Options).
+    link = page.frame_locator("iframe[title='HTML preview']").locator(
+        "a[href*='#article-']"
+    )
+    href = link.first.get_attribute("href")
+    with page.context.expect_page() as opened:
+        link.first.click()
+    assert opened.value.url.endswith(href.split("/", 3)[-1]), opened.value.url
+    opened.value.close()
+    assert page.title().startswith("Send email update")
     text_version = page.inner_text(".mailer-text")
     assert HEADLINES[0].upper() in text_version
     assert "Unsubscribe in one click" in text_version
@@ -109,7 +120,7 @@ def test_editor_sends_an_email_update_and_every_reader_gets_exactly_one(
     choose_send_email_update(page, newsroom)
     assert "This was emailed before" in page.inner_text(".mailer-warning")
     press_yes_im_sure(page)
-    assert "Not queued" in page.inner_text(".messagelist")
+    assert "Nothing was queued." in page.inner_text(".messagelist")
     assert len(newsroom.query("SELECT id FROM mailer_messagejob")) == 1
 
     # Cron's turn, each command its own process.
@@ -162,6 +173,13 @@ def test_editor_sends_an_email_update_and_every_reader_gets_exactly_one(
         "Good morning reader,"
         in page.frame_locator("iframe").locator("body").inner_text()
     )
+
+    # Its links open in the page, not in the frame, which the site refuses
+    # to fill (X-Frame-Options: DENY).
+    with page.expect_navigation():
+        page.frame_locator("iframe").locator("a[href*='#article-']").first.click()
+    assert "#article-" in page.url
+    assert HEADLINES[0] in page.inner_text("h3")
 
     # A reader follows "Read more" to the site ...
     address, link = sorted(links)[0]

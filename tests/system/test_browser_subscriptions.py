@@ -94,6 +94,14 @@ def test_signup_confirm_newsletter_and_leaving_one_list_keeps_the_other(
     [first] = newsletters_to_reader(smtp_server)
     assert first.message["List-Id"].startswith("<breaking-news.")
     assert "Zoë Quinn" in first.message.get_body(("plain",)).get_content()
+    # A list reader has a preferences link, so the "Your newsletters"
+    # segment is kept, in both parts.
+    assert only_link(smtp_server, "preferences", newsroom.url)
+    assert re.search(
+        r'<a href="http[^"]+/newsletters/preferences/[^"/]+/"[^>]*>'
+        r"Your newsletters</a>",
+        first.message.get_body(("html",)).get_content(),
+    )
     unsubscribe = only_link(smtp_server, "unsubscribe", newsroom.url)
     assert first.message["List-Unsubscribe"] == f"<{unsubscribe}>"
 

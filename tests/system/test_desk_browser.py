@@ -180,6 +180,35 @@ def test_pause_resume_and_cancel_with_confirmation(open_as, live_server, editor)
     assert "Paused" in history and "Resumed" in history and "Cancelled" in history
 
 
+def test_retry_failed_from_the_report_queues_them_again(open_as, live_server, editor):
+    job = newsletter(3)
+    expand_pending_jobs()
+    Message.all_objects.filter(job=job).update(status=MessageStatus.FAILED, due_at=None)
+    sent = newsletter(3, subject="Everything sent")
+    expand_pending_jobs()
+    Message.all_objects.filter(job=sent).update(status=MessageStatus.SENT, due_at=None)
+    page = open_as(editor)
+    # In the job list the failed job's bar is all red, the sent one's green.
+    page.goto(f"{live_server.url}/admin/mailer/messagejob/")
+    row = page.locator("#result_list tbody tr", has_text="Issue 7")
+    bar = row.locator(".mailer-bar").bounding_box()
+    failed = row.locator(".mailer-bar-failed").bounding_box()
+    assert failed["width"] >= bar["width"] - 2  # the border, 1px a side
+    assert page.locator("#result_list .mailer-bar-sent").count() == 1
+    page.locator("#result_list").screenshot(path="/tmp/desk-jobs-bars.png")
+    page.goto(f"{live_server.url}/admin/mailer/messagejob/{job.pk}/change/")
+
+    page.click("input[type=submit][value='Retry failed']")
+    warning = page.locator("#mailer-action-message").inner_text()
+    assert warning == "3 failed emails will be tried again."
+    press_yes_im_sure(page)
+
+    done = page.locator(".messagelist").inner_text()
+    assert "3 failed messages queued again." in done
+    assert Message.objects.filter(job=job).count() == 3
+    assert not Message.all_objects.filter(status=MessageStatus.FAILED).exists()
+
+
 def test_schedule_reschedule_and_the_resend_warning(open_as, live_server, editor):
     Reader.objects.create(email="ann@example.com", name="Ann")
     story = Story.objects.create(headline="Bridge reopens")
@@ -208,7 +237,7 @@ def test_schedule_reschedule_and_the_resend_warning(open_as, live_server, editor
     page.screenshot(path="/tmp/desk-confirm.png", full_page=True)
     press_yes_im_sure(page)
     # Without the tick nothing is queued.
-    assert "Not queued" in page.locator(".messagelist").inner_text()
+    assert "Nothing was queued." in page.locator(".messagelist").inner_text()
     page.check("input[name=confirm_resend]")
     page.check("input[name=when][value=at]")
     page.fill("input[name=send_at]", "2099-06-01T09:30")
@@ -263,3 +292,73 @@ def test_the_archive_page(open_as, live_server, editor, mailserver, settings):
     assert body == "Hello reader"
     assert str(job.pk) in page.url
     page.screenshot(path="/tmp/desk-archive.png", full_page=True)
+
+
+def boxes_overlap(a: dict, b: dict) -> bool:
+    """Whether two Playwright bounding boxes (x, y, width, height in CSS
+    pixels) share any area."""
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+def test_the_report_title_never_runs_under_the_history_button(
+    open_as, live_server, editor
+):
+    subject = (
+        "The Daily: council approves the bridge repairs, the library reopens "
+        "on Saturday, and the weekend brings rain to the whole valley"
+    )
+    job = newsletter(2, subject=subject)
+    page = open_as(editor)
+    page.goto(f"{live_server.url}/admin/mailer/messagejob/{job.pk}/change/")
+
+    for width in (1280, 900, 600, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        title = page.locator("#content h1")
+        tools = page.locator(".object-tools")
+        assert title.inner_text() == subject
+        assert tools.is_visible()
+        page.screenshot(path=f"/tmp/desk-report-title-{width}.png")
+        title_box, tools_box = title.bounding_box(), tools.bounding_box()
+        assert not boxes_overlap(title_box, tools_box), (width, title_box, tools_box)
+
+
+def test_the_report_with_headers_open_fits_the_window(open_as, live_server, editor):
+    """Long header values (List-Unsubscribe) wrap, and the Failures table's
+    "When" stays on one line, at 1280x900."""
+    job = newsletter(3)
+    expand_pending_jobs()
+    Message.all_objects.filter(job=job).update(status=MessageStatus.FAILED, due_at=None)
+    for message in Message.all_objects.filter(job=job):
+        MessageLog.objects.create(
+            job=job,
+            message_pk=message.pk,
+            recipient=message.to_address,
+            result=LogResult.FAILED,
+            smtp_code=550,
+            reply="5.1.1 <" + message.to_address + ">: Recipient address rejected: "
+            "User unknown in virtual mailbox table " * 3,
+        )
+    page = open_as(editor)
+    page.goto(f"{live_server.url}/admin/mailer/messagejob/{job.pk}/change/")
+
+    page.locator("#mailer-sample details.mailer-headers summary").click()
+
+    headers = page.locator("#mailer-sample details.mailer-headers")
+    assert headers.get_attribute("open") is not None
+    assert "List-Unsubscribe" in headers.inner_text()
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    page.screenshot(path="/tmp/desk-report-headers.png", full_page=True)
+    assert widths[0] <= widths[1], widths
+    # A text's client rects: one per line it takes.
+    lines = page.evaluate(
+        """[...document.querySelectorAll('#mailer-failures td.mailer-when')].map(
+            (td) => { const r = document.createRange(); r.selectNodeContents(td);
+                      return r.getClientRects().length; })"""
+    )
+    assert lines == [1, 1, 1]
+    page.locator("#mailer-failures").screenshot(path="/tmp/desk-failures.png")

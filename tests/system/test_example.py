@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.conftest import by_recipient
+
 # The example's own project on its own SQLite file: the suite's database
 # does not matter, so the PostgreSQL envs skip it.
 pytestmark = pytest.mark.own_database
@@ -91,7 +93,7 @@ def test_demo_gives_every_reader_exactly_one_email_and_runs_again(example_env):
             f"{today:%A} {today.day} {today:%B %Y}”; "
             "admin login: editor / editor"
         ),
-        "Admin": "Email update queued for 30 recipients. (job #1)",
+        "Admin": "Email update queued for 30 recipients. See its report. (job #1)",
         "Recipients queued": "30",
         "Skipped at expansion": "0",
         "Marked sent": "30",
@@ -121,6 +123,37 @@ def test_demo_gives_every_reader_exactly_one_email_and_runs_again(example_env):
     ) == [(30, 20)]
     assert query(example_env, "SELECT count(*) FROM newsroom_issue") == [(2,)]
     assert query(example_env, "SELECT username FROM auth_user") == [("editor",)]
+
+
+def test_the_issue_email_has_no_empty_newsletters_line(example_env, smtp_server):
+    """The email edition's readers are on no mailing list, so they have no
+    preferences link: the issue's "Your newsletters" line is an
+    ``{% ifrecipient preferences_url %}`` segment, left out for them (list
+    readers keep it: tests/system/test_browser_subscriptions.py)."""
+    manage(
+        example_env,
+        "demo",
+        "--subscribers",
+        "2",
+        "--smtp",
+        f"127.0.0.1:{smtp_server.port}",
+    )
+    received = by_recipient(smtp_server.messages)
+    assert len(received) == 2
+    for address, delivered in received.items():
+        message = delivered.message
+        text = message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+        html = message.get_body(("html",)).get_content()
+        footer = text.split("------------------------------------------\n")[1]
+        assert re.fullmatch(
+            rf"You get this because {re.escape(address)} subscribed to the email "
+            r"edition\.\nUnsubscribe in one click: http\S+/mail/unsubscribe/\S+/\n"
+            r"View in your browser: http\S+/mail/view/\S+/\n\n",
+            footer,
+        ), footer
+        assert "Your newsletters" not in html
+        assert re.search(r'href="http\S+/mail/view/\S+/"', html)
+        assert "mj" not in text and "mj" not in html
 
 
 def test_demo_fails_when_mail_does_not_arrive(example_env):
@@ -242,15 +275,16 @@ def test_newsroom_migrations_match_the_models(example_env):
     assert done.stdout == "No changes detected\n"
 
 
-def test_chroniker_runs_the_three_mail_commands_every_minute(example_env):
+def test_chroniker_runs_the_two_mail_commands_every_minute(example_env):
     manage(example_env, "migrate", "-v", "0")
     assert query(
         example_env,
         "SELECT command, args, frequency, params, enabled FROM chroniker_job "
         "ORDER BY command",
     ) == [
+        # Not retry_deferred (migration 0004): it would cut every deferred
+        # message's backoff short, every minute.
         ("process_mail_jobs", "--max-seconds 50", "MINUTELY", "interval:1", 1),
-        ("retry_deferred", "", "MINUTELY", "interval:1", 1),
         ("send_mail", "--max-seconds 55", "MINUTELY", "interval:1", 1),
     ]
     # What chroniker's Job.handle_run() does with them (without its
@@ -278,7 +312,6 @@ def test_chroniker_runs_the_three_mail_commands_every_minute(example_env):
     assert timeless == {
         "process_mail_jobs": "expanded 0 job(s): 0 message(s) queued, 0 skipped; "
         "0 job(s) done",
-        "retry_deferred": "0 deferred message(s) queued again",
         "send_mail": "sent 0, deferred 0, failed 0, suppressed 0; stopped: queue empty",
     }
 
@@ -300,11 +333,38 @@ def test_the_example_works_without_chroniker(example_env):
         ("0001_initial",),
         ("0002_mail_jobs_every_minute",),
         ("0003_mailing_lists",),
+        ("0004_no_minutely_retry_deferred",),
     ]
     assert not query(
         example_env,
         "SELECT name FROM sqlite_master WHERE name LIKE 'chroniker%'",
     )
+
+
+#: Runs manage.py as if aiosmtpd (the [testing] extra) were not installed.
+WITHOUT_AIOSMTPD = (
+    "-c",
+    "import runpy, sys; from tests.without import Refuse; "
+    "sys.meta_path.insert(0, Refuse({'aiosmtpd'})); "
+    "sys.argv = sys.argv[1:]; "
+    "runpy.run_path(sys.argv[0], run_name='__main__')",
+)
+
+
+def test_without_the_testing_extra_demo_and_smtp_sink_say_so_and_change_nothing(
+    example_env,
+):
+    manage(example_env, "migrate", "-v", "0")
+    issues = query(example_env, "SELECT count(*) FROM newsroom_issue")
+
+    for command in (("demo", "--subscribers", "3"), ("smtp_sink",)):
+        done = manage(example_env, *command, python=WITHOUT_AIOSMTPD, check=False)
+        assert done.returncode == 1, done.stderr
+        assert 'pip install "django-mailer-jobs[testing]"' in done.stderr
+        assert "Traceback" not in done.stderr
+    # The demo stopped before seeding: no new issue, no reader.
+    assert query(example_env, "SELECT count(*) FROM newsroom_issue") == issues
+    assert query(example_env, "SELECT count(*) FROM newsroom_subscriber") == [(0,)]
 
 
 EDITOR_SENDS_A_TEST = """
@@ -366,6 +426,13 @@ def test_the_editors_test_email_arrives_within_seconds(
     (received,) = smtp_server.messages
     assert received.rcpt_tos == ["editor@bugle.example"]
     assert received.message["Subject"].strip().startswith("[TEST] ")
+    # No empty link: the test has no archive page yet (no job) and the
+    # editor no preferences link, so those lines are left out, not blank.
+    text = received.message.get_body(("plain",)).get_content()
+    html = received.message.get_body(("html",)).get_content()
+    assert "View in your browser" not in text and "Your newsletters" not in text
+    assert 'href=""' not in html
+    assert re.search(r"Unsubscribe in one click: http\S+", text)
 
 
 def test_smtp_sink_prints_one_line_per_email_and_stops_on_ctrl_c(example_env):

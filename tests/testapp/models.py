@@ -7,6 +7,9 @@ class Story(models.Model):
     headline = models.CharField(max_length=200)
     body = models.TextField(blank=True)
 
+    class Meta:
+        verbose_name_plural = "stories"  # Django's default says "storys"
+
     def __str__(self) -> str:
         return self.headline
 

@@ -100,6 +100,10 @@ def test_a_real_token_unsubscribes_its_own_address_only_and_only_on_post():
     ]
     assert client.put(url(token)).status_code == 405
 
+    # The link used again: nothing left to confirm.
+    again = client.get(url(token)).content.decode()
+    assert "You are already unsubscribed" in again and "<form" not in again
+
 
 def test_each_email_carries_its_own_token_and_it_stops_only_that_reader(mailserver):
     create_job(

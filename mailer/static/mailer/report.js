@@ -11,9 +11,12 @@
     fetch(url, {credentials: "same-origin", headers: {Accept: "application/json"}})
       .then((response) => response.json())
       .then((data) => {
-        for (const cell of report.querySelectorAll("[data-count]")) {
-          const value = data[cell.dataset.count];
-          if (value !== undefined) cell.textContent = value.toLocaleString();
+        // "shown": each count as the server writes it ("5,000"), not in the
+        // browser's own locale, so the page never mixes two ways.
+        const shown = data.shown || {};
+        for (const cell of report.querySelectorAll("td[data-count]")) {
+          const value = shown[cell.dataset.count];
+          if (value !== undefined) cell.textContent = value;
         }
         for (const box of report.querySelectorAll("[data-chart]")) {
           const svg = (data.charts || {})[box.dataset.chart];
