@@ -38,10 +38,10 @@ INSTALLED_APPS = [
     "mailer.subscriptions",
     "newsroom",
 ]
-# django-chroniker (pip install "django-mailer-jobs[chroniker]") runs the three
+# django-chroniker (pip install "django-mailer-jobs[chroniker]") runs the two
 # mail commands every minute, scheduled from the admin (migration 0002 of
 # newsroom creates the jobs); crontab then runs only "manage.py cron". Without
-# it, put the three commands in crontab. chroniker's models need the sites app.
+# it, put the two commands in crontab. chroniker's models need the sites app.
 if find_spec("chroniker"):
     INSTALLED_APPS[-2:-2] = [
         "django.contrib.sites",

@@ -24,6 +24,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client, override_settings
 from django.utils import timezone
+from django.utils.html import strip_tags
 
 from mailer.models import DontSendEntry, Message, MessageJob, MessageStatus
 from mailer.testing.mailconfig import repointed
@@ -49,6 +50,15 @@ def reader_address(index: int) -> str:
 def reader_name(index: int) -> str:
     first = FIRST_NAMES[index % len(FIRST_NAMES)]
     return f"{first} {SURNAMES[index // len(FIRST_NAMES) % len(SURNAMES)]}"
+
+
+def _has_aiosmtpd() -> bool:
+    """Whether aiosmtpd (the ``[testing]`` extra) can be imported."""
+    try:
+        import aiosmtpd  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 class Command(BaseCommand):
@@ -89,6 +99,13 @@ class Command(BaseCommand):
             if not port.isdigit():
                 raise CommandError("--smtp must look like HOST:PORT")
             target = (host or "127.0.0.1", int(port))
+        if not no_send and not target and not _has_aiosmtpd():
+            # Said before anything is seeded, not as a traceback after.
+            raise CommandError(
+                "demo starts a local SMTP server, which needs aiosmtpd: "
+                'pip install "django-mailer-jobs[testing]" (or pass --smtp '
+                "HOST:PORT for a server already running, or --no-send)"
+            )
         self.timings: dict[str, float] = {}
 
         started = time.monotonic()
@@ -242,7 +259,9 @@ class Command(BaseCommand):
         started = time.monotonic()
         done = client.post(changelist, {**chosen, "post": "yes"}, follow=True)
         self.timings["confirm (queue job)"] = time.monotonic() - started
-        notes = [str(m) for m in get_messages(done.wsgi_request)]
+        # The messages as the editor reads them (the success message links
+        # to the job's report).
+        notes = [strip_tags(str(m)) for m in get_messages(done.wsgi_request)]
         jobs = list(MessageJob.objects.filter(pk__gt=last_job))
         if len(jobs) != 1:
             raise CommandError(f"Expected one new job, the admin said: {notes}")

@@ -18,7 +18,7 @@ from email.parser import BytesHeaderParser
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 
 class OneLinePerEmail:
@@ -54,7 +54,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *, port: int, quiet: bool, **options: Any) -> None:
-        from aiosmtpd.main import main
+        try:
+            from aiosmtpd.main import main
+        except ImportError as error:
+            raise CommandError(
+                'smtp_sink needs aiosmtpd: pip install "django-mailer-jobs[testing]"'
+            ) from error
 
         handler = "aiosmtpd.handlers.Sink" if quiet else f"{__name__}.OneLinePerEmail"
         self.stdout.write(f"SMTP sink on 127.0.0.1:{port} (Ctrl-C stops it)")
