@@ -72,13 +72,21 @@ class FigureRun:
             return str(cursor.fetchone()[0])
 
     def durability(self) -> dict[str, str]:
-        """The settings that decide whether a commit survives a crash."""
+        """The settings that decide whether a commit survives a crash, and on
+        PostgreSQL the client's ``prepare_threshold`` when one is set."""
         with self.connection.cursor() as cursor:
             if self.vendor == "postgresql":
                 out = {}
                 for name in ("fsync", "synchronous_commit", "full_page_writes"):
                     cursor.execute(f"SHOW {name}")
                     out[name] = cursor.fetchone()[0]
+                # The client's side: prepared statements are a site's choice
+                # (MAILER_BENCH_PREPARE=1), so a run with them says so.
+                threshold = self.connection.settings_dict.get("OPTIONS", {}).get(
+                    "prepare_threshold"
+                )
+                if threshold is not None:
+                    out["prepare_threshold"] = str(threshold)
                 return out
             cursor.execute("PRAGMA journal_mode")
             journal = cursor.fetchone()[0]

@@ -66,3 +66,11 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3") and not os.environ.get(
 # use one connection (where send_mail can drive several); the relay figure
 # passes --connections explicitly.
 MAILER_CONNECTIONS = 1
+
+# MAILER_BENCH_PREPARE=1: PostgreSQL with prepared statements (Django's
+# OPTIONS "prepare_threshold"; off by default for PgBouncer's sake), a
+# site's choice reported beside the default, never instead of it.
+if os.environ.get("MAILER_BENCH_PREPARE") and DATABASES["default"]["ENGINE"].endswith(
+    "postgresql"
+):
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
