@@ -12,12 +12,14 @@ worker compares.
 - PostgreSQL: ``STATEMENT_TIMESTAMP() + n * INTERVAL '1 second'`` (a
   ``timestamp with time zone``, as Django declares every ``DateTimeField``
   there, so ``USE_TZ = False`` changes nothing).
-- SQLite: ``STRFTIME('%Y-%m-%d %H:%M:%f', 'now', ['localtime',] '+n seconds')``,
-  text in the format Django stores. SQLite's ``'now'`` is UTC, which is what
-  Django stores with ``USE_TZ = True``; with ``USE_TZ = False`` Django stores
-  naive local times of ``TIME_ZONE`` (it sets the process's ``TZ`` to it), and
-  ``'localtime'`` converts to that. (Django's own ``Now()`` leaves this out:
-  with ``USE_TZ = False`` on SQLite it is off by the UTC offset.)
+- SQLite: ``STRFTIME('%Y-%m-%d %H:%M:%f', 'now', '+0.001 seconds',
+  ['localtime',] '+n seconds')``, text in the format Django stores, rounded
+  up to the millisecond (:func:`sqlite_now` says why). SQLite's ``'now'``
+  is UTC, which is what Django stores with ``USE_TZ = True``; with
+  ``USE_TZ = False`` Django stores naive local times of ``TIME_ZONE`` (it
+  sets the process's ``TZ`` to it), and ``'localtime'`` converts to that.
+  (Django's own ``Now()`` leaves this out: with ``USE_TZ = False`` on
+  SQLite it is off by the UTC offset.)
 - Other databases: the worker's clock, as Django's ``Now()`` plus a Python
   ``timedelta`` would have it; one clock there is the operator's (NTP) job.
 """
@@ -56,9 +58,19 @@ def _seconds(offset: float | timedelta) -> float:
 def sqlite_now(offset_param: str = "%s") -> str:
     """SQL for "the database's now plus ``offset_param``" on SQLite; the
     parameter is a modifier such as ``'+15.000 seconds'`` (see
-    :func:`sqlite_offset`), NULL giving NULL."""
+    :func:`sqlite_offset`), NULL giving NULL.
+
+    SQLite's ``'now'`` is the clock cut down to the millisecond, while the
+    times Python stamps (``timezone.now()``: a message queued "due now", a
+    job's ``send_at``) carry microseconds. Stamped in the same millisecond
+    as a claim ran, such a time compared *after* that claim's now, and a
+    message queued a moment before a run was left for the next one. Rounded
+    up to the next millisecond (``'+0.001 seconds'``), now is never earlier
+    than a time stamped before the statement; a lease or a due time stamped
+    with it is one millisecond later, which nothing depends on.
+    """
     local = "" if django_settings.USE_TZ else "'localtime', "
-    return f"STRFTIME({_SQLITE_FORMAT}, 'now', {local}{offset_param})"
+    return f"STRFTIME({_SQLITE_FORMAT}, 'now', '+0.001 seconds', {local}{offset_param})"
 
 
 def sqlite_offset(seconds: float | None) -> str | None:
