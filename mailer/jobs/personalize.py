@@ -40,6 +40,7 @@ __all__ = [
     "RecipientSample",
     "SegmentProblem",
     "find_broken_segment",
+    "find_intact",
     "find_mangled",
     "mangled_kind",
     "sample_value",
@@ -85,6 +86,14 @@ def placeholder(field: str) -> str:
 def segment_markers(field: str) -> tuple[str, str]:
     """The opening and closing marker of a segment on ``field``."""
     return f"[[mj?{field}]]", f"[[/mj?{field}]]"
+
+
+def find_intact(text: str) -> str | None:
+    """The first intact placeholder or segment marker in ``text``
+    (``"[[mj:name]]"``, ``"[[mj?field]]"``), or None: for the parts of a
+    job's email that are not filled in per reader (its headers)."""
+    found = _INTACT_RE.search(text)
+    return None if found is None else found.group(0)
 
 
 def find_mangled(text: str) -> tuple[int, str] | None:

@@ -33,6 +33,7 @@ from mailer.jobs.htmltext import html_to_text
 from mailer.jobs.personalize import (
     RecipientPlaceholders,
     find_broken_segment,
+    find_intact,
     find_mangled,
     mangled_kind,
 )
@@ -151,8 +152,10 @@ def check_placeholders(
     (``[[MJ:NAME]]``, an escaped or partial one; see
     ``personalize.find_mangled``): every reader would receive it as it is;
     and segment markers that do not pair up (``find_broken_segment``), which
-    could not be sent at all. Raises ``error_class`` naming the part and the
-    line."""
+    could not be sent at all; and any placeholder or segment marker in a
+    header, since a job's headers are the same for every reader and would
+    carry it as it is. Raises ``error_class`` naming the part and the line
+    (the header)."""
     for part, value in (
         ("subject", content.subject),
         ("text body", content.body_text),
@@ -171,6 +174,15 @@ def check_placeholders(
             raise error_class(
                 f"The {part} holds a broken per-recipient segment, line "
                 f"{broken.number}: {broken.line}. {broken.reason}. {SEGMENTS_PAIR}"
+            )
+    for name, value in content.headers.items():
+        intact = find_intact(str(value))
+        if intact is not None:
+            raise error_class(
+                f"The header {name} holds a per-recipient value ({intact}): a "
+                f"job's headers are the same for every reader, so it would go "
+                f"out as it is. Only the subject and the bodies are filled in "
+                f"per reader."
             )
 
 

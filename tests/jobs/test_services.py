@@ -299,3 +299,23 @@ def test_mailer_status_shows_the_queue_and_jobs(mailserver):
     assert re.search(r"Oldest due message waiting: \d+s", out)
     assert "2/2 expanded, 0 sent, 0 deferred, 0 failed, 0 suppressed, 0 skipped" in out
     assert MessageStatus.QUEUED.label == "queued"
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        ("Reader [[mj:name]]", "[[mj:name]]"),
+        ("[[mj?preferences_url]]yes[[/mj?preferences_url]]", "[[mj?preferences_url]]"),
+    ],
+)
+def test_a_per_recipient_value_in_a_header_is_refused_naming_it(value, named):
+    content = RenderedEmail(
+        subject="Morning", body_text="Hi [[mj:name]]\n", headers={"X-Reader": value}
+    )
+    with pytest.raises(InvalidEmail) as refused:
+        create_job(content=content, recipients=["ann@example.com"])
+    assert str(refused.value).startswith(
+        f"The header X-Reader holds a per-recipient value ({named}): "
+        "a job's headers are the same for every reader"
+    )
+    assert not MessageJob.objects.exists()
