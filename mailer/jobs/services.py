@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from mailer.addresses import addr_spec, normalize
 from mailer.conf import conf
+from mailer.dbclock import DbNow
 from mailer.door import check_headers, check_size
 from mailer.exceptions import InvalidEmail, TemplateProblem
 from mailer.jobs.compose import mailboxes, static_header
@@ -500,7 +501,7 @@ def retry_failed(jobs: models.QuerySet) -> int:
     return how many messages (``int``)."""
     count = Message.all_objects.filter(
         job__in=jobs.exclude(status=JobStatus.CANCELLED), status=MessageStatus.FAILED
-    ).update(status=MessageStatus.QUEUED, due_at=timezone.now(), attempts=0)
+    ).update(status=MessageStatus.QUEUED, due_at=DbNow(), attempts=0)
     if count:
         jobs.filter(status=JobStatus.DONE).update(
             status=JobStatus.QUEUED, finished_at=None

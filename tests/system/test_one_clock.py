@@ -10,7 +10,10 @@ import pytest
 from django.test import override_settings
 from django.utils import timezone
 
+import mailer
 from mailer.dbclock import DbNow
+from mailer.jobs.expand import expand_pending_jobs
+from mailer.jobs.services import RenderedEmail, create_job
 from mailer.models import Message, MessageStatus
 from mailer.sending.claim import claim_batch, release, renew
 from mailer.sending.engine import retry_deferred, send_queued
@@ -144,3 +147,22 @@ def test_two_workers_60_s_apart_drain_2000_with_no_duplicates(worker_env, smtp_s
     assert min(sent) > 0
     assert rest["sent"] == 0
     assert not Message.all_objects.exclude(status=MessageStatus.SENT).exists()
+
+
+def test_mail_queued_on_a_host_an_hour_ahead_is_due_at_once(mailserver, skewed):
+    """The web host's clock does not hold its mail back: "due now" is the
+    database's now, for single mail (one or many) and for a job's mail."""
+    skewed(3600)
+    mailer.send_mail("Reset", "link", "site@example.com", ["one@example.com"])
+    mailer.send_mass_mail(
+        [("Welcome", "hi", "site@example.com", [f"m{n}@example.com"]) for n in (1, 2)]
+    )
+    create_job(
+        content=RenderedEmail(subject="The Daily", body_text="Hello [[mj:email]]\n"),
+        recipients=addresses(2, "job"),
+    )
+    assert expand_pending_jobs().queued == 2
+
+    due = Message.all_objects.filter(due_at__lte=DbNow())
+    assert due.count() == 5
+    assert send_queued().sent == 5
