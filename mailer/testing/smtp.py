@@ -128,6 +128,18 @@ class _AfterData:
     remaining: int | None = None
 
 
+def _applies(rule: _Refusal | _AfterData) -> bool:
+    """Whether a counted rule acts on this command or message, using up one
+    of its ``remaining`` times (``None``: every time). Call with the
+    server's lock held."""
+    if rule.remaining is None:
+        return True
+    if rule.remaining > 0:
+        rule.remaining -= 1
+        return True
+    return False
+
+
 def _as_addresses(addresses: str | Iterable[str]) -> list[str]:
     # A bare string is one address, not an iterable of characters.
     if isinstance(addresses, str):
@@ -735,14 +747,9 @@ class SMTPTestServer:
     def _counted_refusal(self, at: str) -> str | None:
         # Called with self._cond held.
         rule = self._troubles.get(at)
-        if rule is None:
+        if rule is None or not _applies(rule):
             return None
-        if rule.remaining is None:
-            return str(rule)
-        if rule.remaining > 0:
-            rule.remaining -= 1
-            return str(rule)
-        return None
+        return str(rule)
 
     def _data_refusal(self) -> str | None:
         with self._cond:
@@ -849,14 +856,9 @@ class SMTPTestServer:
             if rule is not None:
                 return str(rule)
             rule = self._defers.get(key)
-            if rule is None:
+            if rule is None or not _applies(rule):
                 return None
-            if rule.remaining is None:
-                return str(rule)
-            if rule.remaining > 0:
-                rule.remaining -= 1
-                return str(rule)
-            return None
+            return str(rule)
 
     @property
     def _delay_seconds(self) -> float:
@@ -881,26 +883,15 @@ class SMTPTestServer:
     def _crashes_at_data(self) -> bool:
         with self._cond:
             rule = self._crash_at_data
-            if rule is None:
-                return False
-            if rule.remaining is None:
-                return True
-            if rule.remaining > 0:
-                rule.remaining -= 1
-                return True
-            return False
+            return rule is not None and _applies(rule)
 
     def _after_data(self) -> _AfterData | str | None:
         """What to do once a message is stored: "reset", a stall, or None."""
         with self._cond:
             for name in ("_reset", "_stall"):
                 rule = getattr(self, name)
-                if rule is None:
+                if rule is None or not _applies(rule):
                     continue
-                if rule.remaining is not None:
-                    if rule.remaining <= 0:
-                        continue
-                    rule.remaining -= 1
                 return "reset" if name == "_reset" else rule
         return None
 
