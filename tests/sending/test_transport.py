@@ -241,13 +241,17 @@ def test_refusals_in_a_pipeline_leave_the_connection_ready(smtp, smtp_server):
     assert smtp_server.connections == 1
 
 
+@pytest.mark.parametrize("reply_delay", [0.0, 0.2], ids=["fast", "slow-relay"])
 def test_a_refused_final_dot_resets_a_server_that_kept_the_transaction(
-    smtp, smtp_server
+    smtp, smtp_server, reply_delay
 ):
     """A server that fails inside while storing the message answers 500 and
     keeps the transaction open (aiosmtpd after a handler error): without an
     RSET the next message on the connection gets "503 nested MAIL command"
-    and an innocent reader fails for good."""
+    and an innocent reader fails for good. A relay 0.2 s away (every reply,
+    the RSET's included) still gets its RSET within the message's budget."""
+    smtp.ehlo()  # the test server delays each line of a multi-line reply
+    smtp_server.delay_replies(reply_delay, greeting=False)
     smtp_server.crash_at_data(times=1)
     with pytest.raises(smtplib.SMTPDataError) as refused:
         send(smtp, ["ann@example.com"])
