@@ -12,9 +12,9 @@ worker compares.
 - PostgreSQL: ``STATEMENT_TIMESTAMP() + n * INTERVAL '1 second'`` (a
   ``timestamp with time zone``, as Django declares every ``DateTimeField``
   there, so ``USE_TZ = False`` changes nothing).
-- SQLite: ``STRFTIME('%Y-%m-%d %H:%M:%f', 'now', '+0.001 seconds',
-  ['localtime',] '+n seconds')``, text in the format Django stores, rounded
-  up to the millisecond (:func:`sqlite_now` says why). SQLite's ``'now'``
+- SQLite: ``STRFTIME('%Y-%m-%d %H:%M:%f', 'now', ['localtime',] '+n
+  seconds')``, text in the format Django stores; for "is it due" rounded up
+  to the millisecond (``upper_bound``; :func:`sqlite_now` says why). SQLite's ``'now'``
   is UTC, which is what Django stores with ``USE_TZ = True``; with
   ``USE_TZ = False`` Django stores naive local times of ``TIME_ZONE`` (it
   sets the process's ``TZ`` to it), and ``'localtime'`` converts to that.
@@ -55,22 +55,24 @@ def _seconds(offset: float | timedelta) -> float:
     return float(offset)
 
 
-def sqlite_now(offset_param: str = "%s") -> str:
+def sqlite_now(offset_param: str = "%s", *, upper_bound: bool = False) -> str:
     """SQL for "the database's now plus ``offset_param``" on SQLite; the
     parameter is a modifier such as ``'+15.000 seconds'`` (see
     :func:`sqlite_offset`), NULL giving NULL.
 
     SQLite's ``'now'`` is the clock cut down to the millisecond, while the
-    times Python stamps (``timezone.now()``: a message queued "due now", a
-    job's ``send_at``) carry microseconds. Stamped in the same millisecond
-    as a claim ran, such a time compared *after* that claim's now, and a
-    message queued a moment before a run was left for the next one. Rounded
-    up to the next millisecond (``'+0.001 seconds'``), now is never earlier
-    than a time stamped before the statement; a lease or a due time stamped
-    with it is one millisecond later, which nothing depends on.
+    times Python stamps (``timezone.now()``: a job's ``send_at``, a due time
+    set by hand) carry microseconds. Stamped in the same millisecond as a
+    claim ran, such a time compared *after* that claim's now, and a message
+    due a moment before a run was left for the next one. ``upper_bound``:
+    now rounded up to the next millisecond (``'+0.001 seconds'``), never
+    earlier than a time stamped before the statement, for the "is it due
+    yet" comparison (``Message.objects.due()``). Times the database stamps
+    keep the plain reading, so they are never ahead of the clock either.
     """
     local = "" if django_settings.USE_TZ else "'localtime', "
-    return f"STRFTIME({_SQLITE_FORMAT}, 'now', '+0.001 seconds', {local}{offset_param})"
+    up = "'+0.001 seconds', " if upper_bound else ""
+    return f"STRFTIME({_SQLITE_FORMAT}, 'now', {up}{local}{offset_param})"
 
 
 def sqlite_offset(seconds: float | None) -> str | None:
@@ -85,14 +87,21 @@ POSTGRESQL_NOW = (
 class DbNow(Func):
     """The database server's current time plus ``offset`` (seconds or a
     ``timedelta``, may be negative), as a ``DateTimeField`` expression for
-    filters and updates: ``due_at__lte=DbNow()``,
-    ``update(due_at=DbNow(timedelta(seconds=conf.MAILER_LEASE_SECONDS)))``."""
+    filters and updates: ``due_at__lte=DbNow(upper_bound=True)``,
+    ``update(due_at=DbNow(timedelta(seconds=conf.MAILER_LEASE_SECONDS)))``.
+
+    ``upper_bound``: the latest the time can be, for comparing with times
+    this process stamped; on SQLite, whose clock reads whole milliseconds,
+    one millisecond more (see :func:`sqlite_now`)."""
 
     output_field = DateTimeField()
     arity = 0
 
-    def __init__(self, offset: float | timedelta = 0, **extra: Any) -> None:
+    def __init__(
+        self, offset: float | timedelta = 0, *, upper_bound: bool = False, **extra: Any
+    ) -> None:
         self.offset = _seconds(offset)
+        self.upper_bound = upper_bound
         super().__init__(**extra)
 
     def as_sql(self, compiler, connection, **extra_context):  # other databases
@@ -104,18 +113,19 @@ class DbNow(Func):
         return POSTGRESQL_NOW, (self.offset,)
 
     def as_sqlite(self, compiler, connection, **extra_context):
-        return sqlite_now(), (sqlite_offset(self.offset),)
+        return sqlite_now(upper_bound=self.upper_bound), (sqlite_offset(self.offset),)
 
 
-def now_plus_sql(vendor: str) -> str | None:
+def now_plus_sql(vendor: str, *, upper_bound: bool = False) -> str | None:
     """For hand-written statements (``mailer.sending.records``): SQL with one ``%s``
     parameter, the offset (from :func:`offset_param`), giving the database's
-    now plus that offset, or NULL for a NULL parameter. ``None`` for
-    databases without one (the caller then passes a datetime)."""
+    now plus that offset, or NULL for a NULL parameter (``upper_bound`` as
+    for :class:`DbNow`). ``None`` for databases without one (the caller then
+    passes a datetime)."""
     if vendor == "postgresql":
         return POSTGRESQL_NOW
     if vendor == "sqlite":
-        return sqlite_now()
+        return sqlite_now(upper_bound=upper_bound)
     return None
 
 

@@ -39,7 +39,7 @@ class MessageQuerySet(models.QuerySet):
         """
         from mailer.dbclock import DbNow
 
-        return self.filter(due_at__lte=now or DbNow()).order_by(
+        return self.filter(due_at__lte=now or DbNow(upper_bound=True)).order_by(
             "priority", "due_at", "id"
         )
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 from django.core.mail import EmailMessage, EmailMultiAlternatives
-from django.utils import timezone
 
+from mailer.dbclock import database_now
 from mailer.exceptions import (
     HeaderInjection,
     InvalidAddress,
@@ -163,12 +163,15 @@ def test_the_subject_column_is_one_line_and_fits():
 
 
 def test_a_queued_message_is_due_at_once():
-    before = timezone.now()
+    # Due at the database's now (mailer.dbclock), the clock workers compare
+    # with, read before and after queuing.
+    before = database_now()
     stored = enqueue(email())
     stored.refresh_from_db()
     assert stored.status == MessageStatus.QUEUED
-    assert before <= stored.due_at <= timezone.now()
+    assert before <= stored.due_at <= database_now()
     assert stored.claim_token is None
+    assert Message.all_objects.due().filter(pk=stored.pk).exists()
 
 
 def test_a_held_message_waits_until_retry_deferred():
