@@ -1,12 +1,16 @@
 """Where the time goes: cProfile one benchmarked operation, print the top.
 
     python benchmarks/profiling.py send|cpu|expand|admin [--postgres] [--count N]
+        [--repeat R] [--ab SETTING]
 
 ``send``: ``send_queued()`` in-process for N queued job messages (default
 3,000) to the fast SMTP sink (``fastsink.py``); ``cpu``: the same without the
 profiler, repeated ``--repeat`` times, printing the worker's CPU per message
 (``time.process_time()`` around ``send_queued()``) beside the server's (its
-CPU between its first and last message); ``expand``: ``expand_pending_jobs()``
+CPU between its first and last message), with ``--ab SETTING`` alternating
+a boolean setting off and on from run to run (``--ab MAILER_WRITE_BEHIND``:
+interleaved runs, so that a shared machine's drift hits both alike);
+``expand``: ``expand_pending_jobs()``
 for a job of N recipients (default 100,000); ``admin``: the "Yes, I'm sure"
 POST of the admin action with N subscribers (default 100,000). SQLite on a
 temporary file, or a throwaway PostgreSQL with ``--postgres``.
@@ -31,9 +35,10 @@ if str(ROOT) not in sys.path:
 DEFAULT_COUNT = {"send": 3_000, "cpu": 2_000, "expand": 100_000, "admin": 100_000}
 
 
-def cpu_per_message(count: int, repeat: int) -> None:
+def cpu_per_message(count: int, repeat: int, ab: str | None = None) -> None:
     """Print the worker's and the server's CPU per message (milliseconds)
-    for ``repeat`` runs of ``send_queued()`` over ``count`` job messages."""
+    for ``repeat`` runs of ``send_queued()`` over ``count`` job messages;
+    with ``ab``, that boolean setting is False in odd runs, True in even."""
     import datetime
     import resource
 
@@ -59,11 +64,16 @@ def cpu_per_message(count: int, repeat: int) -> None:
         f"{connection.vendor}, {count} job messages a run; "
         f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
+    from django.test import override_settings
+
     per_message = []
+    rates: dict[str, list[float]] = {}
     for run in range(repeat):
+        label = f"{ab}={run % 2 == 1}" if ab else "all"
+        overrides = {ab: run % 2 == 1} if ab else {}
         suite.queue_job(count)
         with FastSink(max_seconds=suite.send_timeout(count) + 60) as sink:
-            with suite.smtp_port(sink.port):
+            with suite.smtp_port(sink.port), override_settings(**overrides):
                 usage = resource.getrusage(resource.RUSAGE_SELF)
                 cpu = time.process_time()
                 result = send_queued(max_seconds=suite.send_timeout(count))
@@ -82,8 +92,10 @@ def cpu_per_message(count: int, repeat: int) -> None:
         user = after.ru_utime - usage.ru_utime
         system = after.ru_stime - usage.ru_stime
         per_message.append(cpu / count * 1000)
+        rates.setdefault(label, []).append(result.rate)
         print(
-            f"run {run + 1}: worker {cpu / count * 1000:.3f} ms CPU/message "
+            f"run {run + 1}{' ' + label if ab else ''}: "
+            f"worker {cpu / count * 1000:.3f} ms CPU/message "
             f"(user {user / count * 1000:.3f}, system {system / count * 1000:.3f}); "
             f"server {server * 1000:.3f} ms; {result.rate:.0f} messages/s wall"
         )
@@ -94,6 +106,12 @@ def cpu_per_message(count: int, repeat: int) -> None:
         f"worker CPU/message over {repeat} runs: least {per_message[0]:.3f} ms, "
         f"median {per_message[len(per_message) // 2]:.3f} ms"
     )
+    for label, values in rates.items() if ab else ():
+        values.sort()
+        print(
+            f"{label}: {len(values)} runs, {values[0]:.0f}-{values[-1]:.0f} "
+            f"messages/s wall, median {values[len(values) // 2]:.0f}"
+        )
     suite.reset_queue()
 
 
@@ -171,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--ab", help="cpu: a boolean setting, off and on by turns")
     args = parser.parse_args(argv)
     count = args.count or DEFAULT_COUNT[args.what]
     if "DJANGO_SETTINGS_MODULE" not in os.environ:
@@ -178,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         # change databases once Django is set up.
         command = [sys.executable, __file__, args.what, "--count", str(count)]
         command += ["--top", str(args.top), "--repeat", str(args.repeat)]
+        if args.ab:
+            command += ["--ab", args.ab]
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
@@ -196,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
 
     django.setup()
     if args.what == "cpu":
-        cpu_per_message(count, args.repeat)
+        cpu_per_message(count, args.repeat, args.ab)
         return 0
     stats = pstats.Stats(profile(args.what, count))
     if os.environ.get("MAILER_PROFILE_DUMP"):

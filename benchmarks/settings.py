@@ -74,3 +74,7 @@ if os.environ.get("MAILER_BENCH_PREPARE") and DATABASES["default"]["ENGINE"].end
     "postgresql"
 ):
     DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 5
+
+# MAILER_BENCH_WRITE_BEHIND=0: every outcome committed before the next
+# message (the engine's behaviour before MAILER_WRITE_BEHIND), for an A/B.
+MAILER_WRITE_BEHIND = os.environ.get("MAILER_BENCH_WRITE_BEHIND", "1") != "0"

@@ -519,6 +519,7 @@ SETTINGS: tuple[SettingCheck, ...] = (
         "MAILER_STATUS_MAX_AGE", "mailer.E229", seconds(above=True, none=True)
     ),
     SettingCheck("MAILER_PAUSE_SEND", "mailer.E211", boolean()),
+    SettingCheck("MAILER_WRITE_BEHIND", "mailer.E242", boolean()),
     # Zero would end every run before its first message.
     SettingCheck("MAILER_EMAIL_MAX_DEFERRED", "mailer.E209", whole(1, none=True)),
     SettingCheck("MAILER_EMAIL_MAX_RETRIES", "mailer.E210", whole(0, none=True)),

@@ -131,6 +131,15 @@ class MailerSettings:
         return self._get("MAILER_CONNECTIONS", DEFAULT_CONNECTIONS)
 
     @property
+    def MAILER_WRITE_BEHIND(self) -> bool:
+        """Whether a run over one connection commits each outcome on a
+        second database connection while the next message's envelope goes
+        out (PostgreSQL only; ``mailer.sending.writebehind``). Still at most
+        one message in doubt per connection after kill -9. False: one
+        database connection per worker, every commit waited for."""
+        return bool(self._get("MAILER_WRITE_BEHIND", True))
+
+    @property
     def MAILER_LEASE_SECONDS(self) -> float:
         """How long a claim lasts before another worker may take the message
         over (a crashed worker's claims come back after this). A live worker

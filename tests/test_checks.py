@@ -161,6 +161,7 @@ BAD_VALUES = [
     ("MAILER_TASK_LEASE_SECONDS", 0, "mailer.E228"),
     ("MAILER_STATUS_MAX_AGE", "1h", "mailer.E229"),
     ("MAILER_PAUSE_SEND", "False", "mailer.E211"),
+    ("MAILER_WRITE_BEHIND", "no", "mailer.E242"),
     ("MAILER_EMAIL_MAX_DEFERRED", 0, "mailer.E209"),
     ("MAILER_EMAIL_MAX_RETRIES", -1, "mailer.E210"),
     ("MAILER_ERROR_HANDLER", "tests.nowhere.handler", "mailer.E212"),

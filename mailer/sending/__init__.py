@@ -4,7 +4,8 @@ message (``build``), provider quotas (``quotas``), the relay's own trouble
 (``relaypause``), per-recipient refusals (``partial``) and the SMTP
 extensions a message needs (``extensions``), around the send loop itself
 (``engine``): claims and leases (``claim``), what a reply means
-(``outcomes``), the outcome's database write (``records``), the SMTP
+(``outcomes``), the outcome's database write (``records``; on
+PostgreSQL committed while the next envelope goes out: ``writebehind``), the SMTP
 connection of a run (``smtp``), a queued email's bytes (``message``) and
 DKIM signing (``dkim``).
 

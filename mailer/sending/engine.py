@@ -60,6 +60,7 @@ from mailer.sending.dkim import DkimKeyError
 from mailer.sending.outcomes import Outcome, Verdict
 from mailer.sending.records import OutcomeWriter
 from mailer.sending.smtp import SendingConnection
+from mailer.sending.writebehind import RecordFailed, WriteBehind
 from mailer.suppression import suppress, without_blocked
 from mailer.waiting import wait_until
 
@@ -219,6 +220,12 @@ class Sender:
     once.
     """
 
+    #: Whether this Sender may commit outcomes in a thread of its own while
+    #: the next message's envelope goes out (``mailer.sending.writebehind``;
+    #: used where ``WriteBehind.usable`` says it is correct). The connection
+    #: pool's Senders do not: N connections already wait side by side.
+    write_behind = True
+
     def __init__(
         self,
         limits: Limits | None = None,
@@ -247,6 +254,8 @@ class Sender:
         #: cleared then, once).
         self._relay_ok = False
         self._expiry: dict[int, object] = {}
+        #: Set by run() where outcomes are committed behind the sending.
+        self._behind: WriteBehind | None = None
 
     # -- the loop -------------------------------------------------------------
 
@@ -261,6 +270,13 @@ class Sender:
         batch_size = max(1, limits.batch_size or conf.MAILER_BATCH_SIZE)
         result = self.result
         try:
+            if (
+                self.write_behind
+                and conf.MAILER_WRITE_BEHIND
+                and self.writer.combined_sql
+                and WriteBehind.usable(self.writer.db)
+            ):
+                self._behind = WriteBehind(self.writer.db, self.writer.combined_sql)
             while True:
                 self._check_limits(deadline)
                 size = batch_size
@@ -281,6 +297,9 @@ class Sender:
                     raise _Stop("relay paused", str(paused), paused.seconds)
                 result.batches += 1
                 self._send_batch(token, ids, deadline, started, claimed_at)
+                # The batch's last outcome, before the progress report and
+                # the next claim.
+                self._settle()
                 if self.on_progress:
                     self.on_progress(result)
         except _Stop as stop:
@@ -298,11 +317,27 @@ class Sender:
             result.error = f"database error: {_first_line(error)}"
             _close_quietly(self.writer.db)
         finally:
+            self._end_write_behind()
             self.connection.close()
             result.connections = self.connection.opened
             result.seconds = time.monotonic() - started
             result.cpu_seconds = time.process_time() - cpu_started
         return result
+
+    def _end_write_behind(self) -> None:
+        """Commit the last outcome and end the writing thread; a database
+        error then is the run's error, unless it already had one."""
+        if self._behind is None:
+            return
+        try:
+            self._settle()
+        except DatabaseError as error:
+            if self.result.error is None:
+                self.result.stop_reason = "database error"
+                self.result.error = f"database error: {_first_line(error)}"
+        finally:
+            self._behind.reset()
+            self._behind = None
 
     def _claim(self, size: int) -> tuple[str, list[int]]:
         """Claim the next batch (a hook: the connection pool shares one
@@ -549,8 +584,17 @@ class Sender:
                     return Outcome(Verdict.STOP, None, reason)
             try:
                 refused = self.connection.send(
-                    envelope_from, recipients, data, deadline=deadline
+                    envelope_from,
+                    recipients,
+                    data,
+                    deadline=deadline,
+                    before_content=self._behind and self._before_content,
                 )
+            except RecordFailed as failed:
+                # The previous message's outcome, not this message: the
+                # database error ends the run like any other (run()).
+                self.connection.close()
+                raise failed.__cause__ from None
             except Exception as error:  # noqa: BLE001 - every error is classified
                 # A 421 to the first MAIL FROM of a connection: the server is
                 # not taking mail; stop as for a server that is down, since
@@ -652,6 +696,58 @@ class Sender:
             )
 
     def _write(self, **values) -> None:
+        """Record an outcome: at once, or committed in the writing thread
+        while the next message's envelope goes out (see
+        ``mailer.sending.writebehind``; never inside an atomic block, whose
+        rows that thread could not see)."""
+        behind = self._behind
+        self._settle()
+        if behind is None or connections[self.writer.db].in_atomic_block:
+            self._write_now(**values)
+            return
+        try:
+            behind.send(values, sum(self.writer.params(**values), []))
+        except (OperationalError, InterfaceError) as error:
+            logger.warning(
+                "recording an outcome behind failed (%s); writing it now",
+                _first_line(error),
+            )
+            behind.reset()
+            self._write_now(**values)
+
+    def _settle(self) -> None:
+        """Wait until the outcome being committed behind (if any) is
+        committed. If its connection broke or the answer did not come, the
+        outcome is written again at once on this thread's connection, with
+        :meth:`_write_now`'s retries (the message's claim guards its row; the
+        log may then hold the attempt twice).
+
+        :raises django.db.DatabaseError: as :meth:`_write_now`, or the
+            statement itself failed."""
+        behind = self._behind
+        if behind is None or behind.pending is None:
+            return
+        values = behind.pending
+        try:
+            behind.wait()
+        except (OperationalError, InterfaceError) as error:
+            logger.warning(
+                "recording an outcome behind failed (%s); writing it now",
+                _first_line(error),
+            )
+            behind.reset()
+            self._write_now(**values)
+
+    def _before_content(self) -> None:
+        """``transport.exchange``'s hook: the previous outcome is committed
+        before this message's content and final "." go out (at most one
+        message in doubt per connection after kill -9)."""
+        try:
+            self._settle()
+        except Exception as error:
+            raise RecordFailed(str(error)) from error
+
+    def _write_now(self, **values) -> None:
         """Record an outcome the moment it is known, reconnecting to the
         database if its connection broke: the server has answered (perhaps
         accepted the email), and an outcome lost here would send the email

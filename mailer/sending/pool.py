@@ -211,6 +211,9 @@ class _PooledSender(Sender):
     """One connection of the pool: a :class:`Sender` whose claims and
     throttle are shared with the other connections of the run."""
 
+    #: N connections already wait for N commits side by side.
+    write_behind = False
+
     def __init__(self, pool: _Pool, limits: Limits, **kwargs) -> None:
         super().__init__(limits, **kwargs)
         self.pool = pool

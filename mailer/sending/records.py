@@ -161,11 +161,10 @@ class OutcomeWriter:
             return psycopg.Cursor(raw), {"prepare": True}
         return raw.cursor(), {}
 
-    def write(
+    def params(
         self,
         *,
         message: Message,
-        token: str,
         status: int,
         attempts_added: int,
         due_in: float | None,
@@ -177,16 +176,11 @@ class OutcomeWriter:
         attempt: int,
         now: datetime | None = None,
         in_doubt_added: int = 0,
-    ) -> bool:
-        """Record the outcome; return False if the claim had been lost (the
-        message's state is then left to its new owner; the log row is still
-        written).
-
-        ``due_in``: seconds from the database's now until the message is due
-        again, or ``None`` once it left the queue. ``now`` (default
-        ``timezone.now()``) is used only on databases without a clock
-        expression (see ``mailer.dbclock``).
-        """
+        token: str,
+    ) -> tuple[list, list]:
+        """(update parameters, log parameters) of one outcome, for
+        :attr:`update_sql` and :attr:`insert_sql` (:attr:`combined_sql`
+        takes both lists, joined). The arguments are :meth:`write`'s."""
         if self.now_sql:
             due = offset_param(self.vendor, due_in)
             logged_at = offset_param(self.vendor, 0.0)
@@ -217,6 +211,49 @@ class OutcomeWriter:
             (message_id or message.message_id or "")[:255],
             logged_at,
         ]
+        return update_params, log_params
+
+    def write(
+        self,
+        *,
+        message: Message,
+        token: str,
+        status: int,
+        attempts_added: int,
+        due_in: float | None,
+        message_id: str | None,
+        provider_id: str | None,
+        result: int,
+        smtp_code: int | None,
+        reply: str,
+        attempt: int,
+        now: datetime | None = None,
+        in_doubt_added: int = 0,
+    ) -> bool:
+        """Record the outcome; return False if the claim had been lost (the
+        message's state is then left to its new owner; the log row is still
+        written).
+
+        ``due_in``: seconds from the database's now until the message is due
+        again, or ``None`` once it left the queue. ``now`` (default
+        ``timezone.now()``) is used only on databases without a clock
+        expression (see ``mailer.dbclock``).
+        """
+        update_params, log_params = self.params(
+            message=message,
+            token=token,
+            status=status,
+            attempts_added=attempts_added,
+            due_in=due_in,
+            message_id=message_id,
+            provider_id=provider_id,
+            result=result,
+            smtp_code=smtp_code,
+            reply=reply,
+            attempt=attempt,
+            now=now,
+            in_doubt_added=in_doubt_added,
+        )
         connection = connections[self.db]
         if not connection.get_autocommit() or self.vendor not in (
             "postgresql",

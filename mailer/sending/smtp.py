@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import smtplib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
@@ -149,6 +149,7 @@ class SendingConnection:
         data: bytes,
         *,
         deadline: float | None = None,
+        before_content: Callable[[], None] | None = None,
     ) -> dict[str, tuple[int, bytes]]:
         """Send one message; return the recipients the server refused while
         accepting the others.
@@ -159,6 +160,10 @@ class SendingConnection:
         :raises transport.ExchangeTimeout: the budget ran out before it.
         :raises smtplib.SMTPException, OSError: unchanged, for
             ``outcomes.classify`` to judge.
+
+        ``before_content`` is called right before the content is handed
+        over: after DATA's 354 on SMTP (see ``transport.exchange``), before
+        ``send_messages()`` on another backend.
         """
         if self.backend is None:
             self.open(deadline)
@@ -190,10 +195,13 @@ class SendingConnection:
                 budget=self.timeout,
                 mail_options=options,
                 rcpt_options=self.rcpt_options,
+                before_content=before_content,
             )
             self.accepted += 1
             return done.refused
         email_message = PreparedEmail(data, envelope_from, recipients)
+        if before_content is not None:
+            before_content()
         sent = self.backend.send_messages([email_message])
         # Django's own callers (send_mail, mail_admins) ignore the return
         # value, and several third-party backends return None after sending:

@@ -47,7 +47,7 @@ import re
 import smtplib
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -275,6 +275,7 @@ def exchange(
     budget: float,
     mail_options: Sequence[str] = (),
     rcpt_options: Sequence[str] = (),
+    before_content: Callable[[], None] | None = None,
 ) -> Exchange:
     """Send one message over the open connection ``smtp``.
 
@@ -287,6 +288,11 @@ def exchange(
     :param mail_options: ESMTP parameters of MAIL FROM (``BODY=8BITMIME``,
         ``SMTPUTF8``, ``SIZE=n``; RFC 6152, 6531, 1870).
     :param rcpt_options: ESMTP parameters of every RCPT TO.
+    :param before_content: called once DATA was answered 354, right before
+        the content and its final "." are sent (the engine waits there for
+        the previous message's outcome to be committed, see
+        ``mailer.sending.writebehind``); what it raises is raised as is,
+        the connection closed, nothing of the content sent.
     :returns: the :class:`Exchange` when the relay accepted the message.
     :raises smtplib.SMTPSenderRefused: MAIL FROM refused.
     :raises smtplib.SMTPRecipientsRefused: every recipient refused.
@@ -362,6 +368,12 @@ def exchange(
                 else:
                     _rset(smtp, deadline)
                 raise smtplib.SMTPDataError(code, reply)
+        if before_content is not None:
+            try:
+                before_content()
+            except BaseException:
+                smtp.close()
+                raise
         stage = CONTENT
         _write(smtp, _content(data), deadline)
     except smtplib.SMTPResponseException:

@@ -1,0 +1,217 @@
+"""Committing one message's outcome while the next message's envelope goes out.
+
+The engine records each outcome the moment the relay answers (see
+``mailer.sending.records``). On PostgreSQL with its stock, durable settings
+that write is a commit the server flushes to disk before it answers: a round
+trip, the server's work and a WAL flush, and one connection used to wait for
+it message after message, while the database server's CPU and the worker's
+took turns instead of working side by side.
+
+:class:`WriteBehind` sends the outcome's statement (one statement, atomic by
+itself: ``OutcomeWriter.combined_sql``) on a database connection of its own
+with libpq's asynchronous interface (``PQsendQueryParams``, through psycopg
+3's ``pq`` layer), and the send loop goes on: it builds the next message and
+sends its MAIL FROM, RCPT TO and DATA while the server commits. It reads the
+server's answer (:meth:`WriteBehind.wait`) before that next message's content
+and final "." go out (``mailer.sending.transport.exchange``'s
+``before_content`` hook), before any other outcome, and at the end of each
+batch. So at any moment at most one message of a connection has been handed
+to the relay without its outcome committed: kill -9 leaves at most one
+message in doubt per connection, as when every write was waited for at once.
+No thread: the wait is the only blocking point.
+
+Used only where correct (:meth:`WriteBehind.usable`): PostgreSQL through
+psycopg 3, in autocommit mode (a caller's open transaction holds rows another
+connection cannot see), nothing watching the queries (``DEBUG``'s log, an
+``execute_wrapper``), no connection pool in ``OPTIONS``; and by a run over one
+SMTP connection (over N, N commits already wait side by side). Such a run
+holds one more database connection while it sends (closed when it ends).
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from typing import Any
+
+from django.db import connections
+
+__all__ = ["RecordFailed", "WriteBehind", "numbered"]
+
+#: Longest wait for the database's answer to one outcome (seconds); then
+#: the connection is given up as broken (``django.db.OperationalError``) and
+#: the engine writes the outcome again on its own connection, with retries.
+ANSWER_TIMEOUT = 60.0
+
+
+class RecordFailed(Exception):
+    """The previous outcome could not be recorded (its error is the
+    ``__cause__``); raised from the ``before_content`` hook so that the
+    engine does not judge it as an SMTP error of the next message."""
+
+
+def numbered(sql: str) -> str:
+    """``sql`` with Django's ``%s`` placeholders as PostgreSQL's ``$1``,
+    ``$2`` ... (and ``%%`` as ``%``), for ``PQsendQueryParams``."""
+    parts = sql.split("%%")
+    count = 0
+    out = []
+    for part in parts:
+        pieces = part.split("%s")
+        text = pieces[0]
+        for piece in pieces[1:]:
+            count += 1
+            text += f"${count}" + piece
+        out.append(text)
+    return "%".join(out)
+
+
+def _text(value: Any) -> bytes | None:
+    """A parameter in PostgreSQL's text format: the outcome's values are
+    integers, floats (seconds), strings and NULLs."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return b"t" if value else b"f"
+    if isinstance(value, int):  # IntegerChoices members too
+        return str(int(value)).encode()
+    if isinstance(value, float):
+        return repr(float(value)).encode()
+    if isinstance(value, str):
+        return value.encode()
+    raise TypeError(f"cannot pass {type(value).__name__} to PostgreSQL as text")
+
+
+class WriteBehind:
+    """One outcome statement in flight at a time, on a database connection
+    of its own.
+
+    :param db: the database alias the outcomes are written to.
+    :param sql: the statement, with ``%s`` placeholders, returning one row
+        whose first column is 1 when the message's claim was still held.
+    """
+
+    def __init__(self, db: str, sql: str) -> None:
+        self.db = db
+        self._sql = numbered(sql).encode()
+        self._wrapper = None
+        #: The values of the write in flight (given to :meth:`send`), None
+        #: when nothing is.
+        self.pending: dict[str, Any] | None = None
+
+    @staticmethod
+    def usable(db: str) -> bool:
+        """Whether outcomes written to ``db`` may be committed on another
+        connection (see the module docstring)."""
+        connection = connections[db]
+        if connection.vendor != "postgresql":
+            return False
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+        return (
+            is_psycopg3
+            and not connection.settings_dict.get("OPTIONS", {}).get("pool")
+            and not connection.in_atomic_block
+            and connection.get_autocommit()
+            and not connection.execute_wrappers
+            and not connection.queries_logged
+        )
+
+    def _connection(self):
+        """The Django connection of its own (made like the alias's, opened
+        on first use and again after :meth:`reset`)."""
+        if self._wrapper is None:
+            main = connections[self.db]
+            self._wrapper = type(main)(main.settings_dict, self.db)
+        self._wrapper.ensure_connection()
+        return self._wrapper
+
+    def send(self, values: dict[str, Any], params: list) -> None:
+        """Send the statement with ``params`` and return without waiting;
+        ``values`` are kept as :attr:`pending` until :meth:`wait`.
+
+        :raises RuntimeError: a write is still pending.
+        :raises django.db.OperationalError: the connection is broken.
+        """
+        if self.pending is not None:
+            raise RuntimeError("an outcome is still being written")
+        wrapper = self._connection()
+        with wrapper.wrap_database_errors:
+            pgconn = wrapper.connection.pgconn
+            pgconn.send_query_params(self._sql, [_text(p) for p in params])
+            deadline = time.monotonic() + ANSWER_TIMEOUT
+            while pgconn.flush():  # non-blocking mode: the rest when writable
+                self._wait_for(pgconn, deadline, write=True)
+        self.pending = values
+
+    def wait(self) -> bool | None:
+        """Read the answer to the write in flight: True if the message's
+        claim was still held, False if it had been lost, None if nothing was
+        pending.
+
+        :raises django.db.OperationalError: the connection broke, or no
+            answer came within :data:`ANSWER_TIMEOUT` (the write may or may
+            not have been committed; :attr:`pending` still holds its values).
+        :raises django.db.DatabaseError: the statement failed.
+        """
+        if self.pending is None:
+            return None
+        import psycopg
+        from psycopg import pq
+
+        wrapper = self._wrapper
+        with wrapper.wrap_database_errors:
+            pgconn = wrapper.connection.pgconn
+            deadline = time.monotonic() + ANSWER_TIMEOUT
+            pgconn.consume_input()
+            while pgconn.is_busy():
+                self._wait_for(pgconn, deadline, write=False)
+                pgconn.consume_input()
+            held = None
+            error = None
+            while (result := pgconn.get_result()) is not None:
+                if result.status == pq.ExecStatus.TUPLES_OK and held is None:
+                    held = result.get_value(0, 0) == b"1"
+                elif result.status == pq.ExecStatus.FATAL_ERROR and error is None:
+                    error = psycopg.errors.error_from_result(result)
+            self.pending = None
+            if error is not None:
+                raise error
+        return bool(held)
+
+    @staticmethod
+    def _wait_for(pgconn, deadline: float, *, write: bool) -> None:
+        import psycopg
+
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise psycopg.OperationalError(
+                f"no answer from the database in {ANSWER_TIMEOUT:g} s"
+            )
+        fd = pgconn.socket
+        ready = (
+            select.select([], [fd], [], left)
+            if write
+            else select.select([fd], [], [], left)
+        )
+        if not any(ready):
+            raise psycopg.OperationalError(
+                f"no answer from the database in {ANSWER_TIMEOUT:g} s"
+            )
+
+    def reset(self) -> None:
+        """Forget the write in flight and close the connection (it is opened
+        again on the next :meth:`send`)."""
+        self.pending = None
+        if self._wrapper is not None:
+            try:
+                self._wrapper.close()
+            except Exception:  # noqa: BLE001 - a broken connection may not close cleanly
+                pass
+            self._wrapper = None
+
+    def close(self) -> None:
+        """Close the connection; call :meth:`wait` first."""
+        if self.pending is not None:
+            raise RuntimeError("an outcome is still being written")
+        self.reset()
