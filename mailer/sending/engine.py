@@ -60,7 +60,7 @@ from mailer.sending.dkim import DkimKeyError
 from mailer.sending.outcomes import Outcome, Verdict
 from mailer.sending.records import OutcomeWriter
 from mailer.sending.smtp import SendingConnection
-from mailer.sending.writebehind import RecordFailed, WriteBehind
+from mailer.sending.writebehind import RecordFailed, SettledLate, WriteBehind
 from mailer.suppression import suppress, without_blocked
 from mailer.waiting import wait_until
 
@@ -461,14 +461,27 @@ class Sender:
             # relay slower than the lease does exactly that). Renewing covers
             # the whole rest of the batch in one UPDATE.
             budget = self.connection.budget(len(data))
-            if self._lease_until - time.monotonic() <= budget + LEASE_MARGIN:
-                renewing_at = time.monotonic()
-                held = renew(token, [m.id for m in batch[index:]])
-                self._lease_until = renewing_at + lease
-                if message.id not in held:
+            outcome = None
+            # Twice at most: when the previous outcome's commit was slow
+            # (SettledLate), nothing of this message was sent and its lease
+            # and deadline are checked again; by then nothing is pending.
+            for _try in range(2):
+                if self._lease_until - time.monotonic() <= budget + LEASE_MARGIN:
+                    renewing_at = time.monotonic()
+                    held = renew(token, [m.id for m in batch[index:]])
+                    self._lease_until = renewing_at + lease
+                    if message.id not in held:
+                        break
+                message_deadline = time.monotonic() + budget
+                try:
+                    outcome = self._deliver(
+                        envelope_from, recipients, data, message_deadline
+                    )
+                except SettledLate:
                     continue
-            message_deadline = time.monotonic() + budget
-            outcome = self._deliver(envelope_from, recipients, data, message_deadline)
+                break
+            if outcome is None:
+                continue  # taken over meanwhile
             if outcome.verdict is Verdict.STOP:
                 self.result.released += release(token, [m.id for m in batch[index:]])
                 # Every worker pauses, the pause doubling with each bout in a
@@ -498,6 +511,9 @@ class Sender:
                 # Some recipients refused, the others served: the refused ones
                 # are retried alone or failed, in the transaction that records
                 # the email as sent, so a crash cannot lose them.
+                # The previous outcome first, outside this transaction (a
+                # rewrite after a broken connection needs its retries).
+                self._settle()
                 with self._writing(), transaction.atomic(using=self.writer.db):
                     self._record(message, token, None, outcome, message_id=message_id)
                     partial.record_refusals(
@@ -595,6 +611,11 @@ class Sender:
                 # database error ends the run like any other (run()).
                 self.connection.close()
                 raise failed.__cause__ from None
+            except SettledLate:
+                # Nothing of this message was sent; the relay drops the
+                # open transaction with the connection.
+                self.connection.close()
+                raise
             except Exception as error:  # noqa: BLE001 - every error is classified
                 # A 421 to the first MAIL FROM of a connection: the server is
                 # not taking mail; stop as for a server that is down, since
@@ -707,7 +728,7 @@ class Sender:
             return
         try:
             behind.send(values, sum(self.writer.params(**values), []))
-        except (OperationalError, InterfaceError) as error:
+        except DatabaseError as error:
             logger.warning(
                 "recording an outcome behind failed (%s); writing it now",
                 _first_line(error),
@@ -730,7 +751,7 @@ class Sender:
         values = behind.pending
         try:
             behind.wait()
-        except (OperationalError, InterfaceError) as error:
+        except DatabaseError as error:
             logger.warning(
                 "recording an outcome behind failed (%s); writing it now",
                 _first_line(error),
@@ -741,11 +762,21 @@ class Sender:
     def _before_content(self) -> None:
         """``transport.exchange``'s hook: the previous outcome is committed
         before this message's content and final "." go out (at most one
-        message in doubt per connection after kill -9)."""
+        message in doubt per connection after kill -9).
+
+        :raises RecordFailed: it could not be recorded at all.
+        :raises SettledLate: it took longer than ``LEASE_MARGIN`` (a rewrite
+            after a broken connection, a stalled database): this message's
+            lease and deadline were checked before that wait, so it is not
+            sent now; the send loop checks them again and sends it afresh.
+        """
+        started = time.monotonic()
         try:
             self._settle()
         except Exception as error:
             raise RecordFailed(str(error)) from error
+        if time.monotonic() - started > LEASE_MARGIN:
+            raise SettledLate
 
     def _write_now(self, **values) -> None:
         """Record an outcome the moment it is known, reconnecting to the

@@ -30,13 +30,13 @@ holds one more database connection while it sends (closed when it ends).
 
 from __future__ import annotations
 
-import select
+import selectors
 import time
 from typing import Any
 
-from django.db import connections
+from django.db import OperationalError, connections
 
-__all__ = ["RecordFailed", "WriteBehind", "numbered"]
+__all__ = ["RecordFailed", "SettledLate", "WriteBehind", "numbered"]
 
 #: Longest wait for the database's answer to one outcome (seconds); then
 #: the connection is given up as broken (``django.db.OperationalError``) and
@@ -48,6 +48,13 @@ class RecordFailed(Exception):
     """The previous outcome could not be recorded (its error is the
     ``__cause__``); raised from the ``before_content`` hook so that the
     engine does not judge it as an SMTP error of the next message."""
+
+
+class SettledLate(Exception):
+    """The previous outcome was committed, but the wait took so long that
+    the next message's lease and deadline, checked before it, may no longer
+    hold: that message is not sent now (nothing of its content has been),
+    and the engine checks them again."""
 
 
 def numbered(sql: str) -> str:
@@ -96,7 +103,8 @@ class WriteBehind:
         self._sql = numbered(sql).encode()
         self._wrapper = None
         #: The values of the write in flight (given to :meth:`send`), None
-        #: when nothing is.
+        #: when nothing is. Kept until its commit is answered or
+        #: :meth:`reset`, so that a failed write can be written again.
         self.pending: dict[str, Any] | None = None
 
     @staticmethod
@@ -128,30 +136,35 @@ class WriteBehind:
 
     def send(self, values: dict[str, Any], params: list) -> None:
         """Send the statement with ``params`` and return without waiting;
-        ``values`` are kept as :attr:`pending` until :meth:`wait`.
+        ``values`` are :attr:`pending` from before the first byte leaves.
 
         :raises RuntimeError: a write is still pending.
-        :raises django.db.OperationalError: the connection is broken.
+        :raises django.db.OperationalError: the connection is broken
+            (:attr:`pending` holds ``values``).
         """
         if self.pending is not None:
             raise RuntimeError("an outcome is still being written")
+        encoded = [_text(p) for p in params]
+        self.pending = values
         wrapper = self._connection()
         with wrapper.wrap_database_errors:
             pgconn = wrapper.connection.pgconn
-            pgconn.send_query_params(self._sql, [_text(p) for p in params])
+            pgconn.send_query_params(self._sql, encoded)
             deadline = time.monotonic() + ANSWER_TIMEOUT
-            while pgconn.flush():  # non-blocking mode: the rest when writable
-                self._wait_for(pgconn, deadline, write=True)
-        self.pending = values
+            # Non-blocking mode: the rest when the socket takes it, reading
+            # what the server sends meanwhile (libpq's rule).
+            while pgconn.flush():
+                if self._wait_for(pgconn, deadline, write=True):
+                    pgconn.consume_input()
 
     def wait(self) -> bool | None:
         """Read the answer to the write in flight: True if the message's
         claim was still held, False if it had been lost, None if nothing was
-        pending.
+        pending. Whatever it raises, :attr:`pending` keeps the write's values
+        (it may or may not have been committed) until :meth:`reset`.
 
         :raises django.db.OperationalError: the connection broke, or no
-            answer came within :data:`ANSWER_TIMEOUT` (the write may or may
-            not have been committed; :attr:`pending` still holds its values).
+            answer came within :data:`ANSWER_TIMEOUT`.
         :raises django.db.DatabaseError: the statement failed.
         """
         if self.pending is None:
@@ -160,44 +173,54 @@ class WriteBehind:
         from psycopg import pq
 
         wrapper = self._wrapper
+        if wrapper is None or wrapper.connection is None:
+            raise OperationalError("the outcomes' connection is closed")
         with wrapper.wrap_database_errors:
             pgconn = wrapper.connection.pgconn
             deadline = time.monotonic() + ANSWER_TIMEOUT
-            pgconn.consume_input()
-            while pgconn.is_busy():
-                self._wait_for(pgconn, deadline, write=False)
-                pgconn.consume_input()
             held = None
             error = None
-            while (result := pgconn.get_result()) is not None:
+            while True:
+                # PQgetResult blocks while the connection is busy: wait for
+                # the socket first, so that every wait here is bounded.
+                pgconn.consume_input()
+                while pgconn.is_busy():
+                    self._wait_for(pgconn, deadline, write=False)
+                    pgconn.consume_input()
+                result = pgconn.get_result()
+                if result is None:
+                    break
                 if result.status == pq.ExecStatus.TUPLES_OK and held is None:
                     held = result.get_value(0, 0) == b"1"
-                elif result.status == pq.ExecStatus.FATAL_ERROR and error is None:
+                elif error is None and result.status in (
+                    pq.ExecStatus.FATAL_ERROR,
+                    pq.ExecStatus.BAD_RESPONSE,
+                ):
                     error = psycopg.errors.error_from_result(result)
-            self.pending = None
             if error is not None:
                 raise error
+        self.pending = None
         return bool(held)
 
     @staticmethod
-    def _wait_for(pgconn, deadline: float, *, write: bool) -> None:
+    def _wait_for(pgconn, deadline: float, *, write: bool) -> bool:
+        """Wait until the socket is readable (with ``write``: readable or
+        writable); return whether it is readable.
+
+        :raises psycopg.OperationalError: ``deadline`` (``time.monotonic()``)
+            passed first."""
         import psycopg
 
-        left = deadline - time.monotonic()
-        if left <= 0:
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+        with selectors.DefaultSelector() as selector:
+            selector.register(pgconn.socket, events)
+            left = deadline - time.monotonic()
+            ready = selector.select(left) if left > 0 else []
+        if not ready:
             raise psycopg.OperationalError(
                 f"no answer from the database in {ANSWER_TIMEOUT:g} s"
             )
-        fd = pgconn.socket
-        ready = (
-            select.select([], [fd], [], left)
-            if write
-            else select.select([fd], [], [], left)
-        )
-        if not any(ready):
-            raise psycopg.OperationalError(
-                f"no answer from the database in {ANSWER_TIMEOUT:g} s"
-            )
+        return any(mask & selectors.EVENT_READ for _key, mask in ready)
 
     def reset(self) -> None:
         """Forget the write in flight and close the connection (it is opened

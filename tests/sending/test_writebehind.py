@@ -219,3 +219,37 @@ def test_sqlite_and_pooled_runs_commit_at_once(mailserver, sends):
     assert (result.sent, result.error) == (12, None)
     assert sends == []
     assert sorted(Counter(deliveries(mailserver)).values()) == [1] * 12
+
+
+@postgresql_only
+def test_a_slow_commit_sends_the_next_message_afresh(mailserver, sends):
+    """One commit takes 0.6 s, longer than the margin the next message's
+    lease and deadline were checked with: that message's content is not sent
+    after the wait. Its connection is closed (the relay drops the open
+    transaction), the lease is checked again, and it goes out afresh on a
+    new connection: each email once, none in doubt."""
+    table = MessageLog._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE OR REPLACE FUNCTION mailer_test_late_log() RETURNS trigger "
+            "AS $$ BEGIN IF NEW.recipient LIKE 'late-slow%' THEN "
+            "PERFORM pg_sleep(0.6); END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            f"CREATE TRIGGER mailer_test_late_log BEFORE INSERT ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION mailer_test_late_log()"
+        )
+    try:
+        fill_single(addresses(3, "late-a") + addresses(1, "late-slow"))
+        fill_single(addresses(3, "late-b"))
+        result = send_queued()
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER mailer_test_late_log ON {table}")
+            cursor.execute("DROP FUNCTION mailer_test_late_log()")
+
+    assert (result.sent, result.in_doubt, result.error) == (7, 0, None)
+    assert sorted(Counter(deliveries(mailserver)).values()) == [1] * 7
+    # The message after the slow commit went out on a second connection.
+    assert mailserver.connections == 2
+    assert not Message.all_objects.exclude(status=MessageStatus.SENT).exists()
