@@ -220,10 +220,11 @@ class Sender:
     once.
     """
 
-    #: Whether this Sender may commit outcomes in a thread of its own while
-    #: the next message's envelope goes out (``mailer.sending.writebehind``;
-    #: used where ``WriteBehind.usable`` says it is correct). The connection
-    #: pool's Senders do not: N connections already wait side by side.
+    #: Whether this Sender may commit outcomes on a second database
+    #: connection while the next message's envelope goes out
+    #: (``mailer.sending.writebehind``; used where ``WriteBehind.usable``
+    #: says it is correct). The connection pool's Senders do not: N
+    #: connections already wait side by side.
     write_behind = True
 
     def __init__(
@@ -256,6 +257,8 @@ class Sender:
         self._expiry: dict[int, object] = {}
         #: Set by run() where outcomes are committed behind the sending.
         self._behind: WriteBehind | None = None
+        #: time.monotonic() by which the message being sent must be answered.
+        self._message_deadline = 0.0
 
     # -- the loop -------------------------------------------------------------
 
@@ -317,27 +320,43 @@ class Sender:
             result.error = f"database error: {_first_line(error)}"
             _close_quietly(self.writer.db)
         finally:
-            self._end_write_behind()
-            self.connection.close()
+            try:
+                self._end_write_behind()
+            finally:
+                self.connection.close()
             result.connections = self.connection.opened
             result.seconds = time.monotonic() - started
             result.cpu_seconds = time.process_time() - cpu_started
         return result
 
     def _end_write_behind(self) -> None:
-        """Commit the last outcome and end the writing thread; a database
-        error then is the run's error, unless it already had one."""
+        """Commit the last outcome and close the second database connection;
+        an error then (the rewrite on this thread's connection failed too)
+        is the run's error, unless it already had one."""
         if self._behind is None:
             return
         try:
             self._settle()
-        except DatabaseError as error:
+        except Exception as error:  # noqa: BLE001 - reported in the result
+            logger.error("the last outcome could not be recorded: %s", error)
             if self.result.error is None:
                 self.result.stop_reason = "database error"
                 self.result.error = f"database error: {_first_line(error)}"
         finally:
             self._behind.reset()
             self._behind = None
+
+    def _commit_in_line(self, reason: str) -> None:
+        """Stop committing behind for the rest of the run (nothing may be
+        pending): the second connection failed or a commit was slow, and
+        every further message would pay for it again."""
+        behind, self._behind = self._behind, None
+        if behind is None:
+            return
+        logger.warning(
+            "%s; outcomes are committed in line for the rest of the run", reason
+        )
+        behind.reset()
 
     def _claim(self, size: int) -> tuple[str, list[int]]:
         """Claim the next batch (a hook: the connection pool shares one
@@ -463,8 +482,9 @@ class Sender:
             budget = self.connection.budget(len(data))
             outcome = None
             # Twice at most: when the previous outcome's commit was slow
-            # (SettledLate), nothing of this message was sent and its lease
-            # and deadline are checked again; by then nothing is pending.
+            # (SettledLate), nothing of this message was sent; its lease is
+            # checked again and it goes out afresh, committed in line from
+            # then on (so it cannot be late twice).
             for _try in range(2):
                 if self._lease_until - time.monotonic() <= budget + LEASE_MARGIN:
                     renewing_at = time.monotonic()
@@ -473,11 +493,13 @@ class Sender:
                     if message.id not in held:
                         break
                 message_deadline = time.monotonic() + budget
+                self._message_deadline = message_deadline
                 try:
                     outcome = self._deliver(
                         envelope_from, recipients, data, message_deadline
                     )
-                except SettledLate:
+                except SettledLate as late:
+                    self._commit_in_line(str(late))
                     continue
                 break
             if outcome is None:
@@ -717,47 +739,43 @@ class Sender:
             )
 
     def _write(self, **values) -> None:
-        """Record an outcome: at once, or committed in the writing thread
-        while the next message's envelope goes out (see
-        ``mailer.sending.writebehind``; never inside an atomic block, whose
-        rows that thread could not see)."""
-        behind = self._behind
+        """Record an outcome: at once, or sent on the second database
+        connection and committed while the next message's envelope goes out
+        (see ``mailer.sending.writebehind``; never inside an atomic block,
+        whose rows that connection could not see). If the second connection
+        fails, the outcome is written at once on this thread's, and so is
+        every later one of the run."""
         self._settle()
+        behind = self._behind
         if behind is None or connections[self.writer.db].in_atomic_block:
             self._write_now(**values)
             return
         try:
             behind.send(values, sum(self.writer.params(**values), []))
-        except DatabaseError as error:
-            logger.warning(
-                "recording an outcome behind failed (%s); writing it now",
-                _first_line(error),
-            )
-            behind.reset()
+        except Exception as error:  # noqa: BLE001 - written again below
+            self._commit_in_line(f"recording an outcome behind failed ({error})")
             self._write_now(**values)
 
-    def _settle(self) -> None:
+    def _settle(self) -> bool:
         """Wait until the outcome being committed behind (if any) is
-        committed. If its connection broke or the answer did not come, the
+        committed; return whether one was pending. If anything went wrong
+        (the connection broke, no answer came, the statement failed), the
         outcome is written again at once on this thread's connection, with
         :meth:`_write_now`'s retries (the message's claim guards its row; the
-        log may then hold the attempt twice).
+        log may then hold the attempt twice), and the rest of the run
+        commits in line.
 
-        :raises django.db.DatabaseError: as :meth:`_write_now`, or the
-            statement itself failed."""
+        :raises django.db.DatabaseError: as :meth:`_write_now`."""
         behind = self._behind
         if behind is None or behind.pending is None:
-            return
+            return False
         values = behind.pending
         try:
             behind.wait()
-        except DatabaseError as error:
-            logger.warning(
-                "recording an outcome behind failed (%s); writing it now",
-                _first_line(error),
-            )
-            behind.reset()
+        except Exception as error:  # noqa: BLE001 - written again below
+            self._commit_in_line(f"recording an outcome behind failed ({error})")
             self._write_now(**values)
+        return True
 
     def _before_content(self) -> None:
         """``transport.exchange``'s hook: the previous outcome is committed
@@ -765,18 +783,25 @@ class Sender:
         message in doubt per connection after kill -9).
 
         :raises RecordFailed: it could not be recorded at all.
-        :raises SettledLate: it took longer than ``LEASE_MARGIN`` (a rewrite
-            after a broken connection, a stalled database): this message's
-            lease and deadline were checked before that wait, so it is not
-            sent now; the send loop checks them again and sends it afresh.
+        :raises SettledLate: an outcome was pending and the wait took longer
+            than ``LEASE_MARGIN``, or ended less than ``LEASE_MARGIN`` before
+            this message's deadline (a rewrite after a broken connection, a
+            stalled database): its lease and deadline were checked before
+            that wait, so it is not sent now; the send loop checks its lease
+            again and sends it afresh, committing in line from then on.
         """
         started = time.monotonic()
         try:
-            self._settle()
+            waited = self._settle()
         except Exception as error:
             raise RecordFailed(str(error)) from error
-        if time.monotonic() - started > LEASE_MARGIN:
-            raise SettledLate
+        now = time.monotonic()
+        if waited and (
+            now - started > LEASE_MARGIN or now > self._message_deadline - LEASE_MARGIN
+        ):
+            raise SettledLate(
+                f"the previous outcome took {now - started:.2f} s to commit"
+            )
 
     def _write_now(self, **values) -> None:
         """Record an outcome the moment it is known, reconnecting to the

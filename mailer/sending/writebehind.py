@@ -20,6 +20,16 @@ to the relay without its outcome committed: kill -9 leaves at most one
 message in doubt per connection, as when every write was waited for at once.
 No thread: the wait is the only blocking point.
 
+When something goes wrong the outcome is never lost, and the run falls back
+to committing in line (``mailer.sending.engine.Sender``): a failed write
+(broken connection, no answer within :data:`ANSWER_TIMEOUT`, any database
+error) is written again on the worker's own connection, with its retries
+(the claim token guards the message's row; the log may then hold that
+attempt twice); a wait that took longer than the engine's lease margin
+(:class:`SettledLate`) means the next message, whose lease and deadline were
+checked before it, is not sent after it: its SMTP connection is closed
+before any content, and it goes out afresh.
+
 Used only where correct (:meth:`WriteBehind.usable`): PostgreSQL through
 psycopg 3, in autocommit mode (a caller's open transaction holds rows another
 connection cannot see), nothing watching the queries (``DEBUG``'s log, an
@@ -232,9 +242,3 @@ class WriteBehind:
             except Exception:  # noqa: BLE001 - a broken connection may not close cleanly
                 pass
             self._wrapper = None
-
-    def close(self) -> None:
-        """Close the connection; call :meth:`wait` first."""
-        if self.pending is not None:
-            raise RuntimeError("an outcome is still being written")
-        self.reset()
