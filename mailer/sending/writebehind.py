@@ -40,6 +40,7 @@ holds one more database connection while it sends (closed when it ends).
 
 from __future__ import annotations
 
+import select
 import selectors
 import time
 from typing import Any
@@ -52,6 +53,15 @@ __all__ = ["RecordFailed", "SettledLate", "WriteBehind", "numbered"]
 #: the connection is given up as broken (``django.db.OperationalError``) and
 #: the engine writes the outcome again on its own connection, with retries.
 ANSWER_TIMEOUT = 60.0
+
+# poll(2) where the platform has it (selectors elsewhere: Windows).
+_poll = getattr(select, "poll", None)
+_POLLIN = getattr(select, "POLLIN", 0)
+_POLLOUT = getattr(select, "POLLOUT", 0)
+#: An error or a hang-up is "readable": consume_input() then raises it.
+_POLLIN_OR_ERROR = (
+    _POLLIN | getattr(select, "POLLERR", 0) | getattr(select, "POLLHUP", 0)
+)
 
 
 class RecordFailed(Exception):
@@ -84,19 +94,11 @@ def numbered(sql: str) -> str:
 
 
 def _text(value: Any) -> bytes | None:
-    """A parameter in PostgreSQL's text format: the outcome's values are
-    integers, floats (seconds), strings and NULLs."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return b"t" if value else b"f"
-    if isinstance(value, int):  # IntegerChoices members too
-        return str(int(value)).encode()
-    if isinstance(value, float):
-        return repr(float(value)).encode()
-    if isinstance(value, str):
-        return value.encode()
-    raise TypeError(f"cannot pass {type(value).__name__} to PostgreSQL as text")
+    """A parameter in PostgreSQL's text format. The outcome's values are
+    integers (``IntegerChoices`` members print as their value), floats
+    (seconds), strings and NULLs, whose ``str()`` is that format; the
+    server takes each value's type from its place in the statement."""
+    return None if value is None else str(value).encode()
 
 
 class WriteBehind:
@@ -112,6 +114,7 @@ class WriteBehind:
         self.db = db
         self._sql = numbered(sql).encode()
         self._wrapper = None
+        self._errors = None
         #: The values of the write in flight (given to :meth:`send`), None
         #: when nothing is. Kept until its commit is answered or
         #: :meth:`reset`, so that a failed write can be written again.
@@ -141,7 +144,11 @@ class WriteBehind:
         if self._wrapper is None:
             main = connections[self.db]
             self._wrapper = type(main)(main.settings_dict, self.db)
-        self._wrapper.ensure_connection()
+            # Django's error translation (psycopg's errors become
+            # django.db's), one object reused for every statement.
+            self._errors = self._wrapper.wrap_database_errors
+        if self._wrapper.connection is None:
+            self._wrapper.ensure_connection()
         return self._wrapper
 
     def send(self, values: dict[str, Any], params: list) -> None:
@@ -157,7 +164,7 @@ class WriteBehind:
         encoded = [_text(p) for p in params]
         self.pending = values
         wrapper = self._connection()
-        with wrapper.wrap_database_errors:
+        with self._errors:
             pgconn = wrapper.connection.pgconn
             pgconn.send_query_params(self._sql, encoded)
             deadline = time.monotonic() + ANSWER_TIMEOUT
@@ -185,7 +192,7 @@ class WriteBehind:
         wrapper = self._wrapper
         if wrapper is None or wrapper.connection is None:
             raise OperationalError("the outcomes' connection is closed")
-        with wrapper.wrap_database_errors:
+        with self._errors:
             pgconn = wrapper.connection.pgconn
             deadline = time.monotonic() + ANSWER_TIMEOUT
             held = None
@@ -221,16 +228,24 @@ class WriteBehind:
             passed first."""
         import psycopg
 
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
-        with selectors.DefaultSelector() as selector:
-            selector.register(pgconn.socket, events)
-            left = deadline - time.monotonic()
-            ready = selector.select(left) if left > 0 else []
+        left = deadline - time.monotonic()
+        if _poll is not None:
+            # One system call, no limit on the descriptor's number.
+            poller = _poll()
+            poller.register(pgconn.socket, _POLLIN | (_POLLOUT if write else 0))
+            ready = poller.poll(left * 1000) if left > 0 else []
+            readable = any(mask & _POLLIN_OR_ERROR for _fd, mask in ready)
+        else:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if write else 0)
+            with selectors.DefaultSelector() as selector:
+                selector.register(pgconn.socket, events)
+                ready = selector.select(left) if left > 0 else []
+            readable = any(mask & selectors.EVENT_READ for _key, mask in ready)
         if not ready:
             raise psycopg.OperationalError(
                 f"no answer from the database in {ANSWER_TIMEOUT:g} s"
             )
-        return any(mask & selectors.EVENT_READ for _key, mask in ready)
+        return readable
 
     def reset(self) -> None:
         """Forget the write in flight and close the connection (it is opened
