@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.db import connections, router, transaction
 from django.utils import timezone
@@ -180,7 +180,17 @@ class OutcomeWriter:
     ) -> tuple[list, list]:
         """(update parameters, log parameters) of one outcome, for
         :attr:`update_sql` and :attr:`insert_sql` (:attr:`combined_sql`
-        takes both lists, joined). The arguments are :meth:`write`'s."""
+        takes both lists, joined).
+
+        ``token``: the claim the message must still be under;
+        ``due_in``: seconds from the database's now until the message is due
+        again, or ``None`` once it left the queue; ``now`` (default
+        ``timezone.now()``) is used only on databases without a clock
+        expression (see ``mailer.dbclock``); the rest are the new status
+        (``MessageStatus``), the counters' increments and the log row's
+        fields (``LogResult``, the SMTP reply code and text, the attempt's
+        number).
+        """
         if self.now_sql:
             due = offset_param(self.vendor, due_in)
             logged_at = offset_param(self.vendor, 0.0)
@@ -213,47 +223,12 @@ class OutcomeWriter:
         ]
         return update_params, log_params
 
-    def write(
-        self,
-        *,
-        message: Message,
-        token: str,
-        status: int,
-        attempts_added: int,
-        due_in: float | None,
-        message_id: str | None,
-        provider_id: str | None,
-        result: int,
-        smtp_code: int | None,
-        reply: str,
-        attempt: int,
-        now: datetime | None = None,
-        in_doubt_added: int = 0,
-    ) -> bool:
-        """Record the outcome; return False if the claim had been lost (the
+    def write(self, **values: Any) -> bool:
+        """Record the outcome whose values :meth:`params` takes (the same
+        keyword arguments); return False if the claim had been lost (the
         message's state is then left to its new owner; the log row is still
-        written).
-
-        ``due_in``: seconds from the database's now until the message is due
-        again, or ``None`` once it left the queue. ``now`` (default
-        ``timezone.now()``) is used only on databases without a clock
-        expression (see ``mailer.dbclock``).
-        """
-        update_params, log_params = self.params(
-            message=message,
-            token=token,
-            status=status,
-            attempts_added=attempts_added,
-            due_in=due_in,
-            message_id=message_id,
-            provider_id=provider_id,
-            result=result,
-            smtp_code=smtp_code,
-            reply=reply,
-            attempt=attempt,
-            now=now,
-            in_doubt_added=in_doubt_added,
-        )
+        written)."""
+        update_params, log_params = self.params(**values)
         connection = connections[self.db]
         if not connection.get_autocommit() or self.vendor not in (
             "postgresql",

@@ -56,6 +56,25 @@ def test_only_postgresql_outside_a_transaction_commits_behind():
         assert WriteBehind.usable("default") is False
 
 
+def side_connection():
+    """A database connection of the test's own, in autocommit, for the SMTP
+    server's thread to look at (or act on) the database with."""
+    side = connection.get_new_connection(connection.get_connection_params())
+    side.autocommit = True
+    return side
+
+
+def send_watched(server, on_message, side) -> object:
+    """``send_queued()`` with ``on_message`` called in the server's thread
+    for each message it receives; ``side`` is closed afterwards."""
+    server.on_message = on_message
+    try:
+        return send_queued()
+    finally:
+        server.on_message = None
+        side.close()
+
+
 @pytest.fixture
 def sends(monkeypatch):
     """How many outcomes went out behind (a counting wrapper around the real
@@ -103,8 +122,7 @@ def test_no_message_is_handed_over_before_the_previous_outcome_is_committed(
     recipients = addresses(25, "order-single") + addresses(25, "order-job")
     fill_single(recipients[:25])
     fill_job(recipients[25:])
-    watcher = connection.get_new_connection(connection.get_connection_params())
-    watcher.autocommit = True
+    watcher = side_connection()
     received: list[str] = []
     unrecorded: list[int] = []
 
@@ -118,12 +136,7 @@ def test_no_message_is_handed_over_before_the_previous_outcome_is_committed(
             unrecorded.append(row[0])
         received.extend(email.rcpt_tos)
 
-    mailserver.on_message = check
-    try:
-        result = send_queued()
-    finally:
-        mailserver.on_message = None
-        watcher.close()
+    result = send_watched(mailserver, check, watcher)
 
     assert (result.sent, result.error) == (50, None)
     assert sorted(Counter(deliveries(mailserver)).values()) == [1] * 50
@@ -146,8 +159,7 @@ def test_a_killed_outcome_connection_is_written_again_on_the_workers_own(
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         workers_own = cursor.fetchone()[0]  # send_queued() runs in this thread
-    killer = connection.get_new_connection(connection.get_connection_params())
-    killer.autocommit = True
+    killer = side_connection()
     killed: list[int] = []
 
     def kill_the_writer(email):
@@ -160,12 +172,7 @@ def test_a_killed_outcome_connection_is_written_again_on_the_workers_own(
             ).fetchall()
             killed.append(len(rows))
 
-    mailserver.on_message = kill_the_writer
-    try:
-        result = send_queued()
-    finally:
-        mailserver.on_message = None
-        killer.close()
+    result = send_watched(mailserver, kill_the_writer, killer)
 
     assert killed == [1]  # the outcomes' connection, not the worker's own
     assert (result.sent, result.error) == (60, None)
