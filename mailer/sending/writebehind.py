@@ -114,7 +114,6 @@ class WriteBehind:
         self.db = db
         self._sql = numbered(sql).encode()
         self._wrapper = None
-        self._errors = None
         #: The values of the write in flight (given to :meth:`send`), None
         #: when nothing is. Kept until its commit is answered or
         #: :meth:`reset`, so that a failed write can be written again.
@@ -144,9 +143,6 @@ class WriteBehind:
         if self._wrapper is None:
             main = connections[self.db]
             self._wrapper = type(main)(main.settings_dict, self.db)
-            # Django's error translation (psycopg's errors become
-            # django.db's), one object reused for every statement.
-            self._errors = self._wrapper.wrap_database_errors
         if self._wrapper.connection is None:
             self._wrapper.ensure_connection()
         return self._wrapper
@@ -164,7 +160,7 @@ class WriteBehind:
         encoded = [_text(p) for p in params]
         self.pending = values
         wrapper = self._connection()
-        with self._errors:
+        with wrapper.wrap_database_errors:
             pgconn = wrapper.connection.pgconn
             pgconn.send_query_params(self._sql, encoded)
             deadline = time.monotonic() + ANSWER_TIMEOUT
@@ -192,7 +188,7 @@ class WriteBehind:
         wrapper = self._wrapper
         if wrapper is None or wrapper.connection is None:
             raise OperationalError("the outcomes' connection is closed")
-        with self._errors:
+        with wrapper.wrap_database_errors:
             pgconn = wrapper.connection.pgconn
             deadline = time.monotonic() + ANSWER_TIMEOUT
             held = None

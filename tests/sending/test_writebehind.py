@@ -259,3 +259,39 @@ def test_a_slow_commit_sends_the_next_message_afresh(mailserver, sends):
     assert mailserver.connections == 2
     assert len(sends) == 4  # up to the slow one, then in line
     assert not Message.all_objects.exclude(status=MessageStatus.SENT).exists()
+
+
+@postgresql_only
+def test_a_slow_relay_that_resets_after_data_and_odd_values(mailserver, sends):
+    """Outcomes behind against a relay 20 ms away that resets the connection
+    after the first message's final "." (in doubt), with a non-ASCII subject
+    longer than the log keeps and an IDN recipient: the message in doubt is
+    recorded as such, the others as sent, each value in the log as queued
+    (UTF-8 through libpq's text format, cut where the model cuts)."""
+    import mailer
+
+    subject = "Zoë’s Übersicht ✓ " * 20  # 360 characters
+    recipients = ["first@example.com", "leser@bücher.example", "ann@example.com"]
+    for address in recipients:
+        mailer.send_mail(subject, "Grüße", "news@example.com", [address])
+    mailserver.delay_replies(0.02)
+    mailserver.reset_after_data(times=1)
+
+    result = send_queued()
+
+    assert (result.sent, result.in_doubt, result.error) == (2, 1, None)
+    assert len(sends) == 3  # all three behind, the in-doubt one too
+    assert Counter(deliveries(mailserver)) == Counter(
+        ["first@example.com", "leser@xn--bcher-kva.example", "ann@example.com"]
+    )
+    doubtful = Message.all_objects.get(to_address="first@example.com")
+    assert doubtful.status == MessageStatus.IN_DOUBT
+    assert doubtful.in_doubt == 1
+    logs = {log.recipient: log for log in MessageLog.objects.all()}
+    # Queuing stored the IDN domain in its ASCII form; the log says the same.
+    queued = set(Message.all_objects.values_list("to_address", flat=True))
+    assert set(logs) == queued
+    assert "leser@xn--bcher-kva.example" in queued
+    assert logs["first@example.com"].result == LogResult.IN_DOUBT
+    assert logs["leser@xn--bcher-kva.example"].result == LogResult.SENT
+    assert {log.subject for log in logs.values()} == {subject[:255]}
